@@ -1,0 +1,420 @@
+// Config keys: one table row per key (name, allowed values, how to set it, how to read it
+// back). Unknown keys, wrong types and out-of-range values are UsageErrors that name the key
+// and its allowed values; cross-key checks run once everything is set.
+#include "rnnsweep/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace rnnsweep {
+namespace {
+
+using json = nlohmann::json;
+
+struct KeyDef {
+  std::string name;
+  std::string allowed;
+  std::function<void(Config&, const toml::node&)> set;  // throws std::invalid_argument
+  std::function<json(const Config&)> get;
+};
+
+[[noreturn]] void bad_value(const toml::node& n) {
+  std::ostringstream os;
+  n.visit([&](const auto& v) {
+    if constexpr (toml::is_string<decltype(v)>) os << '"' << v.get() << '"';
+    else os << v;
+  });
+  throw std::invalid_argument(os.str());
+}
+
+double as_double(const toml::node& n) {
+  if (auto v = n.as_floating_point()) return v->get();
+  if (auto v = n.as_integer()) return double(v->get());
+  bad_value(n);
+}
+
+long as_long(const toml::node& n) {
+  if (auto v = n.as_integer()) return long(v->get());
+  if (auto v = n.as_floating_point())
+    if (std::floor(v->get()) == v->get()) return long(v->get());
+  bad_value(n);
+}
+
+bool as_bool(const toml::node& n) {
+  if (auto v = n.as_boolean()) return v->get();
+  bad_value(n);
+}
+
+std::string as_string(const toml::node& n) {
+  if (auto v = n.as_string()) return v->get();
+  bad_value(n);
+}
+
+// A list key takes a TOML array or a single value.
+template <typename T, typename Conv>
+std::vector<T> as_list(const toml::node& n, Conv conv) {
+  std::vector<T> out;
+  if (auto arr = n.as_array()) {
+    for (const auto& e : *arr) out.push_back(conv(e));
+  } else {
+    out.push_back(conv(n));
+  }
+  if (out.empty()) throw std::invalid_argument("[]");
+  return out;
+}
+
+// `ref` returns a reference to the field; getters reuse it on a const Config (read only).
+template <typename Get>
+KeyDef number_key(std::string name, Get ref, double lo, double hi, std::string allowed) {
+  return {name, allowed,
+          [ref, lo, hi](Config& c, const toml::node& n) {
+            double v = as_double(n);
+            if (!(v >= lo && v <= hi)) bad_value(n);
+            ref(c) = v;
+          },
+          [ref](const Config& c) { return json(ref(const_cast<Config&>(c))); }};
+}
+
+template <typename Get>
+KeyDef int_key(std::string name, Get ref, long lo, long hi, std::string allowed) {
+  return {name, allowed,
+          [ref, lo, hi](Config& c, const toml::node& n) {
+            long v = as_long(n);
+            if (v < lo || v > hi) bad_value(n);
+            ref(c) = static_cast<std::remove_reference_t<decltype(ref(c))>>(v);
+          },
+          [ref](const Config& c) { return json(ref(const_cast<Config&>(c))); }};
+}
+
+template <typename Get>
+KeyDef choice_key(std::string name, Get ref, std::vector<std::string> choices) {
+  std::string allowed = "one of";
+  for (auto& s : choices) allowed += " " + s;
+  return {name, allowed,
+          [ref, choices](Config& c, const toml::node& n) {
+            std::string v = as_string(n);
+            if (std::find(choices.begin(), choices.end(), v) == choices.end()) bad_value(n);
+            ref(c) = v;
+          },
+          [ref](const Config& c) { return json(ref(const_cast<Config&>(c))); }};
+}
+
+template <typename Get>
+KeyDef choice_list_key(std::string name, Get ref, std::vector<std::string> choices) {
+  std::string allowed = "a list of";
+  for (auto& s : choices) allowed += " " + s;
+  return {name, allowed,
+          [ref, choices](Config& c, const toml::node& n) {
+            ref(c) = as_list<std::string>(n, [&](const toml::node& e) {
+              std::string v = as_string(e);
+              if (std::find(choices.begin(), choices.end(), v) == choices.end()) bad_value(e);
+              return v;
+            });
+          },
+          [ref](const Config& c) { return json(ref(const_cast<Config&>(c))); }};
+}
+
+// Task keys live in a table per task: [romo], [2af], [dms].
+#define TASK_NUMBER(table, field, key, lo, hi, allowed) \
+  number_key(#table "." key, [](Config& c) -> double& { return c.field; }, lo, hi, allowed)
+#define TASK_INT(table, field, key, lo, hi, allowed) \
+  int_key(#table "." key, [](Config& c) -> int& { return c.field; }, lo, hi, allowed)
+
+const double kInf = std::numeric_limits<double>::infinity();
+const long kMaxLong = std::numeric_limits<long>::max();
+
+std::vector<KeyDef> make_keys() {
+  std::vector<KeyDef> k;
+  k.push_back(choice_list_key("tasks", [](Config& c) -> auto& { return c.tasks; }, {"romo", "2af", "dms"}));
+  k.push_back(choice_list_key("rules", [](Config& c) -> auto& { return c.rules; }, {"bptt", "eprop", "rflo"}));
+  k.push_back({"gains", "a list of numbers >= 0",
+               [](Config& c, const toml::node& n) {
+                 c.gains = as_list<double>(n, [](const toml::node& e) {
+                   double v = as_double(e);
+                   if (!(v >= 0 && v < kInf)) bad_value(e);
+                   return v;
+                 });
+               },
+               [](const Config& c) { return json(c.gains); }});
+  k.push_back({"lrs", "a list of numbers > 0",
+               [](Config& c, const toml::node& n) {
+                 c.lrs = as_list<double>(n, [](const toml::node& e) {
+                   double v = as_double(e);
+                   if (!(v > 0 && v < kInf)) bad_value(e);
+                   return v;
+                 });
+               },
+               [](const Config& c) { return json(c.lrs); }});
+  k.push_back({"seeds", "a list of integers in [0, 2^32)",
+               [](Config& c, const toml::node& n) {
+                 c.seeds = as_list<long>(n, [](const toml::node& e) {
+                   long v = as_long(e);
+                   if (v < 0 || v > 4294967295L) bad_value(e);
+                   return v;
+                 });
+               },
+               [](const Config& c) { return json(c.seeds); }});
+  k.push_back({"floss", "a list of true / false",
+               [](Config& c, const toml::node& n) { c.floss = as_list<bool>(n, as_bool); },
+               [](const Config& c) { return json(c.floss); }});
+
+  k.push_back(int_key("hidden", [](Config& c) -> int& { return c.hidden; }, 1, 4096, "an integer in [1, 4096]"));
+  k.push_back(int_key("batch", [](Config& c) -> int& { return c.batch; }, 1, 1 << 20, "an integer >= 1"));
+  k.push_back(int_key("iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key("log_every", [](Config& c) -> long& { return c.log_every; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(choice_key("optimizer", [](Config& c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
+  k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
+               [](const Config& c) { return json(c.bias); }});
+  k.push_back(int_key("data_seed", [](Config& c) -> long& { return c.data_seed; }, -1, 4294967295L,
+                      "-1 (each network's own seed) or an integer in [0, 2^32)"));
+  k.push_back(number_key("adam_beta1", [](Config& c) -> double& { return c.adam_beta1; }, 0, 0.999999, "a number in [0, 1)"));
+  k.push_back(number_key("adam_beta2", [](Config& c) -> double& { return c.adam_beta2; }, 0, 0.999999, "a number in [0, 1)"));
+  k.push_back(number_key("adam_eps", [](Config& c) -> double& { return c.adam_eps; }, 1e-300, 1, "a number in (0, 1]"));
+
+  k.push_back(int_key("le_k", [](Config& c) -> int& { return c.le_k; }, 0, 4096,
+                      "0 (full spectrum, k = hidden) or an integer in [1, hidden]"));
+  k.push_back(int_key("le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key("le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxLong, "an integer >= 0"));
+  k.push_back(int_key("le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 1 << 20, "an integer >= 1"));
+  k.push_back(int_key("floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(number_key("floss_lr", [](Config& c) -> double& { return c.floss_lr; }, 1e-300, kInf, "a number > 0"));
+  k.push_back(int_key("floss_k", [](Config& c) -> int& { return c.floss_k; }, 1, 4096, "an integer in [1, hidden]"));
+  k.push_back(int_key("floss_steps", [](Config& c) -> long& { return c.floss_steps; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key("floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxLong, "an integer >= 0"));
+
+  const char* pos = "a number > 0";
+  k.push_back(TASK_NUMBER(romo, romo.romo_dt_over_tau, "dt_over_tau", 1e-9, 1, "a number in (0, 1]"));
+  k.push_back(TASK_INT(romo, romo.romo_T, "T", 1, 1 << 20, "an integer >= 1"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_f_min, "f_min", -kInf, kInf, "a number"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_f_max, "f_max", -kInf, kInf, "a number > f_min"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_min_diff, "min_diff", 0, kInf, "a number >= 0 and < f_max - f_min"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_delay_min, "delay_min", 0, kInf, "a number >= 0 (units of tau)"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_delay_max, "delay_max", 0, kInf, "a number > delay_min (units of tau)"));
+  k.push_back(TASK_INT(romo, romo.romo_f1_onset, "f1_onset", 0, 1 << 20, "an integer >= 0 (steps)"));
+  k.push_back(TASK_INT(romo, romo.romo_pulse, "pulse", 1, 1 << 20, "an integer >= 1 (steps)"));
+  k.push_back(TASK_INT(romo, romo.romo_response_gap, "response_gap", 0, 1 << 20, "an integer >= 0 (steps)"));
+  k.push_back(TASK_INT(romo, romo.romo_response_len, "response_len", 1, 1 << 20, "an integer >= 1 (steps)"));
+  k.push_back(TASK_NUMBER(romo, romo.romo_target, "target", 1e-9, kInf, pos));
+
+  k.push_back(TASK_NUMBER(2af, two_af.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
+  k.push_back(TASK_NUMBER(2af, two_af.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
+  k.push_back(TASK_NUMBER(2af, two_af.sigma, "sigma", 0, kInf, "a number >= 0"));
+  k.push_back(TASK_INT(2af, two_af.fixation_ms, "fixation", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.stimulus_ms, "stimulus", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.delay_ms, "delay", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.decision_ms, "decision", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back({"2af.coherences", "a list of 1 to 8 numbers >= 0",
+               [](Config& c, const toml::node& n) {
+                 auto v = as_list<double>(n, as_double);
+                 if (v.size() > size_t(kMaxCoherences)) bad_value(n);
+                 for (size_t i = 0; i < v.size(); ++i) {
+                   if (!(v[i] >= 0)) bad_value(n);
+                   c.two_af.coherences[i] = v[i];
+                 }
+                 c.two_af.n_coherences = int(v.size());
+               },
+               [](const Config& c) {
+                 return json(std::vector<double>(c.two_af.coherences, c.two_af.coherences + c.two_af.n_coherences));
+               }});
+
+  k.push_back(TASK_NUMBER(dms, dms.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
+  k.push_back(TASK_NUMBER(dms, dms.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
+  k.push_back(TASK_NUMBER(dms, dms.sigma, "sigma", 0, kInf, "a number >= 0"));
+  k.push_back(TASK_INT(dms, dms.dms_fixation_ms, "fixation", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_sample_ms, "sample", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_delay_ms, "delay", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_test_ms, "test", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_decision_ms, "decision", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  return k;
+}
+
+const std::vector<KeyDef>& keys() {
+  static const std::vector<KeyDef> k = make_keys();
+  return k;
+}
+
+[[noreturn]] void fail(const std::string& key, const std::string& what) {
+  throw UsageError("config key '" + key + "': " + what);
+}
+
+void set_key(Config& c, const std::string& name, const toml::node& value, const std::string& where) {
+  for (const auto& k : keys()) {
+    if (k.name != name) continue;
+    try {
+      k.set(c, value);
+    } catch (const std::invalid_argument& e) {
+      fail(name, std::string("invalid value ") + e.what() + where + "; allowed: " + k.allowed);
+    }
+    return;
+  }
+  std::string msg = "unknown config key '" + name + "'" + where;
+  std::string near = nearest(name, config_key_names());
+  if (!near.empty()) msg += "; did you mean '" + near + "'?";
+  msg += " (the README lists every key)";
+  throw UsageError(msg);
+}
+
+void apply_table(Config& c, const toml::table& t, const std::string& prefix, const std::string& where) {
+  for (const auto& [key, node] : t) {
+    std::string name = prefix + std::string(key.str());
+    if (auto sub = node.as_table()) apply_table(c, *sub, name + ".", where);
+    else set_key(c, name, node, where);
+  }
+}
+
+void apply_override(Config& c, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UsageError("--set '" + assignment + "': expected key=value, e.g. --set iters=200");
+  std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + text);
+  } catch (const toml::parse_error&) {
+    // Not a TOML value: a bare word (romo) or a comma-separated list (romo,dms or 0.5,1).
+    toml::array list;
+    std::stringstream ss(text);
+    for (std::string item; std::getline(ss, item, ',');) {
+      try {
+        auto one = toml::parse("v = " + item);
+        list.push_back(*one["v"].node());
+      } catch (const toml::parse_error&) {
+        list.push_back(item);
+      }
+    }
+    if (list.size() == 1) parsed.insert_or_assign("v", text);
+    else parsed.insert_or_assign("v", std::move(list));
+  }
+  set_key(c, key, *parsed["v"].node(), " (from --set)");
+}
+
+bool multiple_of(int ms, double dt) {
+  double steps = ms / dt;
+  return std::fabs(steps - std::round(steps)) < 1e-9;
+}
+
+void validate(const Config& c) {
+  if (c.le_k > c.hidden)
+    fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
+                     "; allowed: 0 (full spectrum) or an integer in [1, hidden]");
+  if (c.floss_k > c.hidden && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
+    fail("floss_k", std::to_string(c.floss_k) + " is larger than hidden = " + std::to_string(c.hidden) +
+                        "; allowed: an integer in [1, hidden]");
+  const TaskParams& r = c.romo;
+  if (!(r.romo_f_max > r.romo_f_min)) fail("romo.f_max", "must be larger than romo.f_min");
+  if (!(r.romo_min_diff < r.romo_f_max - r.romo_f_min))
+    fail("romo.min_diff", "must be smaller than romo.f_max - romo.f_min, or no pair of frequencies qualifies");
+  if (!(r.romo_delay_max > r.romo_delay_min)) fail("romo.delay_max", "must be larger than romo.delay_min");
+  const int romo_needs = r.romo_f1_onset + 2 * r.romo_pulse + r.romo_max_delay_steps() + r.romo_response_gap +
+                         r.romo_response_len;
+  if (r.romo_T < romo_needs)
+    fail("romo.T", std::to_string(r.romo_T) + " is too short: the longest delay needs " + std::to_string(romo_needs) +
+                       " steps; allowed: an integer >= " + std::to_string(romo_needs));
+  struct Timing {
+    const char* table;
+    const TaskParams& p;
+    std::vector<std::pair<const char*, int>> ms;
+  };
+  const Timing timings[] = {
+      {"2af", c.two_af, {{"fixation", c.two_af.fixation_ms}, {"stimulus", c.two_af.stimulus_ms},
+                         {"delay", c.two_af.delay_ms}, {"decision", c.two_af.decision_ms}}},
+      {"dms", c.dms, {{"fixation", c.dms.dms_fixation_ms}, {"sample", c.dms.dms_sample_ms},
+                      {"delay", c.dms.dms_delay_ms}, {"test", c.dms.dms_test_ms},
+                      {"decision", c.dms.dms_decision_ms}}}};
+  for (const auto& t : timings) {
+    if (t.p.tau < t.p.dt)
+      fail(std::string(t.table) + ".tau", "must be >= " + std::string(t.table) + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
+    for (const auto& [name, ms] : t.ms)
+      if (!multiple_of(ms, t.p.dt))
+        fail(std::string(t.table) + "." + name, std::to_string(ms) + " ms is not a multiple of dt = " +
+                                                     std::to_string(t.p.dt) + " ms");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> config_key_names() {
+  std::vector<std::string> names;
+  for (const auto& k : keys()) names.push_back(k.name);
+  return names;
+}
+
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_d = std::max<size_t>(3, word.size() / 2) + 1;  // farther than this is no suggestion
+  for (const auto& c : candidates) {
+    size_t d = distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+Config default_config_with(const std::vector<std::string>& overrides) {
+  Config c;
+  for (const auto& o : overrides) apply_override(c, o);
+  validate(c);
+  return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config c;
+  toml::table file;
+  try {
+    file = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "cannot read config '" << path << "': " << e.description();
+    if (e.source().begin.line > 0) os << " (line " << e.source().begin.line << ")";
+    throw UsageError(os.str());
+  }
+  apply_table(c, file, "", " in " + path);
+  for (const auto& o : overrides) apply_override(c, o);
+  validate(c);
+  return c;
+}
+
+json config_to_json(const Config& c) {
+  json j = json::object();
+  for (const auto& k : keys()) j[k.name] = k.get(c);
+  j["le_k"] = c.spectrum_k();  // resolved: 0 stands for hidden
+  return j;
+}
+
+TaskKind parse_task(const std::string& name) {
+  if (name == "romo") return TaskKind::romo;
+  if (name == "2af") return TaskKind::two_af;
+  if (name == "dms") return TaskKind::dms;
+  throw UsageError("unknown task '" + name + "'; allowed: romo, 2af, dms");
+}
+
+const char* task_name(TaskKind k) {
+  return k == TaskKind::romo ? "romo" : k == TaskKind::two_af ? "2af" : "dms";
+}
+
+Rule parse_rule(const std::string& name) {
+  if (name == "bptt") return Rule::bptt;
+  if (name == "eprop") return Rule::eprop;
+  if (name == "rflo") return Rule::rflo;
+  throw UsageError("unknown rule '" + name + "'; allowed: bptt, eprop, rflo");
+}
+
+const char* rule_name(Rule r) { return r == Rule::bptt ? "bptt" : r == Rule::eprop ? "eprop" : "rflo"; }
+
+}  // namespace rnnsweep

@@ -1,0 +1,59 @@
+// The CPU backend: a pool of threads, each training whole networks one at a time.
+// Networks never share state, so results do not depend on the number of threads or on which
+// thread ran which network; Eigen's own threading is off (EIGEN_DONT_PARALLELIZE) for the same
+// reason and because networks are the better unit of parallelism.
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "host/cpu/train.h"
+
+namespace rnnsweep {
+namespace {
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+class CpuBackend : public Backend {
+ public:
+  explicit CpuBackend(int threads)
+      : threads_(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) {}
+
+  std::string name() const override { return "cpu"; }
+  std::string device() const override {
+    return std::to_string(threads_) + " thread" + (threads_ > 1 ? "s" : "") + " on " + cpu_model_name();
+  }
+
+  std::vector<NetworkResult> train(const Config& config, const std::vector<NetworkSpec>& networks,
+                                   const RunOptions& options, Progress& progress) override {
+    long long total = 0;
+    for (const auto& n : networks) total += cpu::work_units(config, n, options);
+    progress.total = total;
+    std::vector<NetworkResult> results(networks.size());
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i; (i = next++) < networks.size();)
+        results[i] = cpu::train_network(config, networks[i], options, progress.done);
+    };
+    const int n = std::min<int>(threads_, std::max<size_t>(1, networks.size()));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    return results;
+  }
+
+ private:
+  int threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace rnnsweep

@@ -1,0 +1,96 @@
+// The per-network training pipeline of the CPU backend. CUDA twin: kernels/cuda_backend.cu.
+#include "host/cpu/train.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "host/cpu/adam.h"
+#include "host/cpu/model.h"
+
+namespace rnnsweep::cpu {
+
+long long work_units(const Config& config, const NetworkSpec& spec, const RunOptions& options) {
+  (void)spec;
+  return options.train ? config.iters : 0;
+}
+
+NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
+                            std::atomic<long long>& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const TaskParams& task = config.task(spec.task);
+  const Shape shape{config.hidden, task.inputs(), task.outputs(), config.bias};
+  const ParamLayout layout(shape);
+  const float a = static_cast<float>(task.leak());
+
+  NetworkResult r;
+  r.spec = spec;
+  std::vector<float> params(layout.size), grad(layout.size);
+  init_params(shape, spec.gain, spec.seed, params.data());
+  if (options.keep_weights) r.params_init = params;
+
+  Mat<float> rflo_B;
+  if (spec.rule == Rule::rflo) {
+    const std::vector<float> B = rflo_feedback(shape, spec.seed);
+    rflo_B = Eigen::Map<const Mat<float>>(B.data(), shape.H, shape.O);
+  }
+
+  if (options.train) {
+    AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
+    AdamState<float> adam(params.size());
+    Trials trials;
+    Forward<float> fwd;
+    Mat<float> dL_dy;
+    // Loss and accuracy of every iteration, for the tail means.
+    std::vector<double> losses, accuracies;
+    losses.reserve(config.iters);
+    accuracies.reserve(config.iters);
+    r.best_loss = std::numeric_limits<double>::infinity();
+    for (long it = 0; it < config.iters; ++it) {
+      fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch, trials);
+      forward(shape, a, params.data(), trials, fwd);
+      const LossValue lv = task_loss(trials, fwd.y, &dL_dy);
+      if (!std::isfinite(lv.loss)) {
+        // Frozen from here: the loss of the parameters after iteration it - 1 is NaN/Inf.
+        r.diverged = true;
+        r.diverged_at = it;
+        progress += config.iters - it;
+        break;
+      }
+      losses.push_back(lv.loss);
+      accuracies.push_back(lv.accuracy);
+      r.best_loss = std::min(r.best_loss, lv.loss);
+      if (it % config.log_every == 0 || it == config.iters - 1) r.curve.push_back({it, lv.loss, lv.accuracy});
+
+      if (spec.rule == Rule::bptt) {
+        bptt_gradient(shape, a, params.data(), fwd, dL_dy, grad.data());
+      } else {
+        const Mat<float> feedback =
+            spec.rule == Rule::rflo ? rflo_B : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
+        eprop_gradient(shape, a, params.data(), fwd, dL_dy, feedback, grad.data());
+      }
+      if (config.optimizer == "adam") adam_step(params.data(), grad.data(), params.size(), spec.lr, hyper, adam);
+      else sgd_step(params.data(), grad.data(), params.size(), spec.lr);
+      ++progress;
+    }
+    r.iterations = static_cast<long>(losses.size());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    if (r.diverged || losses.empty()) {
+      r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;
+      if (losses.empty()) r.best_loss = nan;
+    } else {
+      r.final_loss = losses.back();
+      r.final_accuracy = accuracies.back();
+      const size_t tail = std::max<size_t>(1, (losses.size() + 9) / 10);
+      double sl = 0, sa = 0;
+      for (size_t i = losses.size() - tail; i < losses.size(); ++i) sl += losses[i], sa += accuracies[i];
+      r.tail_loss = sl / tail;
+      r.tail_accuracy = sa / tail;
+    }
+  }
+  if (options.keep_weights) r.params_final = params;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace rnnsweep::cpu

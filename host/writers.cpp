@@ -1,0 +1,217 @@
+// CSV, .npy and JSON writers. Every file is written to a temporary name and renamed, so a
+// crash never leaves a half-written table that looks complete.
+#include "host/writers.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+namespace rnnsweep {
+namespace {
+
+// Writes through a temporary file and renames it into place when done.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp"), out_(tmp_) {
+    if (!out_) throw std::runtime_error("cannot write " + tmp_);
+  }
+  std::ofstream& stream() { return out_; }
+  void commit() {
+    out_.close();
+    if (!out_) throw std::runtime_error("error while writing " + tmp_);
+    std::filesystem::rename(tmp_, path_);
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::ofstream out_;
+};
+
+const char* bool_text(bool b) { return b ? "true" : "false"; }
+
+}  // namespace
+
+std::string format_number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+void write_networks_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,task,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
+       "final_accuracy,tail_loss,tail_accuracy,best_loss,max_le_init,max_le_flossed,max_le_trained,"
+       "floss_loss_first,floss_loss_last\n";
+  auto max_le = [](const std::vector<double>& s) { return s.empty() ? std::string() : format_number(s.front()); };
+  for (const auto& r : results) {
+    const auto& s = r.spec;
+    o << s.id << ',' << task_name(s.task) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
+      << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
+      << (r.diverged ? "diverged" : "ok") << ',' << (r.diverged ? std::to_string(r.diverged_at) : "") << ','
+      << r.iterations << ',' << format_number(r.final_loss) << ',' << format_number(r.final_accuracy) << ','
+      << format_number(r.tail_loss) << ',' << format_number(r.tail_accuracy) << ','
+      << format_number(r.best_loss) << ',' << max_le(r.spectrum_init) << ',' << max_le(r.spectrum_flossed)
+      << ',' << max_le(r.spectrum_trained) << ','
+      << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.front().loss)) << ','
+      << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.back().loss)) << '\n';
+  }
+  f.commit();
+}
+
+void write_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,iteration,loss,accuracy\n";
+  for (const auto& r : results)
+    for (const auto& p : r.curve)
+      o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << ',' << format_number(p.accuracy)
+        << '\n';
+  f.commit();
+}
+
+void write_floss_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,iteration,floss_loss\n";
+  for (const auto& r : results)
+    for (const auto& p : r.floss_curve) o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << '\n';
+  f.commit();
+}
+
+void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,phase,index,lambda\n";
+  for (const auto& r : results) {
+    const std::pair<const char*, const std::vector<double>*> phases[] = {
+        {"init", &r.spectrum_init}, {"flossed", &r.spectrum_flossed}, {"trained", &r.spectrum_trained}};
+    for (const auto& [phase, spectrum] : phases)
+      for (size_t i = 0; i < spectrum->size(); ++i)
+        o << r.spec.id << ',' << phase << ',' << i + 1 << ',' << format_number((*spectrum)[i]) << '\n';
+  }
+  f.commit();
+}
+
+std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
+  // (task, rule, gain, floss) -> lr -> networks; std::map keeps the output order stable.
+  using Key = std::tuple<int, int, double, bool>;
+  std::map<Key, std::map<double, std::vector<const NetworkResult*>>> groups;
+  for (const auto& r : results)
+    groups[{int(r.spec.task), int(r.spec.rule), r.spec.gain, r.spec.floss}][r.spec.lr].push_back(&r);
+
+  auto mean_std = [](const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m += x;
+    m /= v.size();
+    double ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    // sample std (pandas' default, ddof = 1); undefined for one seed
+    double sd = v.size() > 1 ? std::sqrt(ss / (v.size() - 1)) : std::nan("");
+    return std::pair<double, double>{m, sd};
+  };
+
+  std::vector<SummaryRow> rows;
+  for (const auto& [key, by_lr] : groups) {
+    SummaryRow best{};
+    bool have = false;
+    for (const auto& [lr, nets] : by_lr) {
+      std::vector<double> loss, acc;
+      int diverged = 0;
+      for (const auto* n : nets) {
+        // A diverged seed makes this lr's mean loss infinite: an lr that diverges is never
+        // "best" unless every lr diverges.
+        loss.push_back(n->diverged ? std::numeric_limits<double>::infinity() : n->tail_loss);
+        acc.push_back(n->diverged ? 0.0 : n->tail_accuracy);
+        diverged += n->diverged;
+      }
+      auto [lm, ls] = mean_std(loss);
+      auto [am, as] = mean_std(acc);
+      if (!have || lm < best.tail_loss_mean) {
+        best = {task_name(TaskKind(std::get<0>(key))), rule_name(Rule(std::get<1>(key))), std::get<2>(key),
+                std::get<3>(key), lr, int(nets.size()), diverged, lm, ls, am, as};
+        have = true;
+      }
+    }
+    rows.push_back(best);
+  }
+  return rows;
+}
+
+void write_summary_csv(const std::string& path, const std::vector<SummaryRow>& rows) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "task,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,tail_accuracy_mean,"
+       "tail_accuracy_std\n";
+  for (const auto& r : rows)
+    o << r.task << ',' << r.rule << ',' << format_number(r.gain) << ',' << bool_text(r.floss) << ','
+      << format_number(r.best_lr) << ',' << r.n_seeds << ',' << r.n_diverged << ','
+      << format_number(r.tail_loss_mean) << ',' << format_number(r.tail_loss_std) << ','
+      << format_number(r.tail_accuracy_mean) << ',' << format_number(r.tail_accuracy_std) << '\n';
+  f.commit();
+}
+
+void write_timings_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,seconds\n";
+  for (const auto& r : results) o << r.spec.id << ',' << format_number(r.seconds) << '\n';
+  f.commit();
+}
+
+void write_npy(const std::string& path, const float* column_major, int rows, int cols) {
+  // .npy format version 1.0: magic, header length, a Python dict literal padded so that the
+  // data starts at a multiple of 64 bytes, then the raw little-endian float32 data.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  const size_t preamble = 10;
+  header.append(64 - (preamble + header.size() + 1) % 64, ' ');
+  header += '\n';
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o.write("\x93NUMPY\x01\x00", 8);
+  const unsigned short len = static_cast<unsigned short>(header.size());
+  const char len_bytes[2] = {char(len & 0xff), char(len >> 8)};
+  o.write(len_bytes, 2);
+  o << header;
+  std::vector<float> row_major(size_t(rows) * cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) row_major[size_t(r) * cols + c] = column_major[size_t(c) * rows + r];
+  o.write(reinterpret_cast<const char*>(row_major.data()), std::streamsize(row_major.size() * sizeof(float)));
+  f.commit();
+}
+
+void write_weights(const std::string& dir, const Config& config, const std::vector<NetworkResult>& results) {
+  std::filesystem::create_directories(dir);
+  for (const auto& r : results) {
+    const TaskParams& task = config.task(r.spec.task);
+    const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
+    const ParamLayout L(s);
+    const std::pair<const char*, const std::vector<float>*> phases[] = {{"init", &r.params_init},
+                                                                         {"final", &r.params_final}};
+    for (const auto& [phase, p] : phases) {
+      if (p->empty()) continue;
+      const std::string stem = dir + "/net" + std::to_string(r.spec.id) + "_" + phase + "_";
+      write_npy(stem + "W_h.npy", p->data() + L.W_h, s.H, s.H);
+      write_npy(stem + "W_x.npy", p->data() + L.W_x, s.H, s.I);
+      write_npy(stem + "w.npy", p->data() + L.w, s.O, s.H);
+    }
+  }
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  AtomicFile f(path);
+  f.stream() << j.dump(2) << '\n';
+  f.commit();
+}
+
+}  // namespace rnnsweep

@@ -1,0 +1,67 @@
+// The interface both backends implement: train a list of networks, return their results.
+// The CPU backend (host/cpu/cpu_backend.cpp) is the reference; the CUDA backend
+// (kernels/cuda_backend.cu) must return the same numbers within stated tolerances.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rnnsweep/config.h"
+#include "rnnsweep/grid.h"
+
+namespace rnnsweep {
+
+struct CurvePoint {
+  long iteration;
+  double loss;
+  double accuracy;
+};
+
+struct NetworkResult {
+  NetworkSpec spec;
+  bool diverged = false;
+  long diverged_at = -1;  // first iteration whose loss was NaN or Inf
+  long iterations = 0;    // iterations trained (== iters unless diverged)
+  double final_loss = 0, final_accuracy = 0;  // at the last trained iteration
+  double tail_loss = 0, tail_accuracy = 0;    // means over the last 10% of the iterations
+  double best_loss = 0;
+  std::vector<CurvePoint> curve;  // every log_every iterations and the last one
+
+  // Lyapunov spectra (empty when not computed) and the flossing loss curve
+  std::vector<double> spectrum_init, spectrum_flossed, spectrum_trained;
+  std::vector<CurvePoint> floss_curve;  // loss = sum of squared exponents; accuracy unused
+
+  std::vector<float> params_init, params_final;  // only with RunOptions::keep_weights
+  double seconds = 0;
+};
+
+struct RunOptions {
+  int threads = 0;          // 0: all hardware threads
+  bool keep_weights = false;
+  bool train = true;        // false: only the initial spectra (`rnnsweep lyapunov`)
+  bool spectra = true;      // compute Lyapunov spectra before and after training
+};
+
+// Work done so far, in units the backend chooses and announces in `total`; read by the
+// progress printer on another thread.
+struct Progress {
+  std::atomic<long long> done{0};
+  std::atomic<long long> total{0};
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual std::string device() const = 0;
+  // Results in the order of `networks`.
+  virtual std::vector<NetworkResult> train(const Config& config, const std::vector<NetworkSpec>& networks,
+                                           const RunOptions& options, Progress& progress) = 0;
+};
+
+// "auto" (CUDA if built and a GPU is present, otherwise CPU), "cpu" or "cuda".
+std::unique_ptr<Backend> make_backend(const std::string& which, int threads);
+
+}  // namespace rnnsweep

@@ -1,0 +1,86 @@
+// A sweep's configuration: the grid axes, training, Lyapunov and flossing settings, and the
+// task parameters. Read from a TOML file in configs/, overridden by `--set key=value`,
+// validated before any work starts; every key, its default and its allowed values are in
+// one table (host/config.cpp) that also produces the resolved config for the manifest.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "rnnsweep/model.h"
+#include "rnnsweep/task.h"
+
+namespace rnnsweep {
+
+// Bad input from the user (config, flag, output folder): main prints it and exits with 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  // grid axes (SPEC section 6)
+  std::vector<std::string> tasks = {"romo", "2af", "dms"};
+  std::vector<std::string> rules = {"bptt", "eprop", "rflo"};
+  std::vector<double> gains = {0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0};
+  std::vector<double> lrs = {1e-4, 3e-4, 1e-3, 3e-3};
+  std::vector<long> seeds = {0, 1, 2, 3, 4};
+  std::vector<bool> floss = {false};
+
+  // training
+  int hidden = 64;
+  int batch = 32;
+  long iters = 5000;
+  long log_every = 10;
+  std::string optimizer = "adam";
+  bool bias = false;
+  long data_seed = -1;  // -1: each network trains on the trials of its own seed
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+
+  // Lyapunov spectra (SPEC section 4); le_k = 0 means the full spectrum (k = hidden)
+  int le_k = 0;
+  long le_steps = 1000, le_warmup = 100;
+  int le_batch = 8;
+
+  // gradient flossing (SPEC section 5)
+  long floss_iters = 100;
+  double floss_lr = 1e-3;
+  int floss_k = 32;
+  long floss_steps = 100, floss_warmup = 20;
+
+  TaskParams romo = make_task(TaskKind::romo);
+  TaskParams two_af = make_task(TaskKind::two_af);
+  TaskParams dms = make_task(TaskKind::dms);
+
+  static TaskParams make_task(TaskKind k) {
+    TaskParams p;
+    p.kind = k;
+    return p;
+  }
+  const TaskParams& task(TaskKind k) const {
+    return k == TaskKind::romo ? romo : k == TaskKind::two_af ? two_af : dms;
+  }
+  int spectrum_k() const { return le_k > 0 ? le_k : hidden; }
+};
+
+// Defaults, then the file, then the overrides (each "key=value", value in TOML syntax; a list
+// may also be written a,b,c). Throws UsageError naming the key and its allowed values.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+Config default_config_with(const std::vector<std::string>& overrides);
+
+// Every key with its resolved value.
+nlohmann::json config_to_json(const Config& c);
+
+// All config key names, for suggestions and documentation.
+std::vector<std::string> config_key_names();
+
+// The closest of `candidates` to `word` (edit distance), or "" if none is close.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
+
+TaskKind parse_task(const std::string& name);  // romo | 2af | dms
+const char* task_name(TaskKind k);
+Rule parse_rule(const std::string& name);  // bptt | eprop | rflo
+const char* rule_name(Rule r);
+
+}  // namespace rnnsweep

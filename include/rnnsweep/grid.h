@@ -1,0 +1,26 @@
+// The grid of a sweep: one network per point of tasks x rules x gains x lrs x seeds x floss.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "rnnsweep/config.h"
+
+namespace rnnsweep {
+
+struct NetworkSpec {
+  long id;  // position in the grid's fixed order (tasks, rules, gains, lrs, seeds, floss)
+  TaskKind task;
+  Rule rule;
+  double gain;
+  double lr;
+  std::uint32_t seed;       // initial weights (and RFLO's B)
+  std::uint32_t data_seed;  // training trials
+  bool floss;
+};
+
+// Every network of the grid, in id order. The id of a grid point depends only on the axes,
+// so ids are stable across runs, shards and backends.
+std::vector<NetworkSpec> expand_grid(const Config& c);
+
+}  // namespace rnnsweep

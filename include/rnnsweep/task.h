@@ -1,0 +1,174 @@
+// The three tasks of the study (SPEC section 3): parameters, shapes, and the generator of one
+// trial, written once for host and device.
+//
+// `generate_trial` is RNNSWEEP_HD so that the CPU backend (host/cpu/tasks.cpp) and the CUDA
+// backend (kernels/tasks.cu) run the very same code on the very same Philox words: trial b of
+// iteration i is a pure function of (task parameters, data_seed, i, b), whatever the batch
+// size or the device. The trial layout (x, target, mask, label) is described at `TrialView`.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "rnnsweep/rng.h"
+
+namespace rnnsweep {
+
+enum class TaskKind { romo, two_af, dms };
+
+constexpr int kMaxCoherences = 8;
+
+// Every timing, dt, tau, noise level and trial length of SPEC section 3, as config keys.
+// Timings of 2af and dms are in ms and must be multiples of dt; romo's are in steps except its
+// delay, which is drawn in units of tau as in Schuessler et al. 2020.
+struct TaskParams {
+  TaskKind kind = TaskKind::romo;
+
+  // romo
+  double romo_dt_over_tau = 0.5;
+  int romo_T = 56;
+  double romo_f_min = 0.5, romo_f_max = 1.5, romo_min_diff = 0.2;
+  double romo_delay_min = 2.0, romo_delay_max = 8.0;  // in units of tau
+  int romo_f1_onset = 6;       // step at which f1 starts
+  int romo_pulse = 2;          // steps each stimulus lasts
+  int romo_response_gap = 10;  // steps from the end of f2 to the response
+  int romo_response_len = 20;  // steps of response
+  double romo_target = 0.5;
+
+  // 2af and dms (neurogym conventions: ms, a = 1 - dt / tau)
+  double dt = 100.0, tau = 100.0;
+  double sigma = 0.1;  // std of the input noise per step
+  // 2af
+  int fixation_ms = 100, stimulus_ms = 2000, delay_ms = 0, decision_ms = 100;
+  int n_coherences = 5;
+  double coherences[kMaxCoherences] = {0.0, 6.4, 12.8, 25.6, 51.2};
+  // dms
+  int dms_fixation_ms = 300, dms_sample_ms = 500, dms_delay_ms = 1000, dms_test_ms = 500,
+      dms_decision_ms = 900;
+
+  RNNSWEEP_HD int steps(int ms) const { return static_cast<int>(ms / dt + 0.5); }
+  RNNSWEEP_HD double leak() const {
+    return kind == TaskKind::romo ? 1.0 - romo_dt_over_tau : 1.0 - dt / tau;
+  }
+  RNNSWEEP_HD int T() const {
+    switch (kind) {
+      case TaskKind::romo: return romo_T;
+      case TaskKind::two_af:
+        return steps(fixation_ms) + steps(stimulus_ms) + steps(delay_ms) + steps(decision_ms);
+      default:
+        return steps(dms_fixation_ms) + steps(dms_sample_ms) + steps(dms_delay_ms) +
+               steps(dms_test_ms) + steps(dms_decision_ms);
+    }
+  }
+  RNNSWEEP_HD int inputs() const { return kind == TaskKind::romo ? 1 : 3; }
+  RNNSWEEP_HD int outputs() const { return kind == TaskKind::romo ? 2 : 3; }
+  // romo is a regression (masked MSE); 2af and dms are classifications (cross-entropy).
+  RNNSWEEP_HD bool classification() const { return kind != TaskKind::romo; }
+  // Largest delay romo can draw, in steps (the delay is int(U(min, max) / dt_over_tau)).
+  RNNSWEEP_HD int romo_max_delay_steps() const {
+    double d = romo_delay_max / romo_dt_over_tau;
+    int steps = static_cast<int>(d);
+    return steps == d ? steps - 1 : steps;  // U(min, max) excludes max
+  }
+};
+
+// Where one trial's numbers go. Arrays hold a whole batch, step-major so that step t of the
+// batch is one contiguous I x Bt (or O x Bt) column-major block:
+//   x[(t * Bt + b) * I + i], target/mask[(t * Bt + b) * O + o], label[t * Bt + b].
+// target and mask are used by regression tasks, label by classification tasks; the others
+// may be null.
+struct TrialView {
+  int T, Bt, I, O;
+  float* x;
+  float* target;
+  float* mask;
+  int* label;
+};
+
+// Writes trial b of the batch of iteration `iteration` drawn from `rng`.
+RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, std::uint32_t iteration,
+                                       int b, const TrialView& out) {
+  const int T = out.T, Bt = out.Bt, I = out.I, O = out.O;
+  auto x = [&](int t, int i) -> float& { return out.x[(t * Bt + b) * I + i]; };
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < I; ++i) x(t, i) = 0.0f;
+
+  if (p.kind == TaskKind::romo) {
+    // Word 0 of counter (iteration, b, 0) draws the delay; counters (iteration, b, k >= 1)
+    // draw (f1, f2) until they are far enough apart, as the reference generator redraws.
+    auto w0 = rng.words(iteration, static_cast<std::uint32_t>(b), 0);
+    const double delay_tau = p.romo_delay_min + (p.romo_delay_max - p.romo_delay_min) * to_unit(w0[0]);
+    const int d = static_cast<int>(delay_tau / p.romo_dt_over_tau);
+    double f1 = 0, f2 = 0;
+    for (std::uint32_t k = 1;; ++k) {
+      auto w = rng.words(iteration, static_cast<std::uint32_t>(b), k);
+      f1 = p.romo_f_min + (p.romo_f_max - p.romo_f_min) * to_unit(w[0]);
+      f2 = p.romo_f_min + (p.romo_f_max - p.romo_f_min) * to_unit(w[1]);
+      if (fabs(f1 - f2) >= p.romo_min_diff) break;
+    }
+    const int f1_on = p.romo_f1_onset, f2_on = f1_on + p.romo_pulse + d;
+    const int f2_off = f2_on + p.romo_pulse;
+    const int resp_on = f2_off + p.romo_response_gap, resp_off = resp_on + p.romo_response_len;
+    for (int t = f1_on; t < f1_on + p.romo_pulse; ++t) x(t, 0) = static_cast<float>(f1);
+    for (int t = f2_on; t < f2_off; ++t) x(t, 0) = static_cast<float>(f2);
+    const int correct = f1 > f2 ? 0 : 1;
+    for (int t = 0; t < T; ++t) {
+      const bool response = t >= resp_on && t < resp_off;
+      for (int o = 0; o < O; ++o) {
+        const int k = (t * Bt + b) * O + o;
+        out.target[k] = (response && o == correct) ? static_cast<float>(p.romo_target) : 0.0f;
+        out.mask[k] = (response || t < f2_off) ? 1.0f : 0.0f;
+      }
+    }
+    return;
+  }
+
+  // 2af and dms: channel 0 is the fixation cue, channels 1 and 2 a ring of two directions
+  // (theta = 0, pi). Counter (iteration, b, 0) draws the trial's conditions; counter
+  // (iteration, b, 1 + t) draws the two noise values of step t.
+  const double pi = 3.141592653589793;
+  auto w0 = rng.words(iteration, static_cast<std::uint32_t>(b), 0);
+  int decision_on, label_on_decision;
+  // stimulus value of ring channel k (1 or 2) at step t, or a negative number when off
+  double amp_sample = 0, amp_test = 0, angle_sample = 0, angle_test = 0;
+  int s_on = 0, s_off = 0, t_on = 0, t_off = 0;
+  if (p.kind == TaskKind::two_af) {
+    const int choice = to_index(w0[0], 2);
+    const double coh = p.coherences[to_index(w0[1], p.n_coherences)];
+    s_on = p.steps(p.fixation_ms);
+    s_off = s_on + p.steps(p.stimulus_ms);
+    decision_on = s_off + p.steps(p.delay_ms);
+    label_on_decision = 1 + choice;
+    angle_sample = choice * pi;
+    amp_sample = coh / 200.0;  // 0.5 + cos(theta_k - theta_c) * coh / 200
+  } else {
+    const bool match = to_index(w0[0], 2) == 0;
+    const double sample = to_index(w0[1], 2) * pi;
+    s_on = p.steps(p.dms_fixation_ms);
+    s_off = s_on + p.steps(p.dms_sample_ms);
+    t_on = s_off + p.steps(p.dms_delay_ms);
+    t_off = t_on + p.steps(p.dms_test_ms);
+    decision_on = t_off;
+    label_on_decision = match ? 1 : 2;
+    angle_sample = sample;
+    angle_test = match ? sample : sample + pi;
+    amp_sample = amp_test = 0.5;
+  }
+  for (int t = 0; t < T; ++t) {
+    const bool decision = t >= decision_on;
+    x(t, 0) = decision ? 0.0f : 1.0f;
+    const bool in_sample = t >= s_on && t < s_off;
+    const bool in_test = p.kind == TaskKind::dms && t >= t_on && t < t_off;
+    if (in_sample || in_test) {
+      auto w = rng.words(iteration, static_cast<std::uint32_t>(b), 1u + static_cast<std::uint32_t>(t));
+      NormalPair noise = to_normals(w[0], w[1]);
+      const double angle = in_sample ? angle_sample : angle_test;
+      const double amp = in_sample ? amp_sample : amp_test;
+      x(t, 1) = static_cast<float>(0.5 + amp * cos(0.0 - angle) + p.sigma * noise.first);
+      x(t, 2) = static_cast<float>(0.5 + amp * cos(pi - angle) + p.sigma * noise.second);
+    }
+    out.label[t * Bt + b] = decision ? label_on_decision : 0;
+  }
+}
+
+}  // namespace rnnsweep
