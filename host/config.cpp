@@ -296,7 +296,25 @@ bool multiple_of(int ms, double dt) {
   return std::fabs(steps - std::round(steps)) < 1e-9;
 }
 
+// Two equal values on an axis would train the same network twice under two ids.
+template <typename T>
+void check_unique(const std::string& key, const std::vector<T>& values) {
+  for (size_t i = 0; i < values.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (values[i] == values[j]) {
+        std::ostringstream os;
+        os << values[i];
+        fail(key, "the value " + os.str() + " appears twice; allowed: a list of distinct values");
+      }
+}
+
 void validate(const Config& c) {
+  check_unique("tasks", c.tasks);
+  check_unique("rules", c.rules);
+  check_unique("gains", c.gains);
+  check_unique("lrs", c.lrs);
+  check_unique("seeds", c.seeds);
+  check_unique("floss", c.floss);
   if (c.le_k > c.hidden)
     fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
                      "; allowed: 0 (full spectrum) or an integer in [1, hidden]");

@@ -1,1 +1,116 @@
+// Config keys: defaults, file + overrides, and the one-line errors for bad input.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "rnnsweep/config.h"
+#include "rnnsweep/grid.h"
+
+using namespace rnnsweep;
+
+namespace {
+
+std::string write_config(const std::string& text) {
+  static int n = 0;
+  const std::string path = testing::TempDir() + "/rnnsweep_config_" + std::to_string(n++) + ".toml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The message of the UsageError that loading `text` with `overrides` throws.
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    load_config(write_config(text), overrides);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Config, DefaultsAreThePaperGrid) {
+  const Config c = load_config(write_config(""), {});
+  EXPECT_EQ(c.gains, (std::vector<double>{0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0}));
+  EXPECT_EQ(c.lrs, (std::vector<double>{1e-4, 3e-4, 1e-3, 3e-3}));
+  EXPECT_EQ(c.seeds.size(), 5u);
+  EXPECT_EQ(c.hidden, 64);
+  EXPECT_EQ(c.batch, 32);
+  EXPECT_EQ(c.spectrum_k(), 64);
+  EXPECT_EQ(expand_grid(c).size(), size_t(3 * 3 * 7 * 4 * 5));
+}
+
+TEST(Config, FileThenOverrides) {
+  const Config c = load_config(write_config("gains = [0.5]\niters = 7\n[2af]\nsigma = 0.3\n"),
+                               {"iters=9", "tasks=romo,dms", "lrs=0.01", "2af.coherences=[0, 50]", "bias=true"});
+  EXPECT_EQ(c.gains, std::vector<double>{0.5});
+  EXPECT_EQ(c.iters, 9);
+  EXPECT_EQ(c.tasks, (std::vector<std::string>{"romo", "dms"}));
+  EXPECT_EQ(c.lrs, std::vector<double>{0.01});
+  EXPECT_DOUBLE_EQ(c.two_af.sigma, 0.3);
+  EXPECT_EQ(c.two_af.n_coherences, 2);
+  EXPECT_TRUE(c.bias);
+  const auto j = config_to_json(c);
+  EXPECT_EQ(j["iters"], 9);
+  EXPECT_EQ(j["2af.sigma"], 0.3);
+}
+
+TEST(Config, GridIdsFollowTheAxisOrder) {
+  const Config c = load_config(write_config("tasks=['2af','romo']\nrules=['eprop']\ngains=[1,2]\nlrs=[0.1]\nseeds=[4,5]\n"), {});
+  const auto g = expand_grid(c);
+  ASSERT_EQ(g.size(), 8u);
+  EXPECT_EQ(g[0].task, TaskKind::two_af);
+  EXPECT_EQ(g[1].seed, 5u);
+  EXPECT_EQ(g[2].gain, 2.0);
+  EXPECT_EQ(g[4].task, TaskKind::romo);
+  EXPECT_EQ(g[7].id, 7);
+  EXPECT_EQ(g[3].data_seed, g[3].seed) << "data_seed = -1: each network's own seed";
+}
+
+TEST(Config, UnknownKeySuggestsTheNearest) {
+  const std::string e = error_of("gain = [1.0]\n");
+  EXPECT_NE(e.find("unknown config key 'gain'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'gains'"), std::string::npos) << e;
+  const std::string e2 = error_of("", {"2af.sigm=0.1"});
+  EXPECT_NE(e2.find("did you mean '2af.sigma'"), std::string::npos) << e2;
+}
+
+TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
+  struct Bad {
+    std::string text, key, allowed;
+  };
+  const Bad cases[] = {
+      {"gains = [0.5, -1.0]", "'gains'", "numbers >= 0"},
+      {"lrs = [0.0]", "'lrs'", "numbers > 0"},
+      {"lrs = [-1e-3]", "'lrs'", "numbers > 0"},
+      {"hidden = 0", "'hidden'", "[1, 4096]"},
+      {"batch = 0", "'batch'", ">= 1"},
+      {"tasks = ['romo', 'foo']", "'tasks'", "romo 2af dms"},
+      {"rules = ['backprop']", "'rules'", "bptt eprop rflo"},
+      {"optimizer = 'rmsprop'", "'optimizer'", "adam sgd"},
+      {"iters = 1.5", "'iters'", "integer"},
+      {"hidden = 8\nle_k = 9", "'le_k'", "[1, hidden]"},
+      {"[2af]\nstimulus = 150", "'2af.stimulus'", "multiple of dt"},
+      {"[romo]\nT = 40", "'romo.T'", ">= 55"},
+      {"iters = 'many'", "'iters'", "integer"},
+      {"gains = [1.0, 0.5, 1.0]", "'gains'", "distinct"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = error_of(c.text);
+    EXPECT_NE(e.find(c.key), std::string::npos) << c.text << " -> " << e;
+    EXPECT_NE(e.find(c.allowed), std::string::npos) << c.text << " -> " << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << "one line: " << e;
+  }
+}
+
+TEST(Config, UnreadableFilesAreUsageErrors) {
+  EXPECT_THROW(load_config("/nonexistent/config.toml", {}), UsageError);
+  EXPECT_NE(error_of("gains = [0.5,\n").find("cannot read config"), std::string::npos);
+  EXPECT_NE(error_of("", {"noequals"}).find("key=value"), std::string::npos);
+}
+
+TEST(Config, NearestIgnoresFarWords) {
+  EXPECT_EQ(nearest("threads", {"--threads", "threads"}), "threads");
+  EXPECT_EQ(nearest("zzzzzzzzzz", {"gains", "lrs"}), "");
+}
+
+}  // namespace

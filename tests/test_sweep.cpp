@@ -1,1 +1,213 @@
+// The command line end to end: determinism of whole sweeps, divergence handling, outputs,
+// and the exit code 2 with a one-line message for every kind of bad input.
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "host/cpu/tasks.h"
+#include "rnnsweep/config.h"
+#include "rnnsweep/model.h"
+
+namespace fs = std::filesystem;
+using namespace rnnsweep;
+
+namespace {
+
+struct Outcome {
+  int code;
+  std::string err;
+};
+
+std::string scratch(const std::string& name) {
+  const std::string dir = testing::TempDir() + "/rnnsweep_sweep_" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+Outcome rnnsweep_cli(const std::string& args) {
+  const std::string err_file = testing::TempDir() + "/rnnsweep_stderr.txt";
+  const std::string cmd = std::string(RNNSWEEP_BINARY) + " " + args + " > /dev/null 2> " + err_file;
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(err_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WEXITSTATUS(status), ss.str()};
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A real but small sweep: 3 tasks x 2 rules x 2 gains x 2 seeds, 25 iterations.
+std::string small_config(const std::string& dir, const std::string& extra = "") {
+  const std::string path = dir + "/small.toml";
+  std::ofstream(path) << "tasks = ['romo', '2af', 'dms']\nrules = ['bptt', 'rflo']\ngains = [0.5, 1.5]\n"
+                         "lrs = [1e-3]\nseeds = [0, 1]\nhidden = 16\nbatch = 8\niters = 25\nlog_every = 5\n"
+                      << extra;
+  return path;
+}
+
+const char* kTables[] = {"networks.csv", "curves.csv", "summary.csv", "lyapunov.csv", "floss_curves.csv"};
+
+TEST(Sweep, SameConfigGivesByteIdenticalResultsWhateverTheThreads) {
+  const std::string dir = scratch("determinism");
+  const std::string config = small_config(dir);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --threads 2 --out " + dir + "/a").code, 0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --threads 2 --out " + dir + "/b").code, 0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --threads 1 --out " + dir + "/c").code, 0);
+  for (const char* table : kTables) {
+    const std::string a = read_file(dir + "/a/" + table);
+    ASSERT_FALSE(a.empty()) << table;
+    EXPECT_EQ(a, read_file(dir + "/b/" + table)) << table << ": two runs differ (Nondeterminism!)";
+    EXPECT_EQ(a, read_file(dir + "/c/" + table)) << table << ": 1 and 2 threads differ";
+  }
+  const std::string networks = read_file(dir + "/a/networks.csv");
+  EXPECT_EQ(std::count(networks.begin(), networks.end(), '\n'), 1 + 24) << "header + one row per network";
+  EXPECT_NE(read_file(dir + "/a/manifest.json").find("\"status\": \"complete\""), std::string::npos);
+}
+
+// Rows of networks.csv keyed by their grid coordinates (task, rule, gain, lr, seed), id dropped.
+std::map<std::string, std::string> rows_by_point(const std::string& csv) {
+  std::map<std::string, std::string> rows;
+  std::stringstream ss(csv);
+  std::string line;
+  std::getline(ss, line);
+  while (std::getline(ss, line)) {
+    const std::string rest = line.substr(line.find(',') + 1);
+    std::string key;
+    std::stringstream fields(rest);
+    for (int i = 0; i < 5; ++i) {
+      std::string f;
+      std::getline(fields, f, ',');
+      key += f + "|";
+    }
+    rows[key] = rest;
+  }
+  return rows;
+}
+
+TEST(Sweep, ExplodingLearningRateIsMarkedDivergedAndLeavesOthersAlone) {
+  const std::string dir = scratch("diverge");
+  const std::string config = small_config(dir);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --out " + dir + "/base").code, 0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --set lrs=[1e-3,1e9] --out " + dir + "/with").code, 0);
+  const auto base = rows_by_point(read_file(dir + "/base/networks.csv"));
+  const auto with = rows_by_point(read_file(dir + "/with/networks.csv"));
+  ASSERT_EQ(with.size(), 2 * base.size());
+  int diverged = 0;
+  for (const auto& [key, row] : with) {
+    if (key.find("|1e+09|") != std::string::npos) {
+      EXPECT_NE(row.find(",diverged,"), std::string::npos) << row;
+      diverged++;
+    } else {
+      ASSERT_TRUE(base.count(key)) << key;
+      EXPECT_EQ(row, base.at(key)) << "a diverging neighbour changed this network";
+    }
+  }
+  EXPECT_EQ(diverged, int(base.size()));
+  // diverged_at is the first iteration whose loss was not finite: after at least one step.
+  const std::string csv = read_file(dir + "/with/networks.csv");
+  EXPECT_EQ(csv.find(",diverged,0,"), std::string::npos) << "iteration 0 runs the initial weights";
+}
+
+TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
+  const std::string dir = scratch("weights");
+  const std::string config = small_config(dir);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --save-weights --set tasks=romo --out " + dir + "/o").code, 0);
+  const std::string npy = read_file(dir + "/o/weights/net0_init_W_h.npy");
+  ASSERT_GT(npy.size(), 128u);
+  EXPECT_EQ(npy.substr(0, 6), "\x93NUMPY");
+  EXPECT_NE(npy.find("'shape': (16, 16)"), std::string::npos);
+  const size_t header = 10 + (unsigned char)npy[8] + 256 * (unsigned char)npy[9];
+  ASSERT_EQ(header % 64, 0u) << "numpy aligns the data to 64 bytes";
+  ASSERT_EQ(npy.size(), header + 16 * 16 * 4);
+  // Row-major W_h[r][c] must be the trainer's initial weight (network 0: gain 0.5, seed 0).
+  const Shape s{16, 1, 2, false};
+  std::vector<float> p(ParamLayout(s).size);
+  init_params(s, 0.5, 0, p.data());
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) {
+      float v;
+      std::memcpy(&v, npy.data() + header + 4 * (r * 16 + c), 4);
+      ASSERT_EQ(v, p[c * 16 + r]) << r << "," << c;
+    }
+  EXPECT_TRUE(fs::exists(dir + "/o/weights/net0_final_w.npy"));
+  EXPECT_NE(read_file(dir + "/o/weights/net0_final_W_x.npy").find("'shape': (16, 1)"), std::string::npos);
+}
+
+TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
+  const std::string dir = scratch("trials");
+  ASSERT_EQ(rnnsweep_cli("trials --task 2af --data-seed 3 --iteration 12 --batch 4 --out " + dir + "/t.csv").code, 0);
+  std::ifstream in(dir + "/t.csv");
+  std::string header;
+  std::getline(in, header);
+  EXPECT_EQ(header, "trial,step,x0,x1,x2,label");
+  const cpu::Trials want = cpu::training_trials(Config::make_task(TaskKind::two_af), 3, 12, 4);
+  int rows = 0;
+  for (std::string line; std::getline(in, line); ++rows) {
+    int trial, step, label;
+    float x0, x1, x2;
+    ASSERT_EQ(std::sscanf(line.c_str(), "%d,%d,%f,%f,%f,%d", &trial, &step, &x0, &x1, &x2, &label), 6);
+    const size_t k = size_t(step) * 4 + trial;
+    EXPECT_EQ(x1, want.x[k * 3 + 1]);
+    EXPECT_EQ(label, want.label[k]);
+  }
+  EXPECT_EQ(rows, 4 * 22);
+  EXPECT_EQ(rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 1 --out " + dir + "/t.csv").code, 2)
+      << "never overwrites";
+  ASSERT_EQ(rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 2 --out " + dir + "/r.csv").code, 0);
+  std::ifstream romo(dir + "/r.csv");
+  std::getline(romo, header);
+  EXPECT_EQ(header, "trial,step,x0,target0,target1,mask0,mask1");
+}
+
+TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
+  const std::string dir = scratch("bad");
+  const std::string config = small_config(dir);
+  struct Bad {
+    std::string args, says;
+  };
+  const Bad cases[] = {
+      {"run " + config + " --thread 2", "did you mean '--threads'"},
+      {"run " + config + " --set gains=[-1]", "config key 'gains'"},
+      {"run " + config + " --set hidden=0", "config key 'hidden'"},
+      {"run " + config + " --set tasks=[\"romo\",\"xor\"]", "romo 2af dms"},
+      {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
+      {"run " + config + " --backend gpu", "allowed: auto, cpu"},
+      {"run " + dir + "/missing.toml", "cannot read config"},
+      {"trials --task xor --data-seed 0 --iteration 0 --batch 1", "romo, 2af, dms"},
+      {"trials --task romo --data-seed 0 --iteration 0 --batch 0", "--batch"},
+  };
+  for (const auto& c : cases) {
+    const Outcome o = rnnsweep_cli(c.args + " --out " + dir + "/never");
+    EXPECT_EQ(o.code, 2) << c.args << "\n" << o.err;
+    EXPECT_NE(o.err.find(c.says), std::string::npos) << c.args << "\n" << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << "one line: " << o.err;
+    EXPECT_FALSE(fs::exists(dir + "/never")) << "nothing may be written before the input is checked";
+  }
+}
+
+TEST(Sweep, ExistingResultsAreNeverOverwrittenWithoutForce) {
+  const std::string dir = scratch("force");
+  const std::string config = small_config(dir);
+  const std::string args = "run " + config + " --quiet --set tasks=romo --set rules=bptt --out " + dir + "/o";
+  ASSERT_EQ(rnnsweep_cli(args).code, 0);
+  const std::string before = read_file(dir + "/o/networks.csv");
+  const Outcome again = rnnsweep_cli(args + " --set iters=3");
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.err.find("--force"), std::string::npos) << again.err;
+  EXPECT_EQ(read_file(dir + "/o/networks.csv"), before);
+  EXPECT_EQ(rnnsweep_cli(args + " --set iters=3 --force").code, 0);
+  EXPECT_NE(read_file(dir + "/o/networks.csv"), before);
+}
+
+}  // namespace

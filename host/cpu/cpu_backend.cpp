@@ -4,7 +4,9 @@
 // reason and because networks are the better unit of parallelism.
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "host/cpu/train.h"
@@ -36,15 +38,25 @@ class CpuBackend : public Backend {
     progress.total = total;
     std::vector<NetworkResult> results(networks.size());
     std::atomic<size_t> next{0};
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
     auto worker = [&] {
-      for (size_t i; (i = next++) < networks.size();)
-        results[i] = cpu::train_network(config, networks[i], options, progress.done);
+      try {
+        for (size_t i; (i = next++) < networks.size();)
+          results[i] = cpu::train_network(config, networks[i], options, progress.done);
+      } catch (...) {
+        // Stop handing out work and report the first failure from the calling thread.
+        next = networks.size();
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+      }
     };
     const int n = std::min<int>(threads_, std::max<size_t>(1, networks.size()));
     std::vector<std::thread> pool;
     for (int t = 1; t < n; ++t) pool.emplace_back(worker);
     worker();
     for (auto& t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
     return results;
   }
 
