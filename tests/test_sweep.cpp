@@ -31,7 +31,9 @@ std::string scratch(const std::string& name) {
 }
 
 Outcome rnnsweep_cli(const std::string& args) {
-  const std::string err_file = testing::TempDir() + "/rnnsweep_stderr.txt";
+  // one file per test: ctest runs tests in parallel processes
+  const std::string err_file = testing::TempDir() + "/rnnsweep_stderr_" +
+                               testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt";
   const std::string cmd = std::string(RNNSWEEP_BINARY) + " " + args + " > /dev/null 2> " + err_file;
   const int status = std::system(cmd.c_str());
   std::ifstream in(err_file);

@@ -14,16 +14,18 @@ void bptt_gradient(const Shape& s, Real a, const Real* params, const Forward<Rea
   const ConstNet<Real> net(s, params);
   Net<Real> g(s, grad);
   const Eigen::Index TB = dL_dy.cols(), Bt = fwd.h.cols() - TB, T = TB / Bt;
-    // f'(h_1) .. f'(h_T) for ReLU, evaluated once (an Eigen expression here would dangle)
-  const Eigen::Array<Real, Eigen::Dynamic, Eigen::Dynamic> active =
-      (fwd.h.rightCols(TB).array() > Real(0)).template cast<Real>();
+    // Scratch reused across calls on this thread (see forward() in model.cpp for why).
+  thread_local Eigen::Array<Real, Eigen::Dynamic, Eigen::Dynamic> active;  // f'(h_1) .. f'(h_T)
+  thread_local Mat<Real> delta, through_W;
+  active = (fwd.h.rightCols(TB).array() > Real(0)).template cast<Real>();
 
   // delta starts as the direct term f'(h_{t+1}) (w^T dL/dy_t) and is completed in place.
-  Mat<Real> delta = (net.w.transpose() * dL_dy).array() * active;
+  delta.noalias() = net.w.transpose() * dL_dy;
+  delta.array() *= active;
   for (Eigen::Index t = T - 2; t >= 0; --t) {
     // column block t holds delta_{t+1}; block t + 1 holds delta_{t+2}, already complete
     auto later = delta.middleCols((t + 1) * Bt, Bt);
-    Mat<Real> through_W = net.W_h.transpose() * later;
+    through_W.noalias() = net.W_h.transpose() * later;
     delta.middleCols(t * Bt, Bt).array() +=
         a * later.array() + (1 - a) * active.middleCols(t * Bt, Bt) * through_W.array();
   }

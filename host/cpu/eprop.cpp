@@ -18,13 +18,15 @@ void eprop_gradient(const Shape& s, Real a, const Real* params, const Forward<Re
   (void)params;  // e-prop never reads W_h backwards: that is the point of the rule
   Net<Real> g(s, grad);
   const Eigen::Index TB = dL_dy.cols(), Bt = fwd.h.cols() - TB, T = TB / Bt;
-  // f'(h_1) .. f'(h_T) for ReLU, evaluated once (an Eigen expression here would dangle)
-  const Eigen::Array<Real, Eigen::Dynamic, Eigen::Dynamic> active =
-      (fwd.h.rightCols(TB).array() > Real(0)).template cast<Real>();
-  const Mat<Real> signal = (feedback * dL_dy).array() * active;
+  // Scratch reused across calls on this thread (see forward() in model.cpp for why).
+  thread_local Mat<Real> signal, e_trace, q_trace;
+  thread_local Vec<Real> c_trace;
+  signal.noalias() = feedback * dL_dy;
+  signal.array() *= (fwd.h.rightCols(TB).array() > Real(0)).template cast<Real>();  // f'(h_{t+1})
 
-  Mat<Real> e_trace(s.H, TB), q_trace(s.I, TB);
-  Vec<Real> c_trace(T);
+  e_trace.resize(s.H, TB);
+  q_trace.resize(s.I, TB);
+  c_trace.resize(T);
   for (Eigen::Index t = 0; t < T; ++t) {
     auto e = e_trace.middleCols(t * Bt, Bt);
     auto q = q_trace.middleCols(t * Bt, Bt);

@@ -14,8 +14,11 @@ void forward(const Shape& s, Real a, const Real* params, const Trials& trials, F
   fwd.f.resize(s.H, Eigen::Index(T + 1) * Bt);
   fwd.h.leftCols(Bt).setZero();
   fwd.f.leftCols(Bt).setZero();
-  // The input drive of every step in one product, off the sequential path.
-  Mat<Real> drive = net.W_x * fwd.x;
+  // The input drive of every step in one product, off the sequential path. Scratch buffers
+  // are thread_local and reused: allocating ~1 MB per iteration made training page-fault
+  // bound (mmap/munmap per call, serialised across threads in the kernel).
+  thread_local Mat<Real> drive;
+  drive.noalias() = net.W_x * fwd.x;
   if (s.bias) drive.colwise() += net.b;
   for (int t = 0; t < T; ++t) {
     auto h_next = fwd.h.middleCols(Eigen::Index(t + 1) * Bt, Bt);
