@@ -49,12 +49,14 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// A real but small sweep: 3 tasks x 2 rules x 2 gains x 2 seeds, 25 iterations.
-std::string small_config(const std::string& dir, const std::string& extra = "") {
+// A real but small sweep: 3 tasks x 2 rules x 2 gains x 2 seeds x flossing off/on,
+// 25 iterations, short spectra.
+std::string small_config(const std::string& dir) {
   const std::string path = dir + "/small.toml";
   std::ofstream(path) << "tasks = ['romo', '2af', 'dms']\nrules = ['bptt', 'rflo']\ngains = [0.5, 1.5]\n"
-                         "lrs = [1e-3]\nseeds = [0, 1]\nhidden = 16\nbatch = 8\niters = 25\nlog_every = 5\n"
-                      << extra;
+                         "lrs = [1e-3]\nseeds = [0, 1]\nfloss = [false, true]\nhidden = 16\nbatch = 8\n"
+                         "iters = 25\nlog_every = 5\nle_steps = 60\nle_warmup = 10\nle_batch = 2\n"
+                         "floss_iters = 4\nfloss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\n";
   return path;
 }
 
@@ -73,11 +75,11 @@ TEST(Sweep, SameConfigGivesByteIdenticalResultsWhateverTheThreads) {
     EXPECT_EQ(a, read_file(dir + "/c/" + table)) << table << ": 1 and 2 threads differ";
   }
   const std::string networks = read_file(dir + "/a/networks.csv");
-  EXPECT_EQ(std::count(networks.begin(), networks.end(), '\n'), 1 + 24) << "header + one row per network";
+  EXPECT_EQ(std::count(networks.begin(), networks.end(), '\n'), 1 + 48) << "header + one row per network";
   EXPECT_NE(read_file(dir + "/a/manifest.json").find("\"status\": \"complete\""), std::string::npos);
 }
 
-// Rows of networks.csv keyed by their grid coordinates (task, rule, gain, lr, seed), id dropped.
+// Rows of networks.csv keyed by their grid coordinates (task .. floss), id dropped.
 std::map<std::string, std::string> rows_by_point(const std::string& csv) {
   std::map<std::string, std::string> rows;
   std::stringstream ss(csv);
@@ -87,7 +89,7 @@ std::map<std::string, std::string> rows_by_point(const std::string& csv) {
     const std::string rest = line.substr(line.find(',') + 1);
     std::string key;
     std::stringstream fields(rest);
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 7; ++i) {
       std::string f;
       std::getline(fields, f, ',');
       key += f + "|";

@@ -54,7 +54,9 @@ TEST(Tasks, RomoTrialStructure) {
     ASSERT_EQ(x_at(t, 9 + d, b, 0), f2);
     for (int s = 0; s < t.T; ++s) {
       const bool on = (s >= 6 && s < 8) || (s >= 8 + d && s < 10 + d);
-      if (!on) ASSERT_EQ(x_at(t, s, b, 0), 0.0f) << "trial " << b << " step " << s;
+      if (!on) {
+        ASSERT_EQ(x_at(t, s, b, 0), 0.0f) << "trial " << b << " step " << s;
+      }
     }
     ASSERT_GE(f1, 0.5f);
     ASSERT_LT(f1, 1.5f);
@@ -98,7 +100,9 @@ TEST(Tasks, TwoAfTrialStructure) {
     const double diff = double(x_at(t, 1, b, 1)) - x_at(t, 1, b, 2);
     const double coh = std::fabs(diff) * 100;
     coherence_count[std::lround(coh * 10)]++;
-    if (coh > 1) ASSERT_EQ(diff > 0, label == 1) << "the stronger channel is the answer";
+    if (coh > 1) {
+      ASSERT_EQ(diff > 0, label == 1) << "the stronger channel is the answer";
+    }
     for (int s = 1; s <= 20; ++s) ASSERT_NEAR(x_at(t, s, b, 1) + x_at(t, s, b, 2), 1.0f, 1e-6);
   }
   const std::set<long> expected = {0, 64, 128, 256, 512};  // coherence * 10

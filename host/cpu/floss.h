@@ -4,8 +4,8 @@
 // Locality: the hidden states h_t (columns of hs, H x n) are constants, as if detached, so the
 // slopes f'(h_t) are fixed. L depends on W_h only through the explicit W_h in each step Jacobian
 // J_t = a I + (1 - a) W_h diag(f'(h_t)) and through the chain of thin QR factorisations
-//     Q_0 = I[:, :k],  M_t = J_t Q_{t-1},  (Q_t, R_t) = qr_positive(M_t),  t = 1..n,
-//     lambda_i = (1/n) sum_t ln R_t(i,i)
+//     Q_0 = I[:, :k] (or a given frame),  M_t = J_t Q_{t-1},  (Q_t, R_t) = qr_positive(M_t),
+//     lambda_i = (1/n) sum_t ln R_t(i,i),  t = 1..n
 // -- the same lambda as lyapunov_spectrum with a QR every step. Reverse mode runs the chain
 // backwards with the thin-QR adjoint (Seeger et al. 2018; BackwardsLinalg.jl qr.jl).
 //

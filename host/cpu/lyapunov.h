@@ -29,8 +29,8 @@ struct SpectrumOptions {
                           // that many Jacobians neither overflows nor loses the weak directions
 };
 
-// f'(h) elementwise: for relu 1 where h > 0 and 0 elsewhere (the subgradient at 0 is taken as 0,
-// matching the forward pass where relu(0) contributes nothing); for identity all ones.
+// f'(h) elementwise: for relu 1 where h > 0 and 0 elsewhere (f'(0) = 0, the convention of
+// PyTorch's relu backward, so the BPTT and Jacobian slopes agree); for identity all ones.
 template <typename Real>
 Vec<Real> activation_slope(const Eigen::Ref<const Vec<Real>>& h, Activation act);
 
@@ -41,8 +41,9 @@ void apply_step_jacobian(const Mat<Real>& W_h, Real a, const Vec<Real>& slope, c
                          Mat<Real>& J_frame);
 
 // Thin QR, M = Q R with M (m x k, m >= k), Q (m x k) orthonormal columns, R (k x k) upper
-// triangular with diag(R) >= 0. The sign convention makes the factorisation unique for full
-// rank M, which is what makes ln R_ii meaningful and the factorisation differentiable.
+// triangular with diag(R) > 0 (a zero R_ii of a rank-deficient M stays 0). The sign convention
+// makes the factorisation unique for full-rank M, which is what makes ln R_ii meaningful and the
+// factorisation differentiable. Throws std::invalid_argument for a wide M.
 template <typename Real>
 void qr_positive(const Mat<Real>& M, Mat<Real>& Q, Mat<Real>& R);
 
@@ -50,10 +51,12 @@ void qr_positive(const Mat<Real>& M, Mat<Real>& Q, Mat<Real>& R);
 //
 // The exponents are returned in the order QR produces them, not re-sorted: the QR iteration
 // pushes the fastest-growing direction into the first column, the fastest-growing plane into the
-// first two, and so on, so the order is decreasing on average (it is the order Oseledets'
-// theorem gives in the limit). Re-sorting would pair an index with the wrong direction when two
-// exponents are close. When no mixing happens -- a diagonal W_h started from identity columns --
-// the order is simply the order of the diagonal, so tests of that case sort before comparing.
+// first two, and so on, so the order is already decreasing on average (the order Oseledets'
+// theorem gives in the limit). Keeping it leaves index i the exponent of frame column i, which is
+// what the CUDA twin produces and what the flossing gradient differentiates; at finite n two
+// close exponents may come out slightly out of order. When no mixing happens -- a diagonal W_h
+// started from identity columns -- the order is that of the diagonal, so tests of that case sort
+// before comparing.
 //
 // Q0, if given, is an H x k orthonormal starting frame used instead of the first k columns of I.
 // The identity start (SPEC section 4's default) has a trap with relu: while neuron j is silent,

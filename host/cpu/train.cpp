@@ -7,12 +7,14 @@
 
 #include "host/cpu/adam.h"
 #include "host/cpu/model.h"
+#include "host/cpu/spectra.h"
 
 namespace rnnsweep::cpu {
 
 long long work_units(const Config& config, const NetworkSpec& spec, const RunOptions& options) {
-  (void)spec;
-  return options.train ? config.iters : 0;
+  const bool floss = options.train && spec.floss;
+  const int spectra = options.spectra ? 1 + floss + options.train : 0;
+  return (options.train ? config.iters : 0) + (floss ? config.floss_iters : 0) + spectra * config.le_batch;
 }
 
 NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
@@ -33,6 +35,20 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   if (spec.rule == Rule::rflo) {
     const std::vector<float> B = rflo_feedback(shape, spec.seed);
     rflo_B = Eigen::Map<const Mat<float>>(B.data(), shape.H, shape.O);
+  }
+
+  auto spectrum = [&] {
+    auto lambda = network_spectrum(config, task, shape, params.data(), spec.seed);
+    progress += config.le_batch;
+    return lambda;
+  };
+  if (options.spectra) r.spectrum_init = spectrum();
+  if (options.train && spec.floss) {
+    for (double loss : floss_network(config, task, shape, params.data(), spec.seed)) {
+      r.floss_curve.push_back({long(r.floss_curve.size()), loss, 0.0});
+      ++progress;
+    }
+    if (options.spectra) r.spectrum_flossed = spectrum();
   }
 
   if (options.train) {
@@ -87,6 +103,11 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       r.tail_loss = sl / tail;
       r.tail_accuracy = sa / tail;
     }
+  }
+  // A diverged network's weights may hold NaN or Inf: it has no meaningful trained spectrum.
+  if (options.train && options.spectra) {
+    if (r.diverged) progress += config.le_batch;
+    else r.spectrum_trained = spectrum();
   }
   if (options.keep_weights) r.params_final = params;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

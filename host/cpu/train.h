@@ -9,8 +9,8 @@
 
 namespace rnnsweep::cpu {
 
-// `progress` is advanced by one unit per training iteration (and per flossing iteration and
-// spectrum, see work_units).
+// `progress` is advanced by one unit per training iteration, flossing iteration and spectrum
+// trajectory (see work_units).
 NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
                             std::atomic<long long>& progress);
 

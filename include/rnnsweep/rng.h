@@ -35,6 +35,7 @@ enum class Purpose : std::uint32_t {
   trials = 7,         // task trials used for training, keyed by data_seed
   lyapunov_trials = 8,  // task inputs that drive the Lyapunov trajectories, keyed by seed
   floss_trials = 9,     // task inputs for flossing iterations, keyed by seed
+  lyapunov_frame = 10,  // random orthonormal starting frame of the QR method, keyed by seed
 };
 
 struct Philox {

@@ -1,0 +1,88 @@
+// Spectra and flossing of whole networks on the CPU. CUDA twin: kernels/lyapunov.cu.
+#include "host/cpu/spectra.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "host/cpu/adam.h"
+#include "host/cpu/floss.h"
+#include "host/cpu/model.h"
+#include "host/cpu/tasks.h"
+
+namespace rnnsweep::cpu {
+
+Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task, Purpose purpose,
+                          std::uint32_t seed, std::uint32_t iteration, long warmup, long steps) {
+  const ConstNet<float> net(s, params);
+  const Mat<double> W_h = net.W_h.cast<double>(), W_x = net.W_x.cast<double>();
+  const Vec<double> b = net.b.cast<double>();
+  const long T = task.T(), total = warmup + steps;
+  Trials trials;
+  fill_trials(task, purpose, seed, iteration, static_cast<int>((total + T - 1) / T), trials);
+  Mat<double> states(s.H, steps);
+  Vec<double> h = Vec<double>::Zero(s.H), x(s.I);
+  for (long step = 0; step < total; ++step) {
+    if (step >= warmup) states.col(step - warmup) = h;
+    const long trial = step / T, t = step % T;
+    for (int i = 0; i < s.I; ++i) x(i) = trials.x[(size_t(t) * trials.Bt + trial) * s.I + i];
+    Vec<double> u = W_h * h.cwiseMax(0.0) + W_x * x;
+    if (s.bias) u += b;
+    h = a * h + (1 - a) * u;
+  }
+  return states;
+}
+
+Mat<double> random_frame(int H, int k, std::uint32_t seed) {
+  const Philox rng(Purpose::lyapunov_frame, seed);
+  Mat<double> gaussian(H, k);
+  for (int r = 0; r < H; ++r)
+    for (int c = 0; c < k; ++c) gaussian(r, c) = normal_at(rng, std::uint32_t(r * k + c));
+  Mat<double> Q, R;
+  qr_positive(gaussian, Q, R);
+  return Q;
+}
+
+std::vector<double> network_spectrum(const Config& config, const TaskParams& task, const Shape& s,
+                                     const float* params, std::uint32_t seed) {
+  const int k = config.spectrum_k();
+  const Mat<double> W_h = ConstNet<float>(s, params).W_h.cast<double>();
+  const Mat<double> frame = random_frame(s.H, k, seed);
+  Vec<double> sum = Vec<double>::Zero(k);
+  for (int j = 0; j < config.le_batch; ++j) {
+    const Mat<double> hs = driven_states(s, task.leak(), params, task, Purpose::lyapunov_trials, seed,
+                                         std::uint32_t(j), config.le_warmup, config.le_steps);
+    sum += lyapunov_spectrum<double>(W_h, task.leak(), hs, SpectrumOptions{k}, Activation::relu, &frame);
+  }
+  std::vector<double> lambda(k);
+  for (int i = 0; i < k; ++i) lambda[i] = sum(i) / config.le_batch;
+  // From a random frame the QR order is decreasing up to noise between close exponents;
+  // sorting makes index 1 the max LE exactly.
+  std::sort(lambda.begin(), lambda.end(), std::greater<double>());
+  return lambda;
+}
+
+std::vector<double> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
+                                  std::uint32_t seed) {
+  const Mat<double> frame = random_frame(s.H, config.floss_k, seed);
+  const AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
+  AdamState<float> adam(size_t(s.H) * s.H);
+  std::vector<double> losses;
+  std::vector<float> grad(size_t(s.H) * s.H);
+  Net<float> net(s, params);
+  for (long it = 0; it < config.floss_iters; ++it) {
+    // a fresh trajectory every iteration: batch `it` of the flossing stream
+    const Mat<double> hs = driven_states(s, task.leak(), params, task, Purpose::floss_trials, seed,
+                                         std::uint32_t(it), config.floss_warmup, config.floss_steps);
+    const Mat<double> W_h = net.W_h.cast<double>();
+    const FlossResult<double> r =
+        floss_loss_and_gradient<double>(W_h, task.leak(), hs, config.floss_k, Activation::relu, &frame);
+    losses.push_back(r.loss);
+    if (!std::isfinite(r.loss) || !r.dL_dW_h.allFinite()) continue;
+    Eigen::Map<Mat<float>>(grad.data(), s.H, s.H) = r.dL_dW_h.cast<float>();
+    adam_step(net.W_h.data(), grad.data(), grad.size(), config.floss_lr, hyper, adam);
+  }
+  return losses;
+}
+
+}  // namespace rnnsweep::cpu

@@ -1,0 +1,39 @@
+// Lyapunov spectra and gradient flossing of one whole network (SPEC sections 4 and 5): the
+// driven trajectories, the starting frame, the averaging over trajectories, and the flossing
+// loop. The QR mathematics is in lyapunov.h and floss.h. CUDA twin: kernels/lyapunov.cu.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "host/cpu/lyapunov.h"
+#include "rnnsweep/config.h"
+#include "rnnsweep/model.h"
+
+namespace rnnsweep::cpu {
+
+// Hidden states h_t for t = warmup .. warmup + steps - 1 (H x steps, double) of the network
+// driven from h_0 = 0 by task trials laid back to back, never reset: trials 0, 1, 2, ... of the
+// batch `iteration` of the stream (purpose, seed). Column j is the state at which J_t is taken.
+Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task, Purpose purpose,
+                          std::uint32_t seed, std::uint32_t iteration, long warmup, long steps);
+
+// A random H x k orthonormal frame (QR of a Gaussian matrix from the stream
+// (lyapunov_frame, seed)). Starting the QR method from it instead of the identity columns
+// keeps a silent ReLU unit's invariant direction e_j from occupying a leading slot (see
+// lyapunov.h); it is the same frame on every backend.
+Mat<double> random_frame(int H, int k, std::uint32_t seed);
+
+// The first k = config.spectrum_k() exponents, averaged over config.le_batch trajectories and
+// sorted in decreasing order (index 1 is the max LE).
+std::vector<double> network_spectrum(const Config& config, const TaskParams& task, const Shape& s,
+                                     const float* params, std::uint32_t seed);
+
+// Flossing pretraining: config.floss_iters Adam steps on W_h (in place in `params`) of
+// sum_{i <= floss_k} lambda_i^2, h_t held constant. Returns the loss of every iteration
+// (before its update). An iteration whose loss or gradient is not finite (a direction
+// annihilated exactly, possible when a = 0) makes no update.
+std::vector<double> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
+                                  std::uint32_t seed);
+
+}  // namespace rnnsweep::cpu
