@@ -174,8 +174,8 @@ std::vector<KeyDef> make_keys() {
   k.push_back(number_key("adam_beta2", [](Config& c) -> double& { return c.adam_beta2; }, 0, 0.999999, "a number in [0, 1)"));
   k.push_back(number_key("adam_eps", [](Config& c) -> double& { return c.adam_eps; }, 1e-300, 1, "a number in (0, 1]"));
 
-  k.push_back(int_key("le_k", [](Config& c) -> int& { return c.le_k; }, 0, 4096,
-                      "0 (full spectrum, k = hidden) or an integer in [1, hidden]"));
+  k.push_back(int_key("le_k", [](Config& c) -> int& { return c.le_k; }, 1, 4096,
+                      "an integer in [1, hidden] (default: hidden, the full spectrum)"));
   k.push_back(int_key("le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxLong, "an integer >= 1"));
   k.push_back(int_key("le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxLong, "an integer >= 0"));
   k.push_back(int_key("le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 1 << 20, "an integer >= 1"));
@@ -317,7 +317,7 @@ void validate(const Config& c) {
   check_unique("floss", c.floss);
   if (c.le_k > c.hidden)
     fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
-                     "; allowed: 0 (full spectrum) or an integer in [1, hidden]");
+                     "; allowed: an integer in [1, hidden]");
   if (c.floss_k > c.hidden && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
     fail("floss_k", std::to_string(c.floss_k) + " is larger than hidden = " + std::to_string(c.hidden) +
                         "; allowed: an integer in [1, hidden]");
@@ -411,7 +411,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 json config_to_json(const Config& c) {
   json j = json::object();
   for (const auto& k : keys()) j[k.name] = k.get(c);
-  j["le_k"] = c.spectrum_k();  // resolved: 0 stands for hidden
+  j["le_k"] = c.spectrum_k();  // resolved: unset stands for hidden
   return j;
 }
 

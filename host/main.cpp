@@ -159,7 +159,7 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
   const auto train_start = std::chrono::steady_clock::now();
   std::vector<NetworkResult> results;
   {
-    ProgressPrinter printer(progress, spectra_only ? "work units" : "network-iterations", args.quiet);
+    ProgressPrinter printer(progress, "work units (iterations, spectrum trajectories)", args.quiet);
     results = backend->train(config, networks, options, progress);
   }
   const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();

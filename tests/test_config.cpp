@@ -93,6 +93,13 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"[romo]\nT = 40", "'romo.T'", ">= 55"},
       {"iters = 'many'", "'iters'", "integer"},
       {"gains = [1.0, 0.5, 1.0]", "'gains'", "distinct"},
+      {"le_k = 0", "'le_k'", "[1, hidden]"},
+      {"le_steps = 0", "'le_steps'", ">= 1"},
+      {"le_batch = 0", "'le_batch'", ">= 1"},
+      {"hidden = 16\nfloss = [true]", "'floss_k'", "[1, hidden]"},
+      {"floss_k = 0", "'floss_k'", "[1, hidden]"},
+      {"floss_lr = -1", "'floss_lr'", "> 0"},
+      {"floss_iters = 0", "'floss_iters'", ">= 1"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.text);

@@ -174,6 +174,19 @@ TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
   EXPECT_EQ(header, "trial,step,x0,target0,target1,mask0,mask1");
 }
 
+TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
+  const std::string dir = scratch("lyapunov");
+  ASSERT_EQ(rnnsweep_cli("lyapunov " + small_config(dir) + " --quiet --set le_k=3 --out " + dir + "/o").code, 0);
+  const std::string spectra = read_file(dir + "/o/lyapunov.csv");
+  EXPECT_EQ(spectra.find(",trained,"), std::string::npos);
+  EXPECT_EQ(spectra.find(",flossed,"), std::string::npos);
+  // 48 networks x 3 exponents + header
+  EXPECT_EQ(std::count(spectra.begin(), spectra.end(), '\n'), 1 + 48 * 3);
+  EXPECT_NE(spectra.find("0,init,3,"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir + "/o/curves.csv")) << "no training, no curves";
+  EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
+}
+
 TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
   const std::string dir = scratch("bad");
   const std::string config = small_config(dir);
@@ -184,6 +197,8 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --thread 2", "did you mean '--threads'"},
       {"run " + config + " --set gains=[-1]", "config key 'gains'"},
       {"run " + config + " --set hidden=0", "config key 'hidden'"},
+      {"lyapunov " + config + " --set le_k=17", "config key 'le_k'"},
+      {"run " + config + " --set floss_k=17", "config key 'floss_k'"},
       {"run " + config + " --set tasks=[\"romo\",\"xor\"]", "romo 2af dms"},
       {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},

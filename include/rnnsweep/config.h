@@ -38,7 +38,7 @@ struct Config {
   long data_seed = -1;  // -1: each network trains on the trials of its own seed
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
 
-  // Lyapunov spectra (SPEC section 4); le_k = 0 means the full spectrum (k = hidden)
+  // Lyapunov spectra (SPEC section 4); le_k = 0 is "not set": the full spectrum, k = hidden
   int le_k = 0;
   long le_steps = 1000, le_warmup = 100;
   int le_batch = 8;
