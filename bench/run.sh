@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./build/bench/bench_train "$@"
-python3 bench/peers/torch_rnn.py --threads "$(nproc)" || true
+./build/bench/bench_lyapunov
+"${PYTHON:-python3}" bench/peers/torch_rnn.py --threads "$(nproc)" || true

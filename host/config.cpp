@@ -125,6 +125,8 @@ KeyDef choice_list_key(std::string name, Get ref, std::vector<std::string> choic
 
 const double kInf = std::numeric_limits<double>::infinity();
 const long kMaxLong = std::numeric_limits<long>::max();
+const long kMaxCounter = 4294967295L;  // the largest 32-bit Philox counter word
+const long kMaxSteps = 10000000L;      // trajectory lengths: beyond this, memory, not science
 
 std::vector<KeyDef> make_keys() {
   std::vector<KeyDef> k;
@@ -162,8 +164,9 @@ std::vector<KeyDef> make_keys() {
                [](const Config& c) { return json(c.floss); }});
 
   k.push_back(int_key("hidden", [](Config& c) -> int& { return c.hidden; }, 1, 4096, "an integer in [1, 4096]"));
-  k.push_back(int_key("batch", [](Config& c) -> int& { return c.batch; }, 1, 1 << 20, "an integer >= 1"));
-  k.push_back(int_key("iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key("batch", [](Config& c) -> int& { return c.batch; }, 1, 65536, "an integer in [1, 65536]"));
+  // iterations index the Philox counter (32 bits): past 2^32 the trial stream would repeat
+  k.push_back(int_key("iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
   k.push_back(int_key("log_every", [](Config& c) -> long& { return c.log_every; }, 1, kMaxLong, "an integer >= 1"));
   k.push_back(choice_key("optimizer", [](Config& c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
   k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
@@ -176,18 +179,19 @@ std::vector<KeyDef> make_keys() {
 
   k.push_back(int_key("le_k", [](Config& c) -> int& { return c.le_k; }, 1, 4096,
                       "an integer in [1, hidden] (default: hidden, the full spectrum)"));
-  k.push_back(int_key("le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxLong, "an integer >= 1"));
-  k.push_back(int_key("le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxLong, "an integer >= 0"));
-  k.push_back(int_key("le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 1 << 20, "an integer >= 1"));
-  k.push_back(int_key("floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key("le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxSteps, "an integer in [1, 10^7]"));
+  k.push_back(int_key("le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxSteps, "an integer in [0, 10^7]"));
+  k.push_back(int_key("le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 65536, "an integer in [1, 65536]"));
+  k.push_back(int_key("floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
   k.push_back(number_key("floss_lr", [](Config& c) -> double& { return c.floss_lr; }, 1e-300, kInf, "a number > 0"));
   k.push_back(int_key("floss_k", [](Config& c) -> int& { return c.floss_k; }, 1, 4096, "an integer in [1, hidden]"));
-  k.push_back(int_key("floss_steps", [](Config& c) -> long& { return c.floss_steps; }, 1, kMaxLong, "an integer >= 1"));
-  k.push_back(int_key("floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxLong, "an integer >= 0"));
+  // flossing keeps every frame of its steps for the backward pass (H k doubles each)
+  k.push_back(int_key("floss_steps", [](Config& c) -> long& { return c.floss_steps; }, 1, 100000, "an integer in [1, 10^5]"));
+  k.push_back(int_key("floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxSteps, "an integer in [0, 10^7]"));
 
   const char* pos = "a number > 0";
   k.push_back(TASK_NUMBER(romo, romo.romo_dt_over_tau, "dt_over_tau", 1e-9, 1, "a number in (0, 1]"));
-  k.push_back(TASK_INT(romo, romo.romo_T, "T", 1, 1 << 20, "an integer >= 1"));
+  k.push_back(TASK_INT(romo, romo.romo_T, "T", 1, 100000, "an integer in [1, 10^5]"));
   k.push_back(TASK_NUMBER(romo, romo.romo_f_min, "f_min", -kInf, kInf, "a number"));
   k.push_back(TASK_NUMBER(romo, romo.romo_f_max, "f_max", -kInf, kInf, "a number > f_min"));
   k.push_back(TASK_NUMBER(romo, romo.romo_min_diff, "min_diff", 0, kInf, "a number >= 0 and < f_max - f_min"));
@@ -202,10 +206,10 @@ std::vector<KeyDef> make_keys() {
   k.push_back(TASK_NUMBER(2af, two_af.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
   k.push_back(TASK_NUMBER(2af, two_af.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
   k.push_back(TASK_NUMBER(2af, two_af.sigma, "sigma", 0, kInf, "a number >= 0"));
-  k.push_back(TASK_INT(2af, two_af.fixation_ms, "fixation", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(2af, two_af.stimulus_ms, "stimulus", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(2af, two_af.delay_ms, "delay", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(2af, two_af.decision_ms, "decision", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.stimulus_ms, "stimulus", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(2af, two_af.decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
   k.push_back({"2af.coherences", "a list of 1 to 8 numbers >= 0",
                [](Config& c, const toml::node& n) {
                  auto v = as_list<double>(n, as_double);
@@ -223,11 +227,11 @@ std::vector<KeyDef> make_keys() {
   k.push_back(TASK_NUMBER(dms, dms.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
   k.push_back(TASK_NUMBER(dms, dms.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
   k.push_back(TASK_NUMBER(dms, dms.sigma, "sigma", 0, kInf, "a number >= 0"));
-  k.push_back(TASK_INT(dms, dms.dms_fixation_ms, "fixation", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_sample_ms, "sample", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_delay_ms, "delay", 0, 1 << 24, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_test_ms, "test", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_decision_ms, "decision", 1, 1 << 24, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_sample_ms, "sample", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_test_ms, "test", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(TASK_INT(dms, dms.dms_decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
   return k;
 }
 

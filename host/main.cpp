@@ -269,7 +269,9 @@ int main(int argc, char** argv) {
   RunArgs run_args, lyap_args;
   auto add_sweep_options = [](CLI::App* sub, RunArgs& a) {
     sub->add_option("config", a.config_path, "config file (TOML), e.g. configs/quick.toml")->required();
-    sub->add_option("--set", a.overrides, "override a config key: --set key=value (repeatable)");
+    // one value per --set, so that `run --set iters=5 CONFIG` leaves CONFIG to the positional
+    sub->add_option("--set", a.overrides, "override a config key: --set key=value (repeatable)")
+        ->allow_extra_args(false);
     sub->add_option("--out", a.out, "output folder (default: results/<config>-<time>)");
     sub->add_option("--backend", a.backend, "auto | cpu");
     sub->add_option("--threads", a.threads, "CPU threads (0: all cores)");
@@ -291,7 +293,8 @@ int main(int argc, char** argv) {
   trials->add_option("--batch", trials_args.batch, "trials in the batch")->required();
   trials->add_option("--out", trials_args.out, "CSV file to write (must not exist)")->required();
   trials->add_option("--config", trials_args.config_path, "take task parameters from this config");
-  trials->add_option("--set", trials_args.overrides, "override a config key (task parameters)");
+  trials->add_option("--set", trials_args.overrides, "override a config key (task parameters)")
+      ->allow_extra_args(false);
   trials->allow_extras();
 
   try {

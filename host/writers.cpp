@@ -55,12 +55,14 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
   auto max_le = [](const std::vector<double>& s) { return s.empty() ? std::string() : format_number(s.front()); };
   for (const auto& r : results) {
     const auto& s = r.spec;
+    // An untrained network (`rnnsweep lyapunov`) has no training statistics: empty, not 0.
+    auto stat = [&](double v) { return r.trained ? format_number(v) : std::string(); };
     o << s.id << ',' << task_name(s.task) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
       << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
-      << (r.diverged ? "diverged" : "ok") << ',' << (r.diverged ? std::to_string(r.diverged_at) : "") << ','
-      << r.iterations << ',' << format_number(r.final_loss) << ',' << format_number(r.final_accuracy) << ','
-      << format_number(r.tail_loss) << ',' << format_number(r.tail_accuracy) << ','
-      << format_number(r.best_loss) << ',' << max_le(r.spectrum_init) << ',' << max_le(r.spectrum_flossed)
+      << (!r.trained ? "untrained" : r.diverged ? "diverged" : "ok") << ','
+      << (r.diverged ? std::to_string(r.diverged_at) : "") << ',' << r.iterations << ',' << stat(r.final_loss)
+      << ',' << stat(r.final_accuracy) << ',' << stat(r.tail_loss) << ',' << stat(r.tail_accuracy) << ','
+      << stat(r.best_loss) << ',' << max_le(r.spectrum_init) << ',' << max_le(r.spectrum_flossed)
       << ',' << max_le(r.spectrum_trained) << ','
       << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.front().loss)) << ','
       << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.back().loss)) << '\n';
@@ -82,9 +84,10 @@ void write_curves_csv(const std::string& path, const std::vector<NetworkResult>&
 void write_floss_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,iteration,floss_loss\n";
+  o << "network,iteration,floss_loss,k_used\n";
   for (const auto& r : results)
-    for (const auto& p : r.floss_curve) o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << '\n';
+    for (const auto& p : r.floss_curve)
+      o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << ',' << p.k_used << '\n';
   f.commit();
 }
 

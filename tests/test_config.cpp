@@ -12,8 +12,11 @@ using namespace rnnsweep;
 namespace {
 
 std::string write_config(const std::string& text) {
+  // named after the test and a counter: ctest runs tests as parallel processes
   static int n = 0;
-  const std::string path = testing::TempDir() + "/rnnsweep_config_" + std::to_string(n++) + ".toml";
+  const std::string path = testing::TempDir() + "/rnnsweep_config_" +
+                           testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                           std::to_string(n++) + ".toml";
   std::ofstream(path) << text;
   return path;
 }
@@ -83,23 +86,26 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"lrs = [0.0]", "'lrs'", "numbers > 0"},
       {"lrs = [-1e-3]", "'lrs'", "numbers > 0"},
       {"hidden = 0", "'hidden'", "[1, 4096]"},
-      {"batch = 0", "'batch'", ">= 1"},
+      {"batch = 0", "'batch'", "[1, 65536]"},
       {"tasks = ['romo', 'foo']", "'tasks'", "romo 2af dms"},
       {"rules = ['backprop']", "'rules'", "bptt eprop rflo"},
       {"optimizer = 'rmsprop'", "'optimizer'", "adam sgd"},
-      {"iters = 1.5", "'iters'", "integer"},
+      {"iters = 1.5", "'iters'", "[1, 2^32)"},
       {"hidden = 8\nle_k = 9", "'le_k'", "[1, hidden]"},
       {"[2af]\nstimulus = 150", "'2af.stimulus'", "multiple of dt"},
       {"[romo]\nT = 40", "'romo.T'", ">= 55"},
-      {"iters = 'many'", "'iters'", "integer"},
+      {"iters = 'many'", "'iters'", "[1, 2^32)"},
       {"gains = [1.0, 0.5, 1.0]", "'gains'", "distinct"},
       {"le_k = 0", "'le_k'", "[1, hidden]"},
-      {"le_steps = 0", "'le_steps'", ">= 1"},
-      {"le_batch = 0", "'le_batch'", ">= 1"},
+      {"le_steps = 0", "'le_steps'", "[1, 10^7]"},
+      {"le_batch = 0", "'le_batch'", "[1, 65536]"},
       {"hidden = 16\nfloss = [true]", "'floss_k'", "[1, hidden]"},
       {"floss_k = 0", "'floss_k'", "[1, hidden]"},
       {"floss_lr = -1", "'floss_lr'", "> 0"},
-      {"floss_iters = 0", "'floss_iters'", ">= 1"},
+      {"floss_iters = 0", "'floss_iters'", "[1, 2^32)"},
+      {"iters = 5000000000", "'iters'", "[1, 2^32)"},
+      {"le_steps = 100000000000", "'le_steps'", "[1, 10^7]"},
+      {"batch = 100000", "'batch'", "[1, 65536]"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.text);

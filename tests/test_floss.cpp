@@ -206,6 +206,34 @@ TEST(FlossDescent, PlainGradientStepsReduceTheLoss) {
   }
 }
 
+TEST(FlossAnnihilated, LossCoversOnlyTheLeadingDirectionsNoStepAnnihilates) {
+  // a = 0 and only 3 of 8 units active at one step: J_t has rank 3 there, so directions 4..k
+  // are annihilated. The result must equal the flossing of the first 3 exponents alone, with
+  // a finite gradient (the R^{-T} of the QR adjoint never sees the annihilated R_ii).
+  const int H = 8;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  Mat W_h(H, H), hs(H, 6);
+  for (int i = 0; i < H * H; ++i) W_h.data()[i] = normal(rng) / std::sqrt(double(H));
+  for (int i = 0; i < H * 6; ++i) hs.data()[i] = std::fabs(normal(rng)) + 0.1;  // all active
+  hs.col(2).tail(H - 3).setConstant(-1.0);  // units 3..7 silent at step 2
+  const Mat Q0 = Mat::Identity(H, 5);
+  const auto r = floss_loss_and_gradient<double>(W_h, 0.0, hs, 5, Activation::relu, &Q0);
+  EXPECT_EQ(r.k_used, 3);
+  ASSERT_TRUE(r.dL_dW_h.allFinite());
+  const Mat Q3 = Q0.leftCols(3);
+  const auto direct = floss_loss_and_gradient<double>(W_h, 0.0, hs, 3, Activation::relu, &Q3);
+  EXPECT_EQ(direct.k_used, 3);
+  // the same computation on the same 3 columns: equal to rounding
+  EXPECT_NEAR(r.loss, direct.loss, 1e-12 * direct.loss);
+  EXPECT_LT((r.dL_dW_h - direct.dL_dW_h).cwiseAbs().maxCoeff(), 1e-12 * direct.dL_dW_h.cwiseAbs().maxCoeff());
+  // and the spectrum reports those directions as -inf
+  const Mat Q5 = Q0;
+  const auto lambda = lyapunov_spectrum<double>(W_h, 0.0, hs, rnnsweep::cpu::SpectrumOptions{5}, Activation::relu, &Q5);
+  for (int i = 3; i < 5; ++i) EXPECT_EQ(lambda(i), -std::numeric_limits<double>::infinity()) << i;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isfinite(lambda(i))) << i;
+}
+
 TEST(FlossInputs, RejectsInconsistentShapes) {
   const Mat W_h = Mat::Zero(4, 4), hs = Mat::Zero(4, 10), Q0_wrong = Mat::Identity(4, 2);
   EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, hs, 0), std::invalid_argument);

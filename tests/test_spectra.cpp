@@ -103,10 +103,11 @@ TEST(Spectra, FlossingLowersTheLossAndMovesTheMaxLeTowardZero) {
       return s;
     };
     const auto before = n.spectrum();
-    const auto losses = floss_network(n.config, n.task, n.shape, n.params.data(), 0);
+    const auto curve = floss_network(n.config, n.task, n.shape, n.params.data(), 0);
     const auto after = n.spectrum();
-    ASSERT_EQ(losses.size(), 100u);
-    EXPECT_LT(losses.back(), losses.front() / 1.5) << "gain " << g;
+    ASSERT_EQ(curve.size(), 100u);
+    EXPECT_EQ(curve.front().k_used, 16) << "romo (a = 0.5) annihilates no direction";
+    EXPECT_LT(curve.back().loss, curve.front().loss / 1.5) << "gain " << g;
     EXPECT_LT(sum_sq(after), sum_sq(before) / 1.5) << "gain " << g;
     EXPECT_LT(std::fabs(after.front()), std::fabs(before.front())) << "gain " << g << ": max LE toward 0";
   }
@@ -122,6 +123,27 @@ TEST(Spectra, FlossingTouchesOnlyTheRecurrentWeights) {
   for (int i = L.W_x; i < L.size; ++i) ASSERT_EQ(n.params[i], before[i]) << "parameter " << i;
   EXPECT_NE(std::vector<float>(n.params.begin(), n.params.begin() + L.W_x),
             std::vector<float>(before.begin(), before.begin() + L.W_x));
+}
+
+TEST(Spectra, ZeroLeakNetworksReportAnnihilatedDirectionsAsMinusInfinity) {
+  // 2af has a = 0: J_t = W_h diag(f'(h_t)) has rank <= the number of active units, so the
+  // trailing exponents are -inf, not ln of rounding noise; the leading ones stay finite, and
+  // flossing with floss_k above the rank covers only the directions no step annihilated.
+  Net n(TaskKind::two_af, 1.0);
+  n.config.floss_k = 32;  // = H
+  const auto l = n.spectrum();
+  int finite = 0;
+  for (double x : l) finite += std::isfinite(x);
+  EXPECT_GT(finite, 0);
+  EXPECT_LT(finite, 32) << "some direction is annihilated when a unit is silent";
+  for (int i = 0; i < finite; ++i) EXPECT_GT(l[i], -20.0) << "finite exponents are not rounding noise";
+  for (int i = finite; i < 32; ++i) EXPECT_EQ(l[i], -INFINITY);
+  n.config.floss_iters = 2;
+  const auto curve = floss_network(n.config, n.task, n.shape, n.params.data(), 0);
+  EXPECT_GT(curve[0].k_used, 0);
+  EXPECT_LT(curve[0].k_used, 32);
+  EXPECT_TRUE(std::isfinite(curve[0].loss));
+  EXPECT_LT(curve[0].loss, 20.0 * curve[0].k_used) << "no exponent near -37 in the loss";
 }
 
 }  // namespace

@@ -39,7 +39,8 @@ Outcome rnnsweep_cli(const std::string& args) {
   std::ifstream in(err_file);
   std::stringstream ss;
   ss << in.rdbuf();
-  return {WEXITSTATUS(status), ss.str()};
+  // a crash (signal) must not read as success
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, ss.str()};
 }
 
 std::string read_file(const std::string& path) {
@@ -121,6 +122,14 @@ TEST(Sweep, ExplodingLearningRateIsMarkedDivergedAndLeavesOthersAlone) {
   // diverged_at is the first iteration whose loss was not finite: after at least one step.
   const std::string csv = read_file(dir + "/with/networks.csv");
   EXPECT_EQ(csv.find(",diverged,0,"), std::string::npos) << "iteration 0 runs the initial weights";
+  EXPECT_EQ(csv.find(",diverged,,"), std::string::npos) << "a diverged row names its iteration";
+  // ... and the learning curve of such a network stops before it: every logged loss is finite.
+  const std::string curves = read_file(dir + "/with/curves.csv");
+  EXPECT_EQ(curves.find("nan"), std::string::npos);
+  EXPECT_EQ(curves.find("inf"), std::string::npos);
+  // A diverging lr is never the best lr of the summary.
+  const std::string summary = read_file(dir + "/with/summary.csv");
+  EXPECT_EQ(summary.find(",1e+09,"), std::string::npos) << summary;
 }
 
 TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
@@ -184,6 +193,9 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   EXPECT_EQ(std::count(spectra.begin(), spectra.end(), '\n'), 1 + 48 * 3);
   EXPECT_NE(spectra.find("0,init,3,"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir + "/o/curves.csv")) << "no training, no curves";
+  // No invented training statistics: status untrained, loss columns empty.
+  const std::string networks = read_file(dir + "/o/networks.csv");
+  EXPECT_NE(networks.find("\n0,romo,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos) << networks;
   EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
 }
 
@@ -199,7 +211,7 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --set hidden=0", "config key 'hidden'"},
       {"lyapunov " + config + " --set le_k=17", "config key 'le_k'"},
       {"run " + config + " --set floss_k=17", "config key 'floss_k'"},
-      {"run " + config + " --set tasks=[\"romo\",\"xor\"]", "romo 2af dms"},
+      {"run " + config + " --set 'tasks=[\"romo\",\"xor\"]'", "invalid value \"xor\""},
       {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},
       {"run " + dir + "/missing.toml", "cannot read config"},

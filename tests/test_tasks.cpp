@@ -112,7 +112,7 @@ TEST(Tasks, TwoAfTrialStructure) {
     EXPECT_NEAR(n / double(B), 0.2, 0.035) << "coherence " << c / 10.0;  // 5 sigma of 4000 draws
   }
   EXPECT_EQ(seen, expected);
-  EXPECT_NEAR(choice1 / double(B), 0.5, 0.04);
+  EXPECT_NEAR(choice1 / double(B), 0.5, 0.04);  // fair coin, 4000 draws: 5 sigma
 }
 
 TEST(Tasks, DmsTrialStructure) {
@@ -139,7 +139,7 @@ TEST(Tasks, DmsTrialStructure) {
     matches += label == 1;
     for (int s = 0; s < 32; ++s) ASSERT_EQ(label_at(t, s, b), s >= 23 ? label : 0);
   }
-  EXPECT_NEAR(matches / double(B), 0.5, 0.04);
+  EXPECT_NEAR(matches / double(B), 0.5, 0.04);  // fair coin, 4000 draws: 5 sigma
 }
 
 // Noise: on stimulus steps x1 + x2 - 1 is the sum of two N(0, sigma^2) draws.

@@ -18,9 +18,10 @@ namespace rnnsweep::cpu {
 
 template <typename Real>
 struct FlossResult {
-  Real loss;            // sum_{i<k} lambda_i^2
-  Vec<Real> lambda;     // k exponents, QR order (as lyapunov_spectrum returns them)
+  Real loss;            // sum_{i < k_used} lambda_i^2
+  Vec<Real> lambda;     // k_used exponents, QR order (as lyapunov_spectrum returns them)
   Mat<Real> dL_dW_h;    // H x H
+  int k_used;           // k, or fewer when a step annihilates a direction (see below)
 };
 
 // Adjoint of thin QR (M = Q R, M tall or square, R with positive diagonal): given the loss
@@ -34,6 +35,10 @@ Mat<Real> qr_positive_backward(const Mat<Real>& Q, const Mat<Real>& R, const Mat
                                const Mat<Real>& R_bar);
 
 // L and dL/dW_h along hs (H x n, n >= 1) for the first k exponents (1..H).
+// When a step annihilates one of the k directions (R_ii at or below annihilation_floor, which
+// happens with a = 0 whenever fewer than k units are active), that exponent is -inf whatever
+// W_h is and has no gradient; the loss then covers the k_used < k leading exponents that no
+// step annihilated (k_used = 0: loss 0, zero gradient).
 // Q0, as in lyapunov_spectrum, replaces the identity columns as the (constant) starting frame;
 // see lyapunov.h for why a random frame is the safer start for relu networks.
 // Stores the n + 1 frames (H x k each) of the forward pass for the backward pass.

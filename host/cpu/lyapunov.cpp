@@ -4,6 +4,7 @@
 #include "host/cpu/lyapunov.h"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -46,6 +47,24 @@ void qr_positive(const Mat<Real>& M, Mat<Real>& Q, Mat<Real>& R) {
   }
 }
 
+template <typename Real>
+Real annihilation_floor(const Mat<Real>& W_h, Real a) {
+  // Relative floor: far above rounding (1e-16 in double, 1e-7 in float, times sqrt(H)) and
+  // far below the smallest singular values random Jacobians reach in practice (a value below
+  // 1e-10 of the norm has probability ~H * 1e-10 per step for double).
+  const Real relative = sizeof(Real) >= 8 ? Real(1e-10) : Real(1e-4);
+  return relative * (a + (Real(1) - a) * W_h.norm());
+}
+
+// ln R_ii, or -inf where the step annihilated direction i (R_ii <= floor).
+template <typename Real>
+Vec<Real> log_growth(const Mat<Real>& R, Real floor) {
+  Vec<Real> out(R.cols());
+  for (Eigen::Index i = 0; i < R.cols(); ++i)
+    out(i) = R(i, i) > floor ? std::log(R(i, i)) : -std::numeric_limits<Real>::infinity();
+  return out;
+}
+
 namespace {
 
 template <typename Real>
@@ -73,6 +92,7 @@ Vec<Real> lyapunov_spectrum(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, c
   Mat<Real> frame = Q0 ? *Q0 : Mat<Real>(Mat<Real>::Identity(H, k));
   Mat<Real> J_frame(H, k), R(k, k);
   Vec<Real> log_growth_sum = Vec<Real>::Zero(k);
+  const Real floor = annihilation_floor(W_h, a);
 
   for (Eigen::Index t = 0; t < n; ++t) {
     apply_step_jacobian<Real>(W_h, a, activation_slope<Real>(hs.col(t), act), frame, J_frame);
@@ -81,7 +101,9 @@ Vec<Real> lyapunov_spectrum(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, c
     const bool factorise = (t + 1) % opt.reortho_every == 0 || t + 1 == n;
     if (factorise) {
       qr_positive<Real>(J_frame, frame, R);
-      log_growth_sum.array() += R.diagonal().array().log();
+      // With reortho_every > 1 the floor is for one step; a product of several Jacobians only
+      // pushes annihilated directions further below it.
+      log_growth_sum += log_growth<Real>(R, floor);
     } else {
       frame.swap(J_frame);
     }
@@ -94,6 +116,8 @@ Vec<Real> lyapunov_spectrum(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, c
   template void apply_step_jacobian<Real>(const Mat<Real>&, Real, const Vec<Real>&, const Mat<Real>&,       \
                                           Mat<Real>&);                                                      \
   template void qr_positive<Real>(const Mat<Real>&, Mat<Real>&, Mat<Real>&);                               \
+  template Real annihilation_floor<Real>(const Mat<Real>&, Real);                                           \
+  template Vec<Real> log_growth<Real>(const Mat<Real>&, Real);                                              \
   template Vec<Real> lyapunov_spectrum<Real>(const Mat<Real>&, Real, const Mat<Real>&, const SpectrumOptions&, \
                                              Activation, const Mat<Real>*);
 

@@ -67,7 +67,18 @@ void qr_positive(const Mat<Real>& M, Mat<Real>& Q, Mat<Real>& R);
 // about ln(eps_float / eps_double) / n = 21 / n). A random orthonormal Q0 avoids both, which is
 // why a caller comparing backends or reporting the max LE should pass one.
 //
-// A singular step (a zero R_ii) gives -inf, the honest exponent of an annihilated direction.
+// Annihilated directions. With a = 0 (2af, dms) J_t = W_h diag(f'(h_t)) has rank at most the
+// number of active units, so QR steps meet directions that J_t maps to zero. In exact
+// arithmetic R_ii = 0 and the exponent is -inf; in floating point R_ii is rounding noise
+// (~1e-16 of ||J|| in double), whose logarithm (-27 .. -37) would pass for a finite exponent
+// and, in flossing, dominate the loss. So an R_ii at or below annihilation_floor (a tiny fraction
+// of the bound a + (1 - a) ||W_h||_F >= ||J_t||) counts as exactly 0 and gives -inf.
+template <typename Real>
+Real annihilation_floor(const Mat<Real>& W_h, Real a);
+
+// ln R_ii for each i, -inf where R_ii <= floor.
+template <typename Real>
+Vec<Real> log_growth(const Mat<Real>& R, Real floor);
 template <typename Real>
 Vec<Real> lyapunov_spectrum(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, const SpectrumOptions& opt,
                             Activation act = Activation::relu, const Mat<Real>* Q0 = nullptr);

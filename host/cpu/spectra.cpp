@@ -62,12 +62,12 @@ std::vector<double> network_spectrum(const Config& config, const TaskParams& tas
   return lambda;
 }
 
-std::vector<double> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
-                                  std::uint32_t seed) {
+std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
+                                      std::uint32_t seed) {
   const Mat<double> frame = random_frame(s.H, config.floss_k, seed);
   const AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
   AdamState<float> adam(size_t(s.H) * s.H);
-  std::vector<double> losses;
+  std::vector<FlossPoint> curve;
   std::vector<float> grad(size_t(s.H) * s.H);
   Net<float> net(s, params);
   for (long it = 0; it < config.floss_iters; ++it) {
@@ -77,12 +77,12 @@ std::vector<double> floss_network(const Config& config, const TaskParams& task, 
     const Mat<double> W_h = net.W_h.cast<double>();
     const FlossResult<double> r =
         floss_loss_and_gradient<double>(W_h, task.leak(), hs, config.floss_k, Activation::relu, &frame);
-    losses.push_back(r.loss);
-    if (!std::isfinite(r.loss) || !r.dL_dW_h.allFinite()) continue;
+    curve.push_back({it, r.loss, r.k_used});
+    if (r.k_used == 0 || !std::isfinite(r.loss) || !r.dL_dW_h.allFinite()) continue;
     Eigen::Map<Mat<float>>(grad.data(), s.H, s.H) = r.dL_dW_h.cast<float>();
     adam_step(net.W_h.data(), grad.data(), grad.size(), config.floss_lr, hyper, adam);
   }
-  return losses;
+  return curve;
 }
 
 }  // namespace rnnsweep::cpu

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "host/cpu/lyapunov.h"
+#include "rnnsweep/backend.h"
 #include "rnnsweep/config.h"
 #include "rnnsweep/model.h"
 
@@ -31,9 +32,9 @@ std::vector<double> network_spectrum(const Config& config, const TaskParams& tas
 
 // Flossing pretraining: config.floss_iters Adam steps on W_h (in place in `params`) of
 // sum_{i <= floss_k} lambda_i^2, h_t held constant. Returns the loss of every iteration
-// (before its update). An iteration whose loss or gradient is not finite (a direction
-// annihilated exactly, possible when a = 0) makes no update.
-std::vector<double> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
+// (before its update) and how many exponents it covered (see floss.h: fewer than floss_k
+// when a step annihilates a direction; an iteration that covers none makes no update).
+std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
                                   std::uint32_t seed);
 
 }  // namespace rnnsweep::cpu

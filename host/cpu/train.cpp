@@ -44,13 +44,12 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   };
   if (options.spectra) r.spectrum_init = spectrum();
   if (options.train && spec.floss) {
-    for (double loss : floss_network(config, task, shape, params.data(), spec.seed)) {
-      r.floss_curve.push_back({long(r.floss_curve.size()), loss, 0.0});
-      ++progress;
-    }
+    r.floss_curve = floss_network(config, task, shape, params.data(), spec.seed);
+    progress += config.floss_iters;
     if (options.spectra) r.spectrum_flossed = spectrum();
   }
 
+  r.trained = options.train;
   if (options.train) {
     AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
     AdamState<float> adam(params.size());
@@ -103,6 +102,13 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       r.tail_loss = sl / tail;
       r.tail_accuracy = sa / tail;
     }
+  }
+  // Divergence is seen in the loss of the next iteration; an update in the very last one
+  // that broke the weights is caught here.
+  if (options.train && !r.diverged && !Eigen::Map<const Vec<float>>(params.data(), params.size()).allFinite()) {
+    r.diverged = true;
+    r.diverged_at = config.iters;
+    r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = std::numeric_limits<double>::quiet_NaN();
   }
   // A diverged network's weights may hold NaN or Inf: it has no meaningful trained spectrum.
   if (options.train && options.spectra) {

@@ -19,8 +19,15 @@ struct CurvePoint {
   double accuracy;
 };
 
+struct FlossPoint {
+  long iteration;
+  double loss;  // sum of the squared leading exponents, before this iteration's update
+  int k_used;   // exponents in the loss: floss_k, or fewer when a step annihilated a direction
+};
+
 struct NetworkResult {
   NetworkSpec spec;
+  bool trained = false;   // false for `rnnsweep lyapunov`: no training statistics
   bool diverged = false;
   long diverged_at = -1;  // first iteration whose loss was NaN or Inf
   long iterations = 0;    // iterations trained (== iters unless diverged)
@@ -31,7 +38,7 @@ struct NetworkResult {
 
   // Lyapunov spectra (empty when not computed) and the flossing loss curve
   std::vector<double> spectrum_init, spectrum_flossed, spectrum_trained;
-  std::vector<CurvePoint> floss_curve;  // loss = sum of squared exponents; accuracy unused
+  std::vector<FlossPoint> floss_curve;
 
   std::vector<float> params_init, params_final;  // only with RunOptions::keep_weights
   double seconds = 0;

@@ -74,7 +74,8 @@ struct TaskParams {
 
 // Where one trial's numbers go. Arrays hold a whole batch, step-major so that step t of the
 // batch is one contiguous I x Bt (or O x Bt) column-major block:
-//   x[(t * Bt + b) * I + i], target/mask[(t * Bt + b) * O + o], label[t * Bt + b].
+//   x[(t * Bt + b) * I + i], target/mask[(t * Bt + b) * O + o], label[t * Bt + b]
+// (indices computed in size_t).
 // target and mask are used by regression tasks, label by classification tasks; the others
 // may be null.
 struct TrialView {
@@ -89,7 +90,8 @@ struct TrialView {
 RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, std::uint32_t iteration,
                                        int b, const TrialView& out) {
   const int T = out.T, Bt = out.Bt, I = out.I, O = out.O;
-  auto x = [&](int t, int i) -> float& { return out.x[(t * Bt + b) * I + i]; };
+  // size_t: T * Bt * I may exceed the range of int for long trials and large batches
+  auto x = [&](int t, int i) -> float& { return out.x[(size_t(t) * Bt + b) * I + i]; };
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < I; ++i) x(t, i) = 0.0f;
 
@@ -115,7 +117,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     for (int t = 0; t < T; ++t) {
       const bool response = t >= resp_on && t < resp_off;
       for (int o = 0; o < O; ++o) {
-        const int k = (t * Bt + b) * O + o;
+        const size_t k = (size_t(t) * Bt + b) * O + o;
         out.target[k] = (response && o == correct) ? static_cast<float>(p.romo_target) : 0.0f;
         out.mask[k] = (response || t < f2_off) ? 1.0f : 0.0f;
       }
@@ -167,7 +169,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
       x(t, 1) = static_cast<float>(0.5 + amp * cos(0.0 - angle) + p.sigma * noise.first);
       x(t, 2) = static_cast<float>(0.5 + amp * cos(pi - angle) + p.sigma * noise.second);
     }
-    out.label[t * Bt + b] = decision ? label_on_decision : 0;
+    out.label[size_t(t) * Bt + b] = decision ? label_on_decision : 0;
   }
 }
 
