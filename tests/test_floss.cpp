@@ -114,6 +114,11 @@ std::string case_name(const testing::TestParamInfo<GradientCase>& info) {
          std::to_string(info.param.k) + "_n" + std::to_string(info.param.n);
 }
 
+// gtest prints parameters with this instead of their bytes
+void PrintTo(const GradientCase& c, std::ostream* os) {
+  *os << (c.act == Activation::relu ? "relu" : "identity") << " k=" << c.k << " n=" << c.n;
+}
+
 class FlossGradient : public testing::TestWithParam<GradientCase> {};
 
 TEST_P(FlossGradient, MatchesFiniteDifferencesOfTheSpectrumLoss) {

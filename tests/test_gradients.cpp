@@ -163,6 +163,11 @@ double surrogate_loss(const SmallNet& s, const Forward<double>& frozen, const st
   return task_loss(s.trials, y, static_cast<Mat<double>*>(nullptr)).loss;
 }
 
+// gtest prints parameters with this instead of their bytes
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << "task " << int(c.task) << ", gain " << c.gain << (c.bias ? ", bias" : "");
+}
+
 class Gradients : public testing::TestWithParam<Case> {};
 
 TEST_P(Gradients, BpttMatchesFiniteDifferences) {
