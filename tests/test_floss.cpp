@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/random_matrices.h"
+
 #include <cmath>
 #include <functional>
 #include <random>
@@ -26,19 +28,8 @@ using rnnsweep::cpu::qr_positive_backward;
 using Mat = rnnsweep::cpu::Mat<double>;
 using Vec = rnnsweep::cpu::Vec<double>;
 
-// Test inputs come from std::mt19937_64 so that they do not depend on Eigen's Random().
-Mat gaussian_matrix(Eigen::Index rows, Eigen::Index cols, double stddev, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, stddev);
-  Mat M(rows, cols);
-  for (Eigen::Index j = 0; j < cols; ++j)
-    for (Eigen::Index i = 0; i < rows; ++i) M(i, j) = normal(rng);
-  return M;
-}
-
-Mat random_orthonormal_frame(Eigen::Index H, Eigen::Index k, std::mt19937_64& rng) {
-  const Eigen::HouseholderQR<Mat> householder(gaussian_matrix(H, H, 1.0, rng));
-  return householder.householderQ() * Mat::Identity(H, k);
-}
+using rnnsweep::test::gaussian_matrix;
+using rnnsweep::test::random_orthonormal_frame;
 
 // W_h = gain * Z, Z ~ N(0, 1/H), as the trainer initialises it (SPEC section 1).
 Mat random_recurrent_weights(Eigen::Index H, double gain, std::mt19937_64& rng) {

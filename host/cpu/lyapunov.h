@@ -10,14 +10,9 @@
 // CUDA twin: kernels/lyapunov.cu
 #pragma once
 
-#include <Eigen/Dense>
+#include "host/cpu/linalg.h"
 
 namespace rnnsweep::cpu {
-
-template <typename Real>
-using Mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
-template <typename Real>
-using Vec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
 
 // identity exists only for analytic tests (f' = 1): the trainer always uses relu.
 enum class Activation { relu, identity };

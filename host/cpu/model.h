@@ -7,43 +7,34 @@
 // with T * Bt columns holds step t in columns [t * Bt, (t + 1) * Bt).
 #pragma once
 
-#include <Eigen/Dense>
+#include <type_traits>
 
+#include "host/cpu/linalg.h"
 #include "host/cpu/tasks.h"
 #include "rnnsweep/model.h"
 
 namespace rnnsweep::cpu {
 
-template <typename Real>
-using Mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
-template <typename Real>
-using Vec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
-
-// Read-only views of one network's parameter block (layout: include/rnnsweep/model.h).
-template <typename Real>
-struct ConstNet {
-  Eigen::Map<const Mat<Real>> W_h, W_x, w;
-  Eigen::Map<const Vec<Real>> b, b_out;
-  ConstNet(const Shape& s, const Real* p)
+// Views of one network's parameter block (layout: include/rnnsweep/model.h), or of a gradient
+// block with the same layout. Scalar is Real for writable views, const Real for read-only ones.
+template <typename Scalar>
+struct NetView {
+  using Real = std::remove_const_t<Scalar>;
+  template <typename M>
+  using Map = Eigen::Map<std::conditional_t<std::is_const_v<Scalar>, const M, M>>;
+  Map<Mat<Real>> W_h, W_x, w;
+  Map<Vec<Real>> b, b_out;
+  NetView(const Shape& s, Scalar* p)
       : W_h(p, s.H, s.H),
         W_x(p + ParamLayout(s).W_x, s.H, s.I),
         w(p + ParamLayout(s).w, s.O, s.H),
         b(p + ParamLayout(s).b, s.bias ? s.H : 0),
         b_out(p + ParamLayout(s).b_out, s.bias ? s.O : 0) {}
 };
-
-// Writable views of a block with the same layout (parameters or their gradients).
 template <typename Real>
-struct Net {
-  Eigen::Map<Mat<Real>> W_h, W_x, w;
-  Eigen::Map<Vec<Real>> b, b_out;
-  Net(const Shape& s, Real* p)
-      : W_h(p, s.H, s.H),
-        W_x(p + ParamLayout(s).W_x, s.H, s.I),
-        w(p + ParamLayout(s).w, s.O, s.H),
-        b(p + ParamLayout(s).b, s.bias ? s.H : 0),
-        b_out(p + ParamLayout(s).b_out, s.bias ? s.O : 0) {}
-};
+using Net = NetView<Real>;
+template <typename Real>
+using ConstNet = NetView<const Real>;
 
 // Everything the forward pass leaves for the backward pass.
 template <typename Real>
