@@ -1,0 +1,59 @@
+// Task trials on the device. CPU twin: host/cpu/tasks.cpp.
+//
+// One thread owns one trial: it draws the trial's conditions and noise from Philox counters
+// (iteration, trial, k) and writes all T steps of that trial. Shapes: T steps, Bt trials,
+// I inputs, O outputs; x is T x Bt x I (step-major), target/mask T x Bt x O, label T x Bt.
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/tasks.cuh"
+
+namespace rnnsweep::cuda {
+
+__global__ void generate_trials_kernel(TaskParams task, Philox rng, std::uint32_t iteration, TrialView out) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b < out.Bt) generate_trial(task, rng, iteration, b, out);
+}
+
+void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
+                            const TrialView& out, cudaStream_t stream) {
+  if (out.T != task.T() || out.I != task.inputs() || out.O != task.outputs() || out.Bt < 1)
+    throw std::invalid_argument("launch_generate_trials: the view's shape (T=" + std::to_string(out.T) +
+                                ", I=" + std::to_string(out.I) + ", O=" + std::to_string(out.O) +
+                                ", Bt=" + std::to_string(out.Bt) + ") does not match the task");
+  if (!out.x || (task.classification() ? !out.label : (!out.target || !out.mask)))
+    throw std::invalid_argument("launch_generate_trials: missing output buffer for this task");
+  const int threads = 128, blocks = (out.Bt + threads - 1) / threads;
+  generate_trials_kernel<<<blocks, threads, 0, stream>>>(task, Philox(purpose, seed), iteration, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+cpu::Trials device_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
+                          int batch) {
+  cpu::Trials t;
+  t.task = task;
+  t.T = task.T();
+  t.Bt = batch;
+  t.I = task.inputs();
+  t.O = task.outputs();
+  const size_t steps = size_t(t.T) * batch;
+  DeviceBuffer<float> x(steps * t.I), target(task.classification() ? 0 : steps * t.O),
+      mask(task.classification() ? 0 : steps * t.O);
+  DeviceBuffer<int> label(task.classification() ? steps : 0);
+  launch_generate_trials(task, purpose, seed, iteration,
+                         TrialView{t.T, batch, t.I, t.O, x.get(), target.get(), mask.get(), label.get()}, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  auto copy = [](auto& host, const auto& dev) {
+    host.resize(dev.size());
+    if (dev.size())
+      CUDA_CHECK(cudaMemcpy(host.data(), dev.get(), dev.size() * sizeof(host[0]), cudaMemcpyDeviceToHost));
+  };
+  copy(t.x, x);
+  copy(t.target, target);
+  copy(t.mask, mask);
+  copy(t.label, label);
+  return t;
+}
+
+}  // namespace rnnsweep::cuda

@@ -1,0 +1,52 @@
+// Device trials against host trials, value by value (built only where nvcc is found).
+// Without a GPU the tests are skipped; RNNSWEEP_REQUIRE_GPU=1 makes that a failure, for the
+// GPU machine's check (scripts/device-check.sh).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/tasks.cuh"
+#include "rnnsweep/config.h"
+
+using namespace rnnsweep;
+
+namespace {
+
+void require_gpu() {
+  if (cuda::device_available()) return;
+  const char* require = std::getenv("RNNSWEEP_REQUIRE_GPU");
+  if (require && std::strcmp(require, "1") == 0) FAIL() << "RNNSWEEP_REQUIRE_GPU=1 but no CUDA device is usable";
+  GTEST_SKIP() << "no CUDA device";
+}
+
+TEST(CudaTasks, DeviceTrialsEqualHostTrials) {
+  require_gpu();
+  if (testing::Test::IsSkipped() || testing::Test::HasFatalFailure()) return;
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms}) {
+    const TaskParams task = Config::make_task(kind);
+    const cpu::Trials host = cpu::training_trials(task, 11, 42, 67);
+    const cpu::Trials dev = cuda::device_trials(task, Purpose::trials, 11, 42, 67);
+    ASSERT_EQ(dev.x.size(), host.x.size());
+    // Same words, same double arithmetic; cos, log and sqrt may differ by an ulp of double
+    // between glibc and CUDA, which can move the float result by at most one float ulp.
+    for (size_t i = 0; i < host.x.size(); ++i)
+      ASSERT_NEAR(dev.x[i], host.x[i], 2e-7f * (1 + std::fabs(host.x[i]))) << task_name(kind) << " x[" << i << "]";
+    EXPECT_EQ(dev.label, host.label) << task_name(kind);
+    EXPECT_EQ(dev.target, host.target) << task_name(kind);
+    EXPECT_EQ(dev.mask, host.mask) << task_name(kind);
+  }
+}
+
+TEST(CudaTasks, LauncherRejectsAMismatchedView) {
+  require_gpu();
+  if (testing::Test::IsSkipped() || testing::Test::HasFatalFailure()) return;
+  const TaskParams task = Config::make_task(TaskKind::romo);
+  cuda::DeviceBuffer<float> x(10);
+  const TrialView wrong{task.T() + 1, 1, 1, 2, x.get(), x.get(), x.get(), nullptr};
+  EXPECT_THROW(cuda::launch_generate_trials(task, Purpose::trials, 0, 0, wrong, nullptr), std::invalid_argument);
+}
+
+}  // namespace
