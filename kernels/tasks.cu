@@ -32,20 +32,13 @@ void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32
 cpu::Trials device_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
                           int batch) {
   cpu::Trials t;
-  t.task = task;
-  t.T = task.T();
-  t.Bt = batch;
-  t.I = task.inputs();
-  t.O = task.outputs();
-  const size_t steps = size_t(t.T) * batch;
-  DeviceBuffer<float> x(steps * t.I), target(task.classification() ? 0 : steps * t.O),
-      mask(task.classification() ? 0 : steps * t.O);
-  DeviceBuffer<int> label(task.classification() ? steps : 0);
+  cpu::shape_trials(task, batch, t);
+  DeviceBuffer<float> x(t.x.size()), target(t.target.size()), mask(t.mask.size());
+  DeviceBuffer<int> label(t.label.size());
   launch_generate_trials(task, purpose, seed, iteration,
                          TrialView{t.T, batch, t.I, t.O, x.get(), target.get(), mask.get(), label.get()}, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   auto copy = [](auto& host, const auto& dev) {
-    host.resize(dev.size());
     if (dev.size())
       CUDA_CHECK(cudaMemcpy(host.data(), dev.get(), dev.size() * sizeof(host[0]), cudaMemcpyDeviceToHost));
   };

@@ -3,8 +3,7 @@
 
 namespace rnnsweep::cpu {
 
-void fill_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
-                 int batch, Trials& out) {
+void shape_trials(const TaskParams& task, int batch, Trials& out) {
   out.task = task;
   out.T = task.T();
   out.Bt = batch;
@@ -12,19 +11,20 @@ void fill_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, st
   out.O = task.outputs();
   const size_t steps = size_t(out.T) * batch;
   out.x.resize(steps * out.I);
-  if (task.classification()) {
-    out.label.resize(steps);
-    out.target.clear();
-    out.mask.clear();
-  } else {
-    out.target.resize(steps * out.O);
-    out.mask.resize(steps * out.O);
-    out.label.clear();
-  }
-  const TrialView view{out.T, batch, out.I, out.O, out.x.data(),
-                       out.target.empty() ? nullptr : out.target.data(),
-                       out.mask.empty() ? nullptr : out.mask.data(),
-                       out.label.empty() ? nullptr : out.label.data()};
+  out.target.resize(task.classification() ? 0 : steps * out.O);
+  out.mask.resize(task.classification() ? 0 : steps * out.O);
+  out.label.resize(task.classification() ? steps : 0);
+}
+
+TrialView view_of(Trials& t) {
+  return TrialView{t.T, t.Bt, t.I, t.O, t.x.data(), t.target.empty() ? nullptr : t.target.data(),
+                   t.mask.empty() ? nullptr : t.mask.data(), t.label.empty() ? nullptr : t.label.data()};
+}
+
+void fill_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
+                 int batch, Trials& out) {
+  shape_trials(task, batch, out);
+  const TrialView view = view_of(out);
   const Philox rng(purpose, seed);
   for (int b = 0; b < batch; ++b) generate_trial(task, rng, iteration, b, view);
 }

@@ -19,6 +19,13 @@ struct Trials {
   std::vector<int> label;     // T * Bt     (classification tasks)
 };
 
+// Sets the shape of `out` for `batch` trials of `task` and sizes its arrays (reusing storage):
+// x always; target and mask for regression tasks, label for classification tasks.
+void shape_trials(const TaskParams& task, int batch, Trials& out);
+
+// A view of `out`'s arrays for generate_trial (null for the arrays the task does not use).
+TrialView view_of(Trials& out);
+
 // Fills `out` (reusing its storage) with the batch of `iteration` of the stream (purpose, seed).
 void fill_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
                  int batch, Trials& out);
