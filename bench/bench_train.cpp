@@ -37,7 +37,6 @@ Timing time_sweep(const std::string& rule, int networks, long iters, int threads
   auto backend = make_backend("cpu", threads);
   Progress progress;
   RunOptions options;
-  options.threads = threads;
   options.spectra = false;
   const auto start = std::chrono::steady_clock::now();
   const auto results = backend->train(config, expand_grid(config), options, progress);

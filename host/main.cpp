@@ -152,7 +152,6 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
                backend->device().c_str(), out.c_str());
 
   RunOptions options;
-  options.threads = args.threads;
   options.keep_weights = args.save_weights;
   options.train = !spectra_only;
   Progress progress;

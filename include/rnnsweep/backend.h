@@ -45,7 +45,6 @@ struct NetworkResult {
 };
 
 struct RunOptions {
-  int threads = 0;          // 0: all hardware threads
   bool keep_weights = false;
   bool train = true;        // false: only the initial spectra (`rnnsweep lyapunov`)
   bool spectra = true;      // compute Lyapunov spectra before and after training
