@@ -52,6 +52,104 @@ TEST(Spectra, DrivenStatesFollowTheTrainersForwardPass) {
   }
 }
 
+// The driven trajectory as it was computed before driven_states learned to renormalise: the
+// plain loop, same expressions, in double. Reference for the bit-identity check below.
+Mat<double> plain_driven_states(const Net& n, long warmup, long steps) {
+  const ConstNet<float> net(n.shape, n.params.data());
+  const Mat<double> W_h = net.W_h.cast<double>(), W_x = net.W_x.cast<double>();
+  const Vec<double> b = net.b.cast<double>();
+  const long T = n.task.T(), total = warmup + steps;
+  Trials trials;
+  fill_trials(n.task, Purpose::lyapunov_trials, 0, 0, static_cast<int>((total + T - 1) / T), trials);
+  const int H = n.shape.H, I = n.shape.I;
+  const double a = n.task.leak();
+  Mat<double> states(H, steps);
+  Vec<double> h = Vec<double>::Zero(H), x(I);
+  for (long step = 0; step < total; ++step) {
+    if (step >= warmup) states.col(step - warmup) = h;
+    const long trial = step / T, t = step % T;
+    for (int i = 0; i < I; ++i) x(i) = trials.x[(size_t(t) * trials.Bt + trial) * I + i];
+    Vec<double> u = W_h * h.cwiseMax(0.0) + W_x * x;
+    if (n.shape.bias) u += b;
+    h = a * h + (1 - a) * u;
+  }
+  return states;
+}
+
+TEST(Spectra, DrivenStatesAreUnchangedWhereNothingOverflows) {
+  // g = 1.0 (max LE < 0): the state stays O(1), no renormalisation happens, and the states must
+  // be bit-identical to the plain loop -- the overflow guard may not perturb ordinary networks.
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
+    Net n(kind, 1.0, 64);
+    n.shape.bias = kind == TaskKind::two_af;  // cover the scaled bias drive too
+    n.params.assign(ParamLayout(n.shape).size, 0.0f);
+    init_params(n.shape, 1.0, 0, n.params.data());
+    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task, Purpose::lyapunov_trials,
+                                         0, 0, 100, 4000);
+    const Mat<double> ref = plain_driven_states(n, 100, 4000);
+    ASSERT_GT(ref.cwiseAbs().maxCoeff(), 0.1) << "the trajectory must not be trivial";
+    EXPECT_TRUE(hs == ref) << "task " << int(kind);
+  }
+}
+
+TEST(Spectra, DrivenStatesOfAnExpandingNetworkStayFiniteWithTheTrueSignPattern) {
+  // g = 2.0 (max LE ~ +0.15 romo, +0.29 2af): |h_t| grows like e^(lambda1 t) and leaves the
+  // double range within 8100 steps. driven_states returns h_t up to a positive factor per column;
+  // the factor may not change a sign, which is all the Jacobian uses (relu'(h) = [h > 0]).
+  // Reference: the same map in long double (range ~1e4932, so e^(0.29 * 8100) ~ 1e1030 fits).
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
+    Net n(kind, 2.0, 64);
+    const long warmup = 100, steps = 8000, total = warmup + steps;
+    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task, Purpose::lyapunov_trials,
+                                         0, 0, warmup, steps);
+    ASSERT_TRUE(hs.allFinite()) << "task " << int(kind);
+    using LMat = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+    using LVec = Eigen::Matrix<long double, Eigen::Dynamic, 1>;
+    const ConstNet<float> net(n.shape, n.params.data());
+    const LMat W_h = net.W_h.cast<long double>(), W_x = net.W_x.cast<long double>();
+    const long T = n.task.T();
+    Trials trials;
+    fill_trials(n.task, Purpose::lyapunov_trials, 0, 0, static_cast<int>((total + T - 1) / T), trials);
+    const long double a = n.task.leak();
+    LVec h = LVec::Zero(n.shape.H), x(n.shape.I);
+    long mismatched_columns = 0;
+    for (long step = 0; step < total; ++step) {
+      if (step >= warmup) {
+        bool same = true;
+        for (int i = 0; i < n.shape.H; ++i) same &= (hs(i, step - warmup) > 0) == (h(i) > 0);
+        mismatched_columns += !same;
+      }
+      const long trial = step / T, t = step % T;
+      for (int i = 0; i < n.shape.I; ++i) x(i) = trials.x[(size_t(t) * trials.Bt + trial) * n.shape.I + i];
+      h = a * h + (1 - a) * (W_h * h.cwiseMax(0.0L) + W_x * x);
+    }
+    ASSERT_TRUE(std::isfinite(h.cwiseAbs().maxCoeff()));
+    EXPECT_GT(h.cwiseAbs().maxCoeff(), 1e400L) << "the reference must really have left the double range";
+    EXPECT_EQ(mismatched_columns, 0) << "task " << int(kind);
+  }
+}
+
+TEST(Spectra, MaxLyapunovExponentOfAnExpandingNetworkDoesNotDependOnTrajectoryLength) {
+  // g = 2.0, H = 64: |h_t| grows like e^(lambda1 t) and leaves the double range after ~4900
+  // steps (romo) and ~2400 (2af) unless driven_states rescales. Measured here (seed 0, le_batch
+  // 2, le_k 4, le_warmup 100): max LE at 1000 / 4000 / 8000 steps romo 0.1446 / 0.1458 / 0.1460,
+  // 2af 0.2940 / 0.2945 / 0.2945; before the fix 8000 steps gave -0.19 (romo) and -inf (2af, at
+  // 4000 already). The tolerance 0.02 is more than ten times the spread between the lengths.
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
+    Net n(kind, 2.0, 64);
+    n.config.le_k = 4;
+    n.config.le_batch = 2;
+    n.config.le_warmup = 100;
+    n.config.le_steps = 1000;
+    const double short_run = n.spectrum().front();
+    n.config.le_steps = 8000;
+    const double long_run = n.spectrum().front();
+    EXPECT_GT(short_run, 0.1) << "task " << int(kind) << ": g = 2.0 is chaotic";
+    EXPECT_GT(long_run, 0.1) << "task " << int(kind);
+    EXPECT_NEAR(long_run, short_run, 0.02) << "task " << int(kind);
+  }
+}
+
 TEST(Spectra, RandomFrameIsOrthonormalAndAFunctionOfTheSeed) {
   const Mat<double> Q = random_frame(16, 5, 7);
   EXPECT_LT((Q.transpose() * Q - Mat<double>::Identity(5, 5)).cwiseAbs().maxCoeff(), 1e-13);

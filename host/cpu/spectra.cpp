@@ -21,14 +21,26 @@ Mat<double> driven_states(const Shape& s, double a, const float* params, const T
   Trials trials;
   fill_trials(task, purpose, seed, iteration, static_cast<int>((total + T - 1) / T), trials);
   Mat<double> states(s.H, steps);
-  Vec<double> h = Vec<double>::Zero(s.H), x(s.I);
+  // With a positive max LE |h_t| ~ e^(lambda1 t) overflows double within a few thousand steps and
+  // silently wrecks the spectrum. The map is positively homogeneous, so we carry u = e^-log_scale h,
+  // whose sign pattern (all J_t uses) is h's; below 1e100 nothing is rescaled: bit-identical states.
+  constexpr double rescale_above = 1e100;
+  double log_scale = 0;
+  Vec<double> u = Vec<double>::Zero(s.H), x(s.I);
   for (long step = 0; step < total; ++step) {
-    if (step >= warmup) states.col(step - warmup) = h;
+    if (step >= warmup) states.col(step - warmup) = u;
     const long trial = step / T, t = step % T;
-    for (int i = 0; i < s.I; ++i) x(i) = trials.x[(size_t(t) * trials.Bt + trial) * s.I + i];
-    Vec<double> u = W_h * h.cwiseMax(0.0) + W_x * x;
-    if (s.bias) u += b;
-    h = a * h + (1 - a) * u;
+    // exp(-0) = 1 exactly; where it underflows to 0 the drive is far below u's rounding anyway
+    const double drive = std::exp(-log_scale);
+    for (int i = 0; i < s.I; ++i) x(i) = drive * trials.x[(size_t(t) * trials.Bt + trial) * s.I + i];
+    Vec<double> v = W_h * u.cwiseMax(0.0) + W_x * x;
+    if (s.bias) v += drive * b;
+    u = a * u + (1 - a) * v;
+    const double peak = u.cwiseAbs().maxCoeff();
+    if (peak > rescale_above && std::isfinite(peak)) {
+      u /= peak;
+      log_scale += std::log(peak);
+    }
   }
   return states;
 }

@@ -15,7 +15,11 @@ namespace rnnsweep::cpu {
 
 // Hidden states h_t for t = warmup .. warmup + steps - 1 (H x steps, double) of the network
 // driven from h_0 = 0 by task trials laid back to back, never reset: trials 0, 1, 2, ... of the
-// batch `iteration` of the stream (purpose, seed). Column j is the state at which J_t is taken.
+// batch `iteration` of the stream (purpose, seed). Column j is the state at which J_t is taken,
+// up to a positive factor per column: where the state would leave the double range (a positive
+// max LE makes |h_t| grow like e^(lambda1 t)) it is carried rescaled, which keeps each column's
+// sign pattern, and relu'(h_t) = [h_t > 0] is all the Jacobian uses. Where |h_t| stays below
+// 1e100 no rescaling happens and the columns are the states themselves.
 Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task, Purpose purpose,
                           std::uint32_t seed, std::uint32_t iteration, long warmup, long steps);
 
