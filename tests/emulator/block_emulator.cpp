@@ -1,0 +1,744 @@
+// The compiled half of the block emulator (see block_emulator.h): the fiber scheduler with its
+// block and warp barriers, and the emulated runtime's state (memory, errors, attributes).
+#include "tests/emulator/block_emulator.h"
+
+#include <boost/context/fiber.hpp>
+#include <boost/context/protected_fixedsize_stack.hpp>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rnnsweep::emu {
+
+namespace ctx = boost::context;
+
+namespace {
+
+// Enough for a kernel's local arrays; the guard page below turns an overflow into a fault
+// instead of silent corruption of a neighbour's stack.
+constexpr std::size_t kStackBytes = 256 * 1024;
+
+// Guarded stacks are an mmap and an mprotect each; a launch of many blocks would pay that per
+// thread per block, so stacks are kept for reuse by the OS thread that launches.
+class StackPool {
+ public:
+  StackPool() : alloc_(kStackBytes) { free_.reserve(kMaxThreadsPerBlock); }
+  ~StackPool() {
+    for (auto& s : free_) alloc_.deallocate(s);
+  }
+  ctx::stack_context get() {
+    if (free_.empty()) return alloc_.allocate();
+    ctx::stack_context s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  void put(ctx::stack_context s) { free_.push_back(s); }
+
+ private:
+  ctx::protected_fixedsize_stack alloc_;
+  std::vector<ctx::stack_context> free_;
+};
+
+StackPool& stack_pool() {
+  static thread_local StackPool pool;
+  return pool;
+}
+
+struct PooledStack {
+  ctx::stack_context allocate() { return stack_pool().get(); }
+  void deallocate(ctx::stack_context& s) noexcept { stack_pool().put(s); }
+};
+
+enum class State { kReady, kRunning, kAtBlock, kAtWarp, kDone };
+
+// What a warp barrier is waited at: lanes of one warp meeting at different kinds of warp
+// operation would exchange nonsense, so that is reported rather than paired up.
+enum class WarpOp { kSyncwarp, kShuffleWrite, kShuffleRead, kBallotWrite, kBallotRead };
+
+const char* op_name(WarpOp op) {
+  switch (op) {
+    case WarpOp::kSyncwarp:
+      return "__syncwarp";
+    case WarpOp::kShuffleWrite:
+    case WarpOp::kShuffleRead:
+      return "a __shfl*_sync";
+    case WarpOp::kBallotWrite:
+    case WarpOp::kBallotRead:
+      return "a warp vote (__ballot/__any/__all_sync)";
+  }
+  return "?";
+}
+
+std::string str(uint3 v) {
+  return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
+}
+
+}  // namespace
+
+namespace detail {
+
+struct EmuThread : ThreadContext {
+  ctx::fiber fiber;      // the thread while it is not running
+  ctx::fiber scheduler;  // while it runs: where to switch back to
+  State state = State::kDone;
+};
+
+struct Warp {
+  unsigned first = 0, size = 0;  // linear ids first..first+size-1
+  unsigned live = 0, arrived = 0;
+  WarpOp op = WarpOp::kSyncwarp;
+  std::uint64_t slots[32] = {};
+};
+
+struct BlockState {
+  std::vector<EmuThread> threads;
+  std::vector<Warp> warps;
+  unsigned live = 0, finished = 0;
+  unsigned arrived = 0;  // at the block barrier
+  const char* site_file = nullptr;
+  int site_line = 0;
+  int count = 0, count_result = 0;  // __syncthreads_count
+  std::exception_ptr error;
+  void (*body)(void*) = nullptr;
+  void* context = nullptr;
+};
+
+[[noreturn]] void outside_kernel() {
+  throw std::logic_error(
+      "rnnsweep emulator: threadIdx/blockIdx/blockDim/gridDim, shared memory or a device intrinsic used "
+      "outside a kernel launch");
+}
+
+[[noreturn]] void invalid_width(int width) {
+  throw std::logic_error("rnnsweep emulator: shuffle width must be a power of two from 1 to 32, got " +
+                         std::to_string(width));
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::BlockState;
+using detail::EmuThread;
+using detail::Warp;
+
+EmuThread& self() { return static_cast<EmuThread&>(current()); }
+
+// Back to the scheduler until a barrier releases this thread. If the launch is abandoned
+// meanwhile, resume() throws forced_unwind here, which unwinds the kernel's frames.
+void suspend(EmuThread& t) { t.scheduler = std::move(t.scheduler).resume(); }
+
+void release_block(BlockState& b) {
+  for (auto& t : b.threads)
+    if (t.state == State::kAtBlock) t.state = State::kReady;
+  b.arrived = 0;
+  b.count_result = b.count;
+  b.count = 0;
+}
+
+void release_warp(BlockState& b, Warp& w) {
+  for (unsigned i = w.first; i < w.first + w.size; ++i)
+    if (b.threads[i].state == State::kAtWarp) b.threads[i].state = State::kReady;
+  w.arrived = 0;
+}
+
+bool same_site(const BlockState& b, const char* file, int line) {
+  return b.site_line == line && (b.site_file == file || std::strcmp(b.site_file, file) == 0);
+}
+
+void warp_wait(EmuThread& t, WarpOp op) {
+  BlockState& b = *t.block;
+  Warp& w = b.warps[t.warp];
+  if (w.arrived == 0) {
+    w.op = op;
+  } else if (w.op != op) {
+    throw std::logic_error("rnnsweep emulator: deadlock: in block " + str(t.block_idx) + ", warp " +
+                           std::to_string(t.warp) + ", lane " + std::to_string(t.lane) + " reached " +
+                           op_name(op) + " while " + std::to_string(w.arrived) + " lanes wait at " +
+                           op_name(w.op));
+  }
+  if (++w.arrived == w.live) {
+    release_warp(b, w);
+    t.state = State::kRunning;
+    return;
+  }
+  t.state = State::kAtWarp;
+  suspend(t);
+}
+
+void thread_exit(EmuThread& t) {
+  BlockState& b = *t.block;
+  Warp& w = b.warps[t.warp];
+  t.state = State::kDone;
+  ++b.finished;
+  --b.live;
+  --w.live;
+  // Exited threads no longer count: the barriers they leave may now be complete.
+  if (b.arrived > 0 && b.arrived == b.live) release_block(b);
+  if (w.arrived > 0 && w.arrived == w.live) release_warp(b, w);
+}
+
+std::string describe_deadlock(const BlockState& b, const LaunchConfig& c) {
+  std::string s = "rnnsweep emulator: deadlock in block " + str(b.threads[0].block_idx) + " (grid " +
+                  str(c.grid) + ", block " + str(c.block) + "): no thread can run; " +
+                  std::to_string(b.live) + " live threads, " + std::to_string(b.arrived) +
+                  " wait at __syncthreads";
+  if (b.arrived > 0) s += std::string(" (") + b.site_file + ":" + std::to_string(b.site_line) + ")";
+  for (size_t i = 0; i < b.warps.size(); ++i) {
+    const Warp& w = b.warps[i];
+    if (w.arrived > 0)
+      s += "; warp " + std::to_string(i) + ": " + std::to_string(w.arrived) + " of " +
+           std::to_string(w.live) + " live lanes wait at " + op_name(w.op);
+  }
+  return s;
+}
+
+// Restores "no emulated thread" however the scheduler leaves.
+struct CurrentGuard {
+  ~CurrentGuard() { detail::current_thread = nullptr; }
+};
+
+// Destroys the fibers not yet finished; their stacks unwind (forced_unwind), running the
+// destructors of the kernel's locals.
+void abandon(BlockState& b) {
+  for (auto& t : b.threads) {
+    if (!t.fiber) continue;
+    detail::current_thread = &t;
+    t.fiber = ctx::fiber();
+  }
+  detail::current_thread = nullptr;
+}
+
+void run_block(BlockState& b, const LaunchConfig& c) {
+  const unsigned n = unsigned(b.threads.size());
+  for (auto& t : b.threads) {
+    t.state = State::kReady;
+    EmuThread* tp = &t;
+    t.fiber = ctx::fiber(std::allocator_arg, PooledStack(), [tp](ctx::fiber&& sched) {
+      tp->scheduler = std::move(sched);
+      BlockState& block = *tp->block;
+      try {
+        block.body(block.context);
+      } catch (const ctx::detail::forced_unwind&) {
+        throw;  // the launch is being abandoned: let Boost finish unwinding this stack
+      } catch (...) {
+        if (!block.error) block.error = std::current_exception();
+      }
+      thread_exit(*tp);
+      return std::move(tp->scheduler);
+    });
+  }
+  while (b.finished < n) {
+    bool ran = false;
+    for (auto& t : b.threads) {
+      if (t.state != State::kReady) continue;
+      ran = true;
+      t.state = State::kRunning;
+      detail::current_thread = &t;
+      t.fiber = std::move(t.fiber).resume();
+      detail::current_thread = nullptr;
+      if (b.error) break;
+    }
+    if (b.error) {
+      abandon(b);
+      std::rethrow_exception(b.error);
+    }
+    if (!ran) {
+      std::string message = describe_deadlock(b, c);
+      abandon(b);
+      throw std::logic_error(message);
+    }
+  }
+}
+
+std::mutex& attribute_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<const void*, int>& shared_attributes() {
+  static std::map<const void*, int> m;
+  return m;
+}
+
+cudaError_t check_config(const LaunchConfig& c) {
+  const dim3 b = c.block, g = c.grid;
+  if (b.x == 0 || b.y == 0 || b.z == 0 || b.z > 64 ||
+      std::uint64_t(b.x) * b.y * b.z > std::uint64_t(kMaxThreadsPerBlock))
+    return cudaErrorInvalidConfiguration;
+  if (g.x == 0 || g.y == 0 || g.z == 0 || g.x > 2147483647u || g.y > 65535u || g.z > 65535u)
+    return cudaErrorInvalidConfiguration;
+  if (c.shared_bytes > kSharedPerBlockOptin) return cudaErrorInvalidValue;
+  if (c.shared_bytes > kSharedPerBlock) {
+    std::lock_guard<std::mutex> lock(attribute_mutex());
+    auto it = shared_attributes().find(c.kernel);
+    if (it == shared_attributes().end() || std::size_t(it->second) < c.shared_bytes)
+      return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+
+struct AlignedDelete {
+  std::align_val_t align;
+  void operator()(unsigned char* p) const { ::operator delete(p, align); }
+};
+using AlignedBuffer = std::unique_ptr<unsigned char, AlignedDelete>;
+
+AlignedBuffer aligned_buffer(std::size_t bytes, std::size_t align) {
+  void* p = ::operator new(bytes, std::align_val_t(align), std::nothrow);
+  return AlignedBuffer(static_cast<unsigned char*>(p), AlignedDelete{std::align_val_t(align)});
+}
+
+}  // namespace
+
+// ---- Synchronisation ----
+
+int syncthreads_count(int predicate, const char* file, int line) {
+  EmuThread& t = self();
+  BlockState& b = *t.block;
+  if (b.arrived == 0) {
+    b.site_file = file;
+    b.site_line = line;
+  } else if (!same_site(b, file, line)) {
+    throw std::logic_error("rnnsweep emulator: deadlock: divergent __syncthreads in block " +
+                           str(t.block_idx) + ": thread " + str(t.thread_idx) + " reached the one at " +
+                           file + ":" + std::to_string(line) + " while " + std::to_string(b.arrived) +
+                           " threads wait at " + b.site_file + ":" + std::to_string(b.site_line) +
+                           " (undefined in CUDA: a GPU may hang or pair the wrong barriers)");
+  }
+  b.count += predicate;
+  if (++b.arrived == b.live) {
+    release_block(b);
+    t.state = State::kRunning;
+    return b.count_result;
+  }
+  t.state = State::kAtBlock;
+  suspend(t);
+  // Stable until the next release, which needs this thread to arrive again.
+  return b.count_result;
+}
+
+void syncthreads(const char* file, int line) { syncthreads_count(0, file, line); }
+
+void syncwarp() { warp_wait(self(), WarpOp::kSyncwarp); }
+
+std::uint64_t warp_exchange(std::uint64_t bits, unsigned src) {
+  EmuThread& t = self();
+  BlockState& b = *t.block;
+  Warp& w = b.warps[t.warp];
+  w.slots[t.lane] = bits;
+  warp_wait(t, WarpOp::kShuffleWrite);
+  // Between the two barriers no lane can exit or write, so the slots are stable.
+  const bool active = src < w.size && b.threads[w.first + src].state != State::kDone;
+  const std::uint64_t out = active ? w.slots[src] : ~std::uint64_t(0);
+  warp_wait(t, WarpOp::kShuffleRead);
+  return out;
+}
+
+unsigned warp_ballot(int predicate) {
+  EmuThread& t = self();
+  BlockState& b = *t.block;
+  Warp& w = b.warps[t.warp];
+  w.slots[t.lane] = predicate != 0;
+  warp_wait(t, WarpOp::kBallotWrite);
+  unsigned mask = 0;
+  for (unsigned i = 0; i < w.size; ++i)
+    if (b.threads[w.first + i].state != State::kDone && w.slots[i]) mask |= 1u << i;
+  warp_wait(t, WarpOp::kBallotRead);
+  return mask;
+}
+
+unsigned warp_active_mask() {
+  EmuThread& t = self();
+  const BlockState& b = *t.block;
+  const Warp& w = b.warps[t.warp];
+  unsigned mask = 0;
+  for (unsigned i = 0; i < w.size; ++i)
+    if (b.threads[w.first + i].state != State::kDone) mask |= 1u << i;
+  return mask;
+}
+
+// ---- Launch ----
+
+void detail::launch(const LaunchConfig& config, void (*body)(void*), void* context) {
+  if (detail::current_thread)
+    throw std::logic_error(
+        "rnnsweep emulator: a launch from inside a kernel (dynamic parallelism) is not emulated");
+  if (cudaError_t e = check_config(config); e != cudaSuccess) {
+    rt::record(e);
+    return;
+  }
+  CurrentGuard guard;
+  const dim3 g = config.grid, bd = config.block;
+  const unsigned n = bd.x * bd.y * bd.z;
+  const std::size_t shared_bytes = config.shared_bytes < 16 ? 16 : config.shared_bytes;
+  AlignedBuffer shared = aligned_buffer(shared_bytes, 16);
+  if (!shared) throw std::bad_alloc();
+
+  BlockState b;
+  b.body = body;
+  b.context = context;
+  b.threads.resize(n);
+  b.warps.resize((n + 31) / 32);
+  for (unsigned z = 0; z < g.z; ++z)
+    for (unsigned y = 0; y < g.y; ++y)
+      for (unsigned x = 0; x < g.x; ++x) {
+        std::memset(shared.get(), 0xFF, shared_bytes);
+        for (unsigned i = 0; i < n; ++i) {
+          EmuThread& t = b.threads[i];
+          t.thread_idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
+          t.block_idx = uint3{x, y, z};
+          t.block_dim = bd;
+          t.grid_dim = g;
+          t.linear = i;
+          t.lane = i % 32;
+          t.warp = i / 32;
+          t.shared = shared.get();
+          t.block = &b;
+        }
+        for (unsigned w = 0; w < b.warps.size(); ++w) {
+          Warp& warp = b.warps[w];
+          warp.first = 32 * w;
+          warp.size = n - 32 * w < 32 ? n - 32 * w : 32;
+          warp.live = warp.size;
+          warp.arrived = 0;
+        }
+        b.live = n;
+        b.finished = 0;
+        b.arrived = 0;
+        b.count = b.count_result = 0;
+        run_block(b, config);
+      }
+}
+
+// ---- Emulated runtime ----
+
+namespace {
+
+struct Memory {
+  std::mutex mutex;
+  std::map<std::uintptr_t, std::size_t> device;  // address -> bytes
+  std::set<void*> host;
+  std::size_t capacity = kDefaultMemoryCapacity;
+  std::size_t used = 0;
+};
+
+Memory& memory() {
+  static Memory m;
+  return m;
+}
+
+// Whether [p, p + bytes) lies inside one cudaMalloc allocation (the caller holds the mutex).
+bool inside_device(const Memory& m, const void* p, std::size_t bytes) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto it = m.device.upper_bound(a);
+  if (it == m.device.begin()) return false;
+  --it;
+  return a >= it->first && a - it->first <= it->second && bytes <= it->second - (a - it->first);
+}
+
+thread_local cudaError_t last_error = cudaSuccess;
+
+constexpr std::size_t kDeviceAlignment = 256;  // what cudaMalloc guarantees
+
+}  // namespace
+
+void set_memory_capacity(std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  memory().capacity = bytes;
+}
+
+std::size_t device_bytes_in_use() {
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  return memory().used;
+}
+
+struct Stream {
+  int unused = 0;
+};
+struct Event {
+  std::chrono::steady_clock::time_point time;
+  bool recorded = false;
+};
+
+namespace rt {
+
+const char* error_string(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorNotReady:
+      return "device not ready";
+    case cudaErrorLaunchFailure:
+      return "unspecified launch failure";
+  }
+  return "unrecognized error code";
+}
+
+const char* error_name(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+
+cudaError_t record(cudaError_t e) {
+  if (e != cudaSuccess) last_error = e;
+  return e;
+}
+
+cudaError_t get_last_error() {
+  const cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t peek_last_error() { return last_error; }
+
+cudaError_t malloc_device(void** p, std::size_t bytes) {
+  if (!p) return record(cudaErrorInvalidValue);
+  if (bytes == 0) {
+    *p = nullptr;
+    return cudaSuccess;
+  }
+  Memory& m = memory();
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (bytes > m.capacity || m.used > m.capacity - bytes) return record(cudaErrorMemoryAllocation);
+    m.used += bytes;  // reserved before allocating so concurrent callers cannot overshoot
+  }
+  void* q = ::operator new(bytes, std::align_val_t(kDeviceAlignment), std::nothrow);
+  std::lock_guard<std::mutex> lock(m.mutex);
+  if (!q) {
+    m.used -= bytes;
+    return record(cudaErrorMemoryAllocation);
+  }
+  // Device memory starts as garbage; all ones reads as NaN, so missing initialisation shows.
+  std::memset(q, 0xFF, bytes);
+  m.device.emplace(reinterpret_cast<std::uintptr_t>(q), bytes);
+  *p = q;
+  return cudaSuccess;
+}
+
+cudaError_t free_device(void* p) {
+  if (!p) return cudaSuccess;
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto it = m.device.find(reinterpret_cast<std::uintptr_t>(p));
+  if (it == m.device.end()) return record(cudaErrorInvalidValue);
+  m.used -= it->second;
+  m.device.erase(it);
+  ::operator delete(p, std::align_val_t(kDeviceAlignment));
+  return cudaSuccess;
+}
+
+cudaError_t malloc_host(void** p, std::size_t bytes) {
+  if (!p) return record(cudaErrorInvalidValue);
+  void* q = ::operator new(bytes ? bytes : 1, std::align_val_t(kDeviceAlignment), std::nothrow);
+  if (!q) return record(cudaErrorMemoryAllocation);
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  m.host.insert(q);
+  *p = q;
+  return cudaSuccess;
+}
+
+cudaError_t free_host(void* p) {
+  if (!p) return cudaSuccess;
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  if (m.host.erase(p) == 0) return record(cudaErrorInvalidValue);
+  ::operator delete(p, std::align_val_t(kDeviceAlignment));
+  return cudaSuccess;
+}
+
+cudaError_t memcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  if (!dst || !src) return record(cudaErrorInvalidValue);
+  {
+    Memory& m = memory();
+    std::lock_guard<std::mutex> lock(m.mutex);
+    const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return record(cudaErrorInvalidValue);
+    // The device side must lie in one allocation: swapped arguments or an overrun fail here as
+    // they would fault on a GPU.
+    if ((dst_device && !inside_device(m, dst, bytes)) || (src_device && !inside_device(m, src, bytes)))
+      return record(cudaErrorInvalidValue);
+  }
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t memset(void* p, int value, std::size_t bytes) {
+  if (bytes == 0) return cudaSuccess;
+  {
+    Memory& m = memory();
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (!inside_device(m, p, bytes)) return record(cudaErrorInvalidValue);
+  }
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t mem_get_info(std::size_t* free_bytes, std::size_t* total_bytes) {
+  if (!free_bytes || !total_bytes) return record(cudaErrorInvalidValue);
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  *total_bytes = m.capacity;
+  *free_bytes = m.used < m.capacity ? m.capacity - m.used : 0;
+  return cudaSuccess;
+}
+
+cudaError_t device_properties(cudaDeviceProp* prop, int device) {
+  if (!prop) return record(cudaErrorInvalidValue);
+  if (device != 0) return record(cudaErrorInvalidDevice);
+  *prop = cudaDeviceProp{};
+  std::strncpy(prop->name, "host block emulator", sizeof prop->name - 1);
+  {
+    std::lock_guard<std::mutex> lock(memory().mutex);
+    prop->totalGlobalMem = memory().capacity;
+  }
+  prop->sharedMemPerBlock = kSharedPerBlock;
+  prop->sharedMemPerBlockOptin = kSharedPerBlockOptin;
+  prop->sharedMemPerMultiprocessor = 228 * 1024;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = warpSize;
+  prop->maxThreadsPerBlock = kMaxThreadsPerBlock;
+  prop->maxThreadsDim[0] = 1024;
+  prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 2147483647;
+  prop->maxGridSize[1] = 65535;
+  prop->maxGridSize[2] = 65535;
+  prop->multiProcessorCount = 132;
+  prop->major = 9;
+  prop->minor = 0;
+  return cudaSuccess;
+}
+
+cudaError_t device_attribute(int* value, cudaDeviceAttr attr, int device) {
+  if (!value) return record(cudaErrorInvalidValue);
+  if (device != 0) return record(cudaErrorInvalidDevice);
+  cudaDeviceProp p;
+  device_properties(&p, 0);
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = p.maxThreadsPerBlock;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = int(p.sharedMemPerBlock);
+      break;
+    case cudaDevAttrWarpSize:
+      *value = p.warpSize;
+      break;
+    case cudaDevAttrMultiProcessorCount:
+      *value = p.multiProcessorCount;
+      break;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = p.major;
+      break;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = p.minor;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = int(p.sharedMemPerBlockOptin);
+      break;
+    default:
+      return record(cudaErrorInvalidValue);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t func_set_attribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (!func) return record(cudaErrorInvalidValue);
+  switch (attr) {
+    case cudaFuncAttributeMaxDynamicSharedMemorySize: {
+      if (value < 0 || std::size_t(value) > kSharedPerBlockOptin) return record(cudaErrorInvalidValue);
+      std::lock_guard<std::mutex> lock(attribute_mutex());
+      shared_attributes()[func] = value;
+      return cudaSuccess;
+    }
+    case cudaFuncAttributePreferredSharedMemoryCarveout:
+      return value >= -1 && value <= 100 ? cudaSuccess : record(cudaErrorInvalidValue);
+  }
+  return record(cudaErrorInvalidValue);
+}
+
+cudaError_t stream_create(cudaStream_t* s) {
+  if (!s) return record(cudaErrorInvalidValue);
+  *s = new Stream;
+  return cudaSuccess;
+}
+
+cudaError_t stream_destroy(cudaStream_t s) {
+  if (!s) return record(cudaErrorInvalidResourceHandle);
+  delete s;
+  return cudaSuccess;
+}
+
+cudaError_t event_create(cudaEvent_t* e) {
+  if (!e) return record(cudaErrorInvalidValue);
+  *e = new Event;
+  return cudaSuccess;
+}
+
+cudaError_t event_destroy(cudaEvent_t e) {
+  if (!e) return record(cudaErrorInvalidResourceHandle);
+  delete e;
+  return cudaSuccess;
+}
+
+cudaError_t event_record(cudaEvent_t e) {
+  if (!e) return record(cudaErrorInvalidResourceHandle);
+  e->time = std::chrono::steady_clock::now();
+  e->recorded = true;
+  return cudaSuccess;
+}
+
+cudaError_t event_elapsed(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!ms) return record(cudaErrorInvalidValue);
+  if (!start || !end || !start->recorded || !end->recorded) return record(cudaErrorInvalidResourceHandle);
+  *ms = std::chrono::duration<float, std::milli>(end->time - start->time).count();
+  return cudaSuccess;
+}
+
+}  // namespace rt
+
+}  // namespace rnnsweep::emu
