@@ -135,6 +135,11 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
   if (args.threads < 0) throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
   auto backend = make_backend(args.backend, args.threads);
   const auto networks = expand_grid(config);
+  RunOptions options;
+  options.keep_weights = args.save_weights;
+  options.train = !spectra_only;
+  // The backend checks it can run this grid (shapes, memory) before anything is written.
+  const std::string plan = backend->plan(config, networks, options);
   const std::string out = prepare_out_dir(args.out, args.config_path, args.force);
 
   nlohmann::json manifest = {{"rnnsweep_version", RNNSWEEP_VERSION},
@@ -144,16 +149,15 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
                              {"mode", spectra_only ? "lyapunov" : "run"},
                              {"backend", backend->name()},
                              {"device", backend->device()},
+                             {"plan", plan},
                              {"networks", networks.size()},
                              {"started_at", utc_now()},
                              {"status", "running"}};
   write_json(out + "/manifest.json", manifest);  // also proves the folder is writable
   std::fprintf(stderr, "rnnsweep: %zu networks on %s (%s) -> %s\n", networks.size(), backend->name().c_str(),
                backend->device().c_str(), out.c_str());
+  if (!plan.empty()) std::fprintf(stderr, "rnnsweep: %s\n", plan.c_str());
 
-  RunOptions options;
-  options.keep_weights = args.save_weights;
-  options.train = !spectra_only;
   Progress progress;
   const auto train_start = std::chrono::steady_clock::now();
   std::vector<NetworkResult> results;
@@ -272,7 +276,7 @@ int main(int argc, char** argv) {
     sub->add_option("--set", a.overrides, "override a config key: --set key=value (repeatable)")
         ->allow_extra_args(false);
     sub->add_option("--out", a.out, "output folder (default: results/<config>-<time>)");
-    sub->add_option("--backend", a.backend, "auto | cpu");
+    sub->add_option("--backend", a.backend, "auto (CUDA where a GPU is usable, else CPU) | cpu | cuda");
     sub->add_option("--threads", a.threads, "CPU threads (0: all cores)");
     sub->add_flag("--force", a.force, "replace the results already in --out");
     sub->add_flag("--quiet", a.quiet, "no progress line");

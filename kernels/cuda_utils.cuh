@@ -3,7 +3,7 @@
 // RAII device buffer.
 #pragma once
 
-#include <cuda_runtime.h>
+#include "kernels/portability.cuh"
 
 #include <stdexcept>
 #include <string>
@@ -34,10 +34,36 @@ class DeviceBuffer {
   ~DeviceBuffer() {
     if (ptr_) cudaFree(ptr_);
   }
+  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(other.ptr_), n_(other.n_) {
+    other.ptr_ = nullptr;
+    other.n_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    if (this != &other) {
+      if (ptr_) cudaFree(ptr_);
+      ptr_ = other.ptr_;
+      n_ = other.n_;
+      other.ptr_ = nullptr;
+      other.n_ = 0;
+    }
+    return *this;
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   T* get() const { return ptr_; }
   size_t size() const { return n_; }
+
+  void upload(const T* host, size_t count) {
+    if (count > n_) throw std::out_of_range("DeviceBuffer::upload: " + std::to_string(count) + " > " + std::to_string(n_));
+    if (count) CUDA_CHECK(cudaMemcpy(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  void download(T* host, size_t count) const {
+    if (count > n_) throw std::out_of_range("DeviceBuffer::download: " + std::to_string(count) + " > " + std::to_string(n_));
+    if (count) CUDA_CHECK(cudaMemcpy(host, ptr_, count * sizeof(T), cudaMemcpyDeviceToHost));
+  }
+  void zero() {
+    if (n_) CUDA_CHECK(cudaMemset(ptr_, 0, n_ * sizeof(T)));
+  }
 
  private:
   T* ptr_ = nullptr;

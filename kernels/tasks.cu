@@ -11,7 +11,7 @@
 
 namespace rnnsweep::cuda {
 
-__global__ void generate_trials_kernel(TaskParams task, Philox rng, std::uint32_t iteration, TrialView out) {
+RNNSWEEP_KERNEL void generate_trials_kernel(TaskParams task, Philox rng, std::uint32_t iteration, TrialView out) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < out.Bt) generate_trial(task, rng, iteration, b, out);
 }
@@ -25,7 +25,7 @@ void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32
   if (!out.x || (task.classification() ? !out.label : (!out.target || !out.mask)))
     throw std::invalid_argument("launch_generate_trials: missing output buffer for this task");
   const int threads = 128, blocks = (out.Bt + threads - 1) / threads;
-  generate_trials_kernel<<<blocks, threads, 0, stream>>>(task, Philox(purpose, seed), iteration, out);
+  RNNSWEEP_LAUNCH(generate_trials_kernel, blocks, threads, 0, stream)(task, Philox(purpose, seed), iteration, out);
   CUDA_CHECK(cudaGetLastError());
 }
 

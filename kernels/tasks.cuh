@@ -2,7 +2,7 @@
 // per-trial generator of include/rnnsweep/task.h on the same Philox words.
 #pragma once
 
-#include <cuda_runtime.h>
+#include "kernels/portability.cuh"
 
 #include <cstdint>
 

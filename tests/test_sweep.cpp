@@ -199,6 +199,10 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
 }
 
+// Whether this machine has no GPU (nvidia-smi finds none). On a GPU machine the cuda backend
+// cases below instead check the refusal of a hidden size no thread block can hold.
+bool no_gpu_here() { return std::system("nvidia-smi -L > /dev/null 2>&1") != 0; }
+
 TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
   const std::string dir = scratch("bad");
   const std::string config = small_config(dir);
@@ -214,6 +218,9 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --set 'tasks=[\"romo\",\"xor\"]'", "invalid value \"xor\""},
       {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},
+      // without a GPU (or a build without CUDA) the cuda backend is refused; with one, a hidden
+      // size no thread block can hold is
+      {"run " + config + " --backend cuda --set hidden=4096", no_gpu_here() ? "--backend cuda: " : "supports hidden <="},
       {"run " + dir + "/missing.toml", "cannot read config"},
       {"trials --task xor --data-seed 0 --iteration 0 --batch 1", "romo, 2af, dms"},
       {"trials --task romo --data-seed 0 --iteration 0 --batch 0", "--batch"},

@@ -1,30 +1,19 @@
-// Device trials against host trials, value by value (built only where nvcc is found).
-// Without a GPU the tests are skipped; RNNSWEEP_REQUIRE_GPU=1 makes that a failure, for the
-// GPU machine's check (scripts/device-check.sh).
+// Device trials against host trials, value by value (on the emulator and on the GPU: see
+// tests/kernel_test_support.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
-#include "kernels/cuda_utils.cuh"
 #include "kernels/tasks.cuh"
 #include "rnnsweep/config.h"
+#include "tests/kernel_test_support.h"
 
 using namespace rnnsweep;
 
 namespace {
 
-void require_gpu() {
-  if (cuda::device_available()) return;
-  const char* require = std::getenv("RNNSWEEP_REQUIRE_GPU");
-  if (require && std::strcmp(require, "1") == 0) FAIL() << "RNNSWEEP_REQUIRE_GPU=1 but no CUDA device is usable";
-  GTEST_SKIP() << "no CUDA device";
-}
-
 TEST(CudaTasks, DeviceTrialsEqualHostTrials) {
-  require_gpu();
-  if (testing::Test::IsSkipped() || testing::Test::HasFatalFailure()) return;
+  RNNSWEEP_NEED_DEVICE();
   for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms}) {
     const TaskParams task = Config::make_task(kind);
     const cpu::Trials host = cpu::training_trials(task, 11, 42, 67);
@@ -41,8 +30,7 @@ TEST(CudaTasks, DeviceTrialsEqualHostTrials) {
 }
 
 TEST(CudaTasks, LauncherRejectsAMismatchedView) {
-  require_gpu();
-  if (testing::Test::IsSkipped() || testing::Test::HasFatalFailure()) return;
+  RNNSWEEP_NEED_DEVICE();
   const TaskParams task = Config::make_task(TaskKind::romo);
   cuda::DeviceBuffer<float> x(10);
   const TrialView wrong{task.T() + 1, 1, 1, 2, x.get(), x.get(), x.get(), nullptr};

@@ -56,26 +56,23 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     Trials trials;
     Forward<float> fwd;
     Mat<float> dL_dy;
-    // Loss and accuracy of every iteration, for the tail means.
+    // Loss and accuracy of every iteration, for the curve and the tail means.
     std::vector<double> losses, accuracies;
     losses.reserve(config.iters);
     accuracies.reserve(config.iters);
-    r.best_loss = std::numeric_limits<double>::infinity();
+    long diverged_at = -1;
     for (long it = 0; it < config.iters; ++it) {
       fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch, trials);
       forward(shape, a, params.data(), trials, fwd);
       const LossValue lv = task_loss(trials, fwd.y, &dL_dy);
       if (!std::isfinite(lv.loss)) {
         // Frozen from here: the loss of the parameters after iteration it - 1 is NaN/Inf.
-        r.diverged = true;
-        r.diverged_at = it;
+        diverged_at = it;
         progress += config.iters - it;
         break;
       }
       losses.push_back(lv.loss);
       accuracies.push_back(lv.accuracy);
-      r.best_loss = std::min(r.best_loss, lv.loss);
-      if (it % config.log_every == 0 || it == config.iters - 1) r.curve.push_back({it, lv.loss, lv.accuracy});
 
       if (spec.rule == Rule::bptt) {
         bptt_gradient(shape, a, params.data(), fwd, dL_dy, grad.data());
@@ -88,27 +85,9 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       else sgd_step(params.data(), grad.data(), params.size(), spec.lr);
       ++progress;
     }
-    r.iterations = static_cast<long>(losses.size());
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    if (r.diverged || losses.empty()) {
-      r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;
-      if (losses.empty()) r.best_loss = nan;
-    } else {
-      r.final_loss = losses.back();
-      r.final_accuracy = accuracies.back();
-      const size_t tail = std::max<size_t>(1, (losses.size() + 9) / 10);
-      double sl = 0, sa = 0;
-      for (size_t i = losses.size() - tail; i < losses.size(); ++i) sl += losses[i], sa += accuracies[i];
-      r.tail_loss = sl / tail;
-      r.tail_accuracy = sa / tail;
-    }
-  }
-  // Divergence is seen in the loss of the next iteration; an update in the very last one
-  // that broke the weights is caught here.
-  if (options.train && !r.diverged && !Eigen::Map<const Vec<float>>(params.data(), params.size()).allFinite()) {
-    r.diverged = true;
-    r.diverged_at = config.iters;
-    r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = std::numeric_limits<double>::quiet_NaN();
+    // An update in the very last iteration that broke the weights is caught here.
+    const bool finite = Eigen::Map<const Vec<float>>(params.data(), params.size()).allFinite();
+    summarise_training(config, losses, accuracies, diverged_at, finite, r);
   }
   // A diverged network's weights may hold NaN or Inf: it has no meaningful trained spectrum.
   if (options.train && options.spectra) {

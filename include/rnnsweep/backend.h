@@ -65,9 +65,27 @@ class Backend {
   // Results in the order of `networks`.
   virtual std::vector<NetworkResult> train(const Config& config, const std::vector<NetworkSpec>& networks,
                                            const RunOptions& options, Progress& progress) = 0;
+  // Checks that this backend can run the grid (throws UsageError naming the key otherwise) and
+  // returns a one-line description of how it will (chunking), or "" when there is nothing to say.
+  // Called before any work starts.
+  virtual std::string plan(const Config& config, const std::vector<NetworkSpec>& networks,
+                           const RunOptions& options) const {
+    (void)config, (void)networks, (void)options;
+    return "";
+  }
 };
 
-// "auto" (CUDA if built and a GPU is present, otherwise CPU), "cpu" or "cuda".
+// "auto" (CUDA if built and a GPU is present, otherwise CPU), "cpu" or "cuda". Throws
+// UsageError naming the flag when the choice cannot be honoured here (no GPU, no CUDA build).
 std::unique_ptr<Backend> make_backend(const std::string& which, int threads);
+
+// The training statistics of `r` (iterations, curve, best, final and tail loss and accuracy,
+// divergence) from the loss and accuracy of every iteration trained before the network
+// diverged (diverged_at: the first iteration whose loss was NaN/Inf, -1 if none) and whether
+// its final parameters are finite (an update in the last iteration may break them). Both
+// backends summarise through this one function, so their tables differ only in the numbers.
+void summarise_training(const Config& config, const std::vector<double>& losses,
+                        const std::vector<double>& accuracies, long diverged_at, bool final_params_finite,
+                        NetworkResult& r);
 
 }  // namespace rnnsweep

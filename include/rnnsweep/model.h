@@ -24,7 +24,7 @@ struct Shape {
 struct ParamLayout {
   int W_h, W_x, w, b, b_out, size;  // offsets into the block, and its length
 
-  explicit ParamLayout(const Shape& s)
+  explicit RNNSWEEP_HD ParamLayout(const Shape& s)
       : W_h(0),
         W_x(s.H * s.H),
         w(W_x + s.H * s.I),

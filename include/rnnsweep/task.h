@@ -86,10 +86,13 @@ struct TrialView {
   int* label;
 };
 
-// Writes trial b of the batch of iteration `iteration` drawn from `rng`.
+// Writes trial `trial` of the batch of iteration `iteration` drawn from `rng` into column `slot` of
+// `out` (by default column `trial`; a device kernel that walks through trials one at a time passes a
+// one-trial view and slot 0).
 RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, std::uint32_t iteration,
-                                       int b, const TrialView& out) {
+                                       int trial, const TrialView& out, int slot = -1) {
   const int T = out.T, Bt = out.Bt, I = out.I, O = out.O;
+  const int b = slot < 0 ? trial : slot;
   // size_t: T * Bt * I may exceed the range of int for long trials and large batches
   auto x = [&](int t, int i) -> float& { return out.x[(size_t(t) * Bt + b) * I + i]; };
   for (int t = 0; t < T; ++t)
@@ -98,12 +101,12 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
   if (p.kind == TaskKind::romo) {
     // Word 0 of counter (iteration, b, 0) draws the delay; counters (iteration, b, k >= 1)
     // draw (f1, f2) until they are far enough apart, as the reference generator redraws.
-    auto w0 = rng.words(iteration, static_cast<std::uint32_t>(b), 0);
+    auto w0 = rng.words(iteration, static_cast<std::uint32_t>(trial), 0);
     const double delay_tau = p.romo_delay_min + (p.romo_delay_max - p.romo_delay_min) * to_unit(w0[0]);
     const int d = static_cast<int>(delay_tau / p.romo_dt_over_tau);
     double f1 = 0, f2 = 0;
     for (std::uint32_t k = 1;; ++k) {
-      auto w = rng.words(iteration, static_cast<std::uint32_t>(b), k);
+      auto w = rng.words(iteration, static_cast<std::uint32_t>(trial), k);
       f1 = p.romo_f_min + (p.romo_f_max - p.romo_f_min) * to_unit(w[0]);
       f2 = p.romo_f_min + (p.romo_f_max - p.romo_f_min) * to_unit(w[1]);
       if (fabs(f1 - f2) >= p.romo_min_diff) break;
@@ -129,7 +132,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
   // (theta = 0, pi). Counter (iteration, b, 0) draws the trial's conditions; counter
   // (iteration, b, 1 + t) draws the two noise values of step t.
   const double pi = 3.141592653589793;
-  auto w0 = rng.words(iteration, static_cast<std::uint32_t>(b), 0);
+  auto w0 = rng.words(iteration, static_cast<std::uint32_t>(trial), 0);
   int decision_on, label_on_decision;
   // stimulus value of ring channel k (1 or 2) at step t, or a negative number when off
   double amp_sample = 0, amp_test = 0, angle_sample = 0, angle_test = 0;
@@ -162,7 +165,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     const bool in_sample = t >= s_on && t < s_off;
     const bool in_test = p.kind == TaskKind::dms && t >= t_on && t < t_off;
     if (in_sample || in_test) {
-      auto w = rng.words(iteration, static_cast<std::uint32_t>(b), 1u + static_cast<std::uint32_t>(t));
+      auto w = rng.words(iteration, static_cast<std::uint32_t>(trial), 1u + static_cast<std::uint32_t>(t));
       NormalPair noise = to_normals(w[0], w[1]);
       const double angle = in_sample ? angle_sample : angle_test;
       const double amp = in_sample ? amp_sample : amp_test;

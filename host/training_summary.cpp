@@ -1,0 +1,41 @@
+// What both backends share after training a network: the statistics of its losses.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "rnnsweep/backend.h"
+
+namespace rnnsweep {
+
+void summarise_training(const Config& config, const std::vector<double>& losses,
+                        const std::vector<double>& accuracies, long diverged_at, bool final_params_finite,
+                        NetworkResult& r) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  r.iterations = static_cast<long>(losses.size());
+  r.diverged = diverged_at >= 0;
+  r.diverged_at = diverged_at;
+  r.curve.clear();
+  for (long it = 0; it < r.iterations; ++it)
+    if (it % config.log_every == 0 || it == config.iters - 1) r.curve.push_back({it, losses[it], accuracies[it]});
+  r.best_loss = losses.empty() ? nan : *std::min_element(losses.begin(), losses.end());
+  if (r.diverged || losses.empty()) {
+    r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;
+  } else {
+    r.final_loss = losses.back();
+    r.final_accuracy = accuracies.back();
+    const size_t tail = std::max<size_t>(1, (losses.size() + 9) / 10);
+    double sl = 0, sa = 0;
+    for (size_t i = losses.size() - tail; i < losses.size(); ++i) sl += losses[i], sa += accuracies[i];
+    r.tail_loss = sl / tail;
+    r.tail_accuracy = sa / tail;
+  }
+  // Divergence is seen in the loss of the next iteration; an update in the very last one that
+  // broke the weights is caught here.
+  if (!r.diverged && !final_params_finite) {
+    r.diverged = true;
+    r.diverged_at = config.iters;
+    r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;
+  }
+}
+
+}  // namespace rnnsweep

@@ -1,0 +1,461 @@
+// The CUDA backend: the whole grid on one GPU. CPU twins: host/cpu/train.cpp (the per-network
+// pipeline) and host/cpu/cpu_backend.cpp (the loop over networks).
+//
+// Networks of one task share a shape (T, I, O; H and Bt are global), so they train together:
+// the grid is split by task, then into chunks that fit the GPU's free memory, and each chunk
+// runs the CPU's pipeline with every step a launch over the whole chunk:
+//   init (host, the same init_params) -> spectra (init) -> flossing (floss = true only)
+//   -> spectra (flossed) -> iters x launch_train_step -> spectra (trained, not diverged).
+// Losses stay in a device log of `window` iterations and reach the host once per window.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "host/cpu/train.h"
+#include "kernels/cuda_backend.cuh"
+#include "kernels/cuda_utils.cuh"
+#include "kernels/floss.cuh"
+#include "kernels/lyapunov.cuh"
+#include "kernels/train_step.cuh"
+#include "rnnsweep/backend.h"
+
+namespace rnnsweep {
+namespace cuda {
+namespace {
+
+// Iterations whose losses the device keeps before the host collects them.
+constexpr int kLogWindow = 256;
+
+struct DeviceInfo {
+  std::string name;
+  size_t max_shared = 0;  // dynamic shared memory one block may opt into
+  size_t total_memory = 0;
+};
+
+DeviceInfo device_info() {
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return {prop.name, size_t(prop.sharedMemPerBlockOptin), size_t(prop.totalGlobalMem)};
+}
+
+// Everything a chunk of networks of one task needs, derived from the config once.
+struct ChunkShape {
+  TaskParams task;
+  Shape shape;
+  int T, Bt, P, k;
+  bool any_bptt, any_floss;
+  TrainLaunchPlan train_plan;
+  SpectrumLaunchPlan spectrum_plan;
+};
+
+ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<NetworkSpec>& specs,
+                       const DeviceInfo& device) {
+  ChunkShape c;
+  c.task = config.task(kind);
+  c.shape = Shape{config.hidden, c.task.inputs(), c.task.outputs(), config.bias};
+  c.T = c.task.T();
+  c.Bt = config.batch;
+  c.P = ParamLayout(c.shape).size;
+  c.k = config.spectrum_k();
+  c.any_bptt = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
+  c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
+  try {
+    c.train_plan = plan_train_step(c.shape, c.Bt, device.max_shared);
+    c.spectrum_plan = plan_spectrum(c.shape, std::max(c.k, config.floss_k), c.task, device.max_shared);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("hidden = ") + std::to_string(config.hidden) + ", batch = " +
+                     std::to_string(config.batch) + " with --backend cuda: " + e.what());
+  }
+  return c;
+}
+
+// Device bytes one network of this shape needs during a chunk (what chunking divides by).
+size_t bytes_per_network(const Config& config, const ChunkShape& c, const RunOptions& options) {
+  const size_t H = c.shape.H, I = c.shape.I, O = c.shape.O, T = c.T, Bt = c.Bt, P = c.P;
+  size_t floats = 3 * P + H * O + T * Bt * (I + 2 * O + 1);
+  if (c.any_bptt) floats += (T + 1) * H * Bt + T * O * Bt;
+  if (!c.train_plan.grad_shared) floats += P;
+  size_t doubles = 2 * kLogWindow + 4;
+  const size_t J = config.le_batch, k = c.k;
+  if (options.spectra) {
+    doubles += J * k;
+    if (!c.spectrum_plan.frames_shared) doubles += J * 2 * H * k;
+  }
+  if (options.train && c.any_floss) {
+    doubles += floss_scratch_doubles(int(H), config.floss_k, config.floss_steps) + config.floss_iters;
+    floats += 2 * H * H;
+  }
+  return floats * sizeof(float) + doubles * sizeof(double) + 64;
+}
+
+// One chunk of networks of one task, trained together.
+class Chunk {
+ public:
+  Chunk(const Config& config, const ChunkShape& shape, const std::vector<NetworkSpec>& specs,
+        const RunOptions& options, size_t max_shared, Progress& progress)
+      : config_(config),
+        c_(shape),
+        specs_(specs),
+        options_(options),
+        max_shared_(max_shared),
+        progress_(progress),
+        K_(int(specs.size())) {}
+
+  std::vector<NetworkResult> run() {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<NetworkResult> results(K_);
+    for (int n = 0; n < K_; ++n) results[n].spec = specs_[n];
+    upload_networks();
+    if (options_.keep_weights) download_params_into(results, &NetworkResult::params_init);
+    if (options_.spectra) spectra(results, &NetworkResult::spectrum_init, nullptr);
+    if (options_.train) {
+      std::vector<int> flossed;
+      for (int n = 0; n < K_; ++n)
+        if (specs_[n].floss) flossed.push_back(n);
+      if (!flossed.empty()) {
+        floss(flossed, results);
+        if (options_.spectra) {
+          std::vector<int> active(K_, 0);
+          for (int n : flossed) active[n] = 1;
+          spectra(results, &NetworkResult::spectrum_flossed, &active);
+        }
+      }
+      train(results);
+      if (options_.spectra) {
+        std::vector<int> active(K_);
+        for (int n = 0; n < K_; ++n) active[n] = !results[n].diverged;
+        spectra(results, &NetworkResult::spectrum_trained, &active);
+        for (int n = 0; n < K_; ++n)
+          if (results[n].diverged) progress_.done += config_.le_batch;  // as the CPU counts it
+      }
+      if (options_.keep_weights) download_params_into(results, &NetworkResult::params_final);
+    }
+    // One launch trains the whole chunk, so a network's own time is not observable: each gets
+    // an equal share of the chunk's.
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (auto& r : results) r.seconds = seconds / K_;
+    return results;
+  }
+
+ private:
+  void upload_networks() {
+    const int H = c_.shape.H, O = c_.shape.O;
+    std::vector<float> params(size_t(K_) * c_.P), feedback(size_t(K_) * H * O, 0.0f);
+    std::vector<int> rule(K_);
+    std::vector<double> lr(K_);
+    std::vector<std::uint32_t> data_seed(K_), seed(K_);
+    for (int n = 0; n < K_; ++n) {
+      const NetworkSpec& s = specs_[n];
+      init_params(c_.shape, s.gain, s.seed, params.data() + size_t(n) * c_.P);
+      if (s.rule == Rule::rflo) {
+        const std::vector<float> B = rflo_feedback(c_.shape, s.seed);
+        std::copy(B.begin(), B.end(), feedback.begin() + size_t(n) * H * O);
+      }
+      rule[n] = int(s.rule);
+      lr[n] = s.lr;
+      data_seed[n] = s.data_seed;
+      seed[n] = s.seed;
+    }
+    params_ = DeviceBuffer<float>(params.size());
+    params_.upload(params.data(), params.size());
+    feedback_ = DeviceBuffer<float>(feedback.size());
+    feedback_.upload(feedback.data(), feedback.size());
+    rule_ = DeviceBuffer<int>(K_);
+    rule_.upload(rule.data(), K_);
+    lr_ = DeviceBuffer<double>(K_);
+    lr_.upload(lr.data(), K_);
+    data_seed_ = DeviceBuffer<std::uint32_t>(K_);
+    data_seed_.upload(data_seed.data(), K_);
+    seed_ = DeviceBuffer<std::uint32_t>(K_);
+    seed_.upload(seed.data(), K_);
+  }
+
+  void download_params_into(std::vector<NetworkResult>& results, std::vector<float> NetworkResult::*field) {
+    std::vector<float> params(size_t(K_) * c_.P);
+    params_.download(params.data(), params.size());
+    for (int n = 0; n < K_; ++n)
+      (results[n].*field).assign(params.begin() + size_t(n) * c_.P, params.begin() + size_t(n + 1) * c_.P);
+  }
+
+  // The spectrum of every active network, averaged over trajectories and sorted, as
+  // host/cpu/spectra.cpp network_spectrum does.
+  void spectra(std::vector<NetworkResult>& results, std::vector<double> NetworkResult::*field,
+               const std::vector<int>* active) {
+    const int J = config_.le_batch, k = c_.k;
+    DeviceBuffer<int> active_dev(active ? K_ : 0);
+    if (active) active_dev.upload(active->data(), K_);
+    const SpectrumLaunchPlan plan = plan_spectrum(c_.shape, k, c_.task, max_shared_);
+    DeviceBuffer<double> lambda(size_t(K_) * J * k);
+    DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(K_) * J * 2 * c_.shape.H * k);
+    SpectrumChunk s;
+    s.K = K_;
+    s.J = J;
+    s.shape = c_.shape;
+    s.task = c_.task;
+    s.k = k;
+    s.warmup = config_.le_warmup;
+    s.steps = config_.le_steps;
+    s.params = params_.get();
+    s.seed = seed_.get();
+    s.active = active ? active_dev.get() : nullptr;
+    s.frames = frames.get();
+    s.lambda = lambda.get();
+    launch_spectrum(s, plan, nullptr);
+    std::vector<double> host(lambda.size());
+    lambda.download(host.data(), host.size());
+    for (int n = 0; n < K_; ++n) {
+      if (active && !(*active)[n]) continue;
+      std::vector<double> sum(k, 0.0);
+      for (int j = 0; j < J; ++j)
+        for (int i = 0; i < k; ++i) sum[i] += host[(size_t(n) * J + j) * k + i];
+      for (double& x : sum) x /= J;
+      std::sort(sum.begin(), sum.end(), std::greater<double>());
+      results[n].*field = std::move(sum);
+      progress_.done += J;
+    }
+  }
+
+  void floss(const std::vector<int>& flossed, std::vector<NetworkResult>& results) {
+    const int F = int(flossed.size()), H = c_.shape.H;
+    const long iters = config_.floss_iters;
+    DeviceBuffer<int> network(F);
+    network.upload(flossed.data(), F);
+    DeviceBuffer<float> m(size_t(F) * H * H), v(size_t(F) * H * H);
+    DeviceBuffer<int> steps(F);
+    m.zero();
+    v.zero();
+    steps.zero();
+    DeviceBuffer<double> scratch(size_t(F) * floss_scratch_doubles(H, config_.floss_k, config_.floss_steps));
+    DeviceBuffer<double> loss(size_t(F) * iters);
+    DeviceBuffer<int> k_used(size_t(F) * iters);
+    FlossChunk f;
+    f.K = F;
+    f.network = network.get();
+    f.shape = c_.shape;
+    f.task = c_.task;
+    f.k = config_.floss_k;
+    f.warmup = config_.floss_warmup;
+    f.steps = config_.floss_steps;
+    f.iters = iters;
+    f.lr = config_.floss_lr;
+    f.beta1 = config_.adam_beta1;
+    f.beta2 = config_.adam_beta2;
+    f.eps = config_.adam_eps;
+    f.params = params_.get();
+    f.seed = seed_.get();
+    f.adam_m = m.get();
+    f.adam_v = v.get();
+    f.adam_steps = steps.get();
+    f.scratch = scratch.get();
+    f.loss = loss.get();
+    f.k_used = k_used.get();
+    for (long it = 0; it < iters; ++it) {
+      launch_floss_iteration(f, it, nullptr);
+      if (it % 10 == 9 || it == iters - 1) {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        progress_.done += F * (it % 10 + 1);
+      }
+    }
+    std::vector<double> loss_host(loss.size());
+    std::vector<int> k_host(k_used.size());
+    loss.download(loss_host.data(), loss_host.size());
+    k_used.download(k_host.data(), k_host.size());
+    for (int slot = 0; slot < F; ++slot) {
+      auto& curve = results[flossed[slot]].floss_curve;
+      for (long it = 0; it < iters; ++it)
+        curve.push_back({it, loss_host[size_t(slot) * iters + it], k_host[size_t(slot) * iters + it]});
+    }
+  }
+
+  void train(std::vector<NetworkResult>& results) {
+    const size_t K = K_, H = c_.shape.H, I = c_.shape.I, O = c_.shape.O, T = c_.T, Bt = c_.Bt, P = c_.P;
+    const bool classification = c_.task.classification();
+    DeviceBuffer<float> m(K * P), v(K * P);
+    m.zero();
+    v.zero();
+    DeviceBuffer<float> trial_x(K * T * Bt * I), trial_target(classification ? 0 : K * T * Bt * O),
+        trial_mask(classification ? 0 : K * T * Bt * O);
+    DeviceBuffer<int> trial_label(classification ? K * T * Bt : 0);
+    DeviceBuffer<float> history(c_.any_bptt ? K * (T + 1) * H * Bt : 0), output_grad(c_.any_bptt ? K * T * O * Bt : 0);
+    DeviceBuffer<float> grad_global(c_.train_plan.grad_shared ? 0 : K * P);
+    const int window = int(std::min<long>(kLogWindow, config_.iters));
+    DeviceBuffer<double> loss_log(K * window), accuracy_log(K * window);
+    DeviceBuffer<int> diverged_at(K);
+    const std::vector<int> not_diverged(K, -1);
+    diverged_at.upload(not_diverged.data(), K);
+
+    TrainChunk t;
+    t.K = K_;
+    t.shape = c_.shape;
+    t.task = c_.task;
+    t.T = c_.T;
+    t.Bt = c_.Bt;
+    t.P = c_.P;
+    t.a = float(c_.task.leak());
+    t.params = params_.get();
+    t.adam_m = m.get();
+    t.adam_v = v.get();
+    t.feedback = feedback_.get();
+    t.rule = rule_.get();
+    t.lr = lr_.get();
+    t.data_seed = data_seed_.get();
+    t.trial_x = trial_x.get();
+    t.trial_target = trial_target.get();
+    t.trial_mask = trial_mask.get();
+    t.trial_label = trial_label.get();
+    t.history = history.get();
+    t.output_grad = output_grad.get();
+    t.grad_global = grad_global.get();
+    t.loss_log = loss_log.get();
+    t.accuracy_log = accuracy_log.get();
+    t.log_window = window;
+    t.diverged_at = diverged_at.get();
+    t.optimizer = config_.optimizer == "sgd" ? Optimizer::sgd : Optimizer::adam;
+    t.beta1 = config_.adam_beta1;
+    t.beta2 = config_.adam_beta2;
+    t.eps = config_.adam_eps;
+
+    std::vector<std::vector<double>> losses(K), accuracies(K);
+    std::vector<double> loss_host(K * window), accuracy_host(K * window);
+    std::vector<int> diverged_host(K);
+    long window_start = 0;
+    for (long it = 0; it < config_.iters; ++it) {
+      launch_train_step(t, c_.train_plan, std::uint32_t(it), int(it - window_start), it + 1, nullptr);
+      const bool window_full = it - window_start + 1 == window || it == config_.iters - 1;
+      if (!window_full) continue;
+      loss_log.download(loss_host.data(), loss_host.size());  // synchronises
+      accuracy_log.download(accuracy_host.data(), accuracy_host.size());
+      diverged_at.download(diverged_host.data(), K);
+      for (size_t n = 0; n < K; ++n)
+        for (long i = window_start; i <= it; ++i) {
+          if (diverged_host[n] >= 0 && i >= diverged_host[n]) break;
+          losses[n].push_back(loss_host[n * window + (i - window_start)]);
+          accuracies[n].push_back(accuracy_host[n * window + (i - window_start)]);
+        }
+      progress_.done += long(K) * (it - window_start + 1);
+      window_start = it + 1;
+    }
+    std::vector<float> params(K * P);
+    params_.download(params.data(), params.size());
+    for (size_t n = 0; n < K; ++n) {
+      bool finite = true;
+      for (size_t e = 0; e < P; ++e) finite &= std::isfinite(params[n * P + e]);
+      results[n].trained = true;
+      summarise_training(config_, losses[n], accuracies[n], diverged_host[n], finite, results[n]);
+    }
+  }
+
+  const Config& config_;
+  const ChunkShape& c_;
+  const std::vector<NetworkSpec>& specs_;
+  const RunOptions& options_;
+  const size_t max_shared_;
+  Progress& progress_;
+  const int K_;
+  DeviceBuffer<float> params_, feedback_;
+  DeviceBuffer<int> rule_;
+  DeviceBuffer<double> lr_;
+  DeviceBuffer<std::uint32_t> data_seed_, seed_;
+};
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(long max_chunk) : max_chunk_(max_chunk), device_(device_info()) {}
+
+  std::string name() const override { return "cuda"; }
+  std::string device() const override {
+    std::ostringstream o;
+    o << device_.name << " (" << device_.total_memory / (1 << 20) << " MiB)";
+    return o.str();
+  }
+
+  std::string plan(const Config& config, const std::vector<NetworkSpec>& networks,
+                   const RunOptions& options) const override {
+    std::ostringstream o;
+    size_t free_memory = 0, total_memory = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));
+    o << "cuda: ";
+    bool first = true;
+    for (const auto& group : by_task(networks)) {
+      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
+      const size_t per = bytes_per_network(config, shape, options);
+      const long chunk = chunk_size(per, group.second.size());
+      o << (first ? "" : "; ") << task_name(group.first) << " " << group.second.size() << " networks in chunks of "
+        << chunk << " (" << per / 1024 << " KiB each, " << free_memory / (1 << 20) << " MiB free)";
+      first = false;
+    }
+    return o.str();
+  }
+
+  std::vector<NetworkResult> train(const Config& config, const std::vector<NetworkSpec>& networks,
+                                   const RunOptions& options, Progress& progress) override {
+    long long total = 0;
+    for (const auto& n : networks) total += cpu::work_units(config, n, options);
+    progress.total = total;
+    std::map<long, size_t> position;  // network id -> index in `networks`
+    for (size_t i = 0; i < networks.size(); ++i) position[networks[i].id] = i;
+    std::vector<NetworkResult> results(networks.size());
+    for (const auto& group : by_task(networks)) {
+      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
+      const size_t chunk = chunk_size(bytes_per_network(config, shape, options), group.second.size());
+      for (size_t first = 0; first < group.second.size(); first += chunk) {
+        const std::vector<NetworkSpec> specs(group.second.begin() + first,
+                                             group.second.begin() + std::min(group.second.size(), first + chunk));
+        std::vector<NetworkResult> chunk_results = Chunk(config, shape, specs, options, device_.max_shared, progress).run();
+        for (auto& r : chunk_results) results[position.at(r.spec.id)] = std::move(r);
+      }
+    }
+    return results;
+  }
+
+ private:
+  static std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> by_task(const std::vector<NetworkSpec>& networks) {
+    std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> groups;
+    for (const auto& n : networks) {
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == n.task; });
+      if (it == groups.end()) groups.push_back({n.task, {n}});
+      else it->second.push_back(n);
+    }
+    return groups;
+  }
+
+  // Networks per chunk: what fits in 80% of the free memory (the rest for the runtime and
+  // fragmentation), at most `max_chunk_` when set (tests), at least one.
+  size_t chunk_size(size_t bytes_per_net, size_t networks) const {
+    size_t free_memory = 0, total_memory = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));
+    size_t fit = std::max<size_t>(1, size_t(0.8 * double(free_memory)) / bytes_per_net);
+    if (max_chunk_ > 0) fit = std::min<size_t>(fit, size_t(max_chunk_));
+    return std::min(fit, std::max<size_t>(1, networks));
+  }
+
+  long max_chunk_;
+  DeviceInfo device_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+bool cuda_device_usable(std::string* why) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    if (why) *why = err != cudaSuccess ? cudaGetErrorString(err) : "no CUDA device found";
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(long max_chunk) {
+  std::string why;
+  if (!cuda_device_usable(&why)) throw UsageError("--backend cuda: no usable GPU here (CUDA runtime: " + why + "); use --backend cpu or auto");
+  return std::make_unique<cuda::CudaBackend>(max_chunk);
+}
+
+}  // namespace rnnsweep

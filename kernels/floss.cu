@@ -1,0 +1,266 @@
+// One gradient-flossing iteration per network. CPU twins: host/cpu/floss.cpp and
+// host/cpu/spectra.cpp (floss_network).
+//
+// Ownership: one thread block owns one network. Forward: the driven trajectory (h_t detached,
+// kernels/lyapunov.cuh) and, from step `warmup` on, the chain M_t = J_t Q_{t-1},
+// (Q_t, R_t) = qr(M_t) with every frame, triangle and slope pattern kept in the network's
+// global scratch, since the backward pass visits them in reverse. QR is nested (the first j
+// columns of Q_t and R_t depend only on the first j columns before), so the first annihilated
+// column, over all steps, simply cuts the chain: the leading k_used columns are exactly what a
+// chain of k_used columns computes, and the CPU's rerun with fewer columns is not needed.
+// Backward, step t = n .. 1 (host/cpu/floss.cpp writes the formulas out):
+//   C = R R_bar^T - Q_bar^T Q (lower triangle),  M_bar = (Q_bar + Q copyltu(C)) R^{-T},
+//   W_bar += (1 - a) M_bar (D_t Q_{t-1})^T,  Q_bar = a M_bar + (1 - a) D_t W^T M_bar,
+// one thread per entry of each product, the triangular solve one thread per row.
+// Then PyTorch's Adam on W_h, as the CPU does.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/floss.cuh"
+#include "kernels/lyapunov.cuh"
+
+namespace rnnsweep::cuda {
+namespace {
+
+// The network's scratch, in doubles.
+struct FlossScratch {
+  size_t frames, triangles, slopes, frame_bar, M_bar, C, W_bar, total;
+};
+
+RNNSWEEP_HD inline FlossScratch floss_scratch_layout(int H, int k, long n) {
+  FlossScratch L{};
+  size_t at = 0;
+  auto take = [&at](size_t count) {
+    const size_t start = at;
+    at += (count + 1) / 2 * 2;
+    return start;
+  };
+  L.frames = take(size_t(n + 1) * H * k);
+  L.triangles = take(size_t(n) * k * k);
+  L.slopes = take(size_t(n) * H);
+  L.frame_bar = take(size_t(H) * k);
+  L.M_bar = take(size_t(H) * k);
+  L.C = take(size_t(k) * k);
+  L.W_bar = take(size_t(H) * H);
+  L.total = at;
+  return L;
+}
+
+// Shared memory, in doubles: reductions, W_h (if it fits), W_x, b, the state, the trial.
+struct FlossShared {
+  size_t reduce, diag, log_sum, W_h, W_x, b, u, scratch, trial, total;
+};
+
+RNNSWEEP_HD inline FlossShared floss_shared_layout(const Shape& s, int k, int T, bool W_h_shared) {
+  FlossShared L{};
+  size_t at = 0;
+  auto take = [&at](size_t count) {
+    const size_t start = at;
+    at += (count + 1) / 2 * 2;
+    return start;
+  };
+  L.reduce = take(32);
+  L.diag = take(k);
+  L.log_sum = take(k);
+  L.W_h = take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_x = take(size_t(s.H) * s.I);
+  L.b = take(s.H);
+  L.u = take(s.H);
+  L.scratch = take(2 * size_t(s.H));
+  // x, target, mask (floats) and label (ints) of one trial: T (I + 2 O + 1) 4-byte values
+  L.trial = take((size_t(T) * (s.I + 2 * s.O + 1) + 1) / 2);
+  L.total = at;
+  return L;
+}
+
+RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration) {
+  // Flossing covers only the networks with floss = true: block `slot` flosses network
+  // network[slot] of the parameter array; the flossing arrays are indexed by slot.
+  const int slot = blockIdx.x, n_net = c.network ? c.network[slot] : slot;
+  RNNSWEEP_DYNAMIC_SHARED(double, shared);
+  const Shape s = c.shape;
+  const int H = s.H, k = c.k, T = c.task.T(), tid = threadIdx.x, threads = blockDim.x;
+  const long n = c.steps;
+  const ParamLayout layout(s);
+  const FlossShared L = floss_shared_layout(s, k, T, W_h_shared);
+  const FlossScratch G = floss_scratch_layout(H, k, n);
+  float* params = c.params + size_t(n_net) * layout.size;
+  double* scratch = c.scratch + size_t(slot) * G.total;
+  double* reduce = shared + L.reduce;
+  double* diag = shared + L.diag;
+  double* log_sum = shared + L.log_sum;
+
+  const RecurrentWeights W = load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
+  double* W_x = shared + L.W_x;
+  double* b = shared + L.b;
+  for (int e = tid; e < H * s.I; e += threads) W_x[e] = params[layout.W_x + e];
+  for (int i = tid; i < H; i += threads) b[i] = s.bias ? params[layout.b + i] : 0.0;
+  for (int i = tid; i < k; i += threads) log_sum[i] = 0.0;
+  __syncthreads();
+  const double a = c.task.leak();
+  const double floor = annihilation_floor(W, a, reduce);
+  double* frames = scratch + G.frames;
+  double* triangles = scratch + G.triangles;
+  double* slopes = scratch + G.slopes;
+  for (size_t e = tid; e < size_t(n) * k * k; e += threads) triangles[e] = 0.0;  // lower parts stay 0
+  block_random_frame(frames, H, k, c.seed[n_net], diag);
+
+  float* trial = reinterpret_cast<float*>(shared + L.trial);
+  DrivenTrajectory traj{c.task, Philox(Purpose::floss_trials, c.seed[n_net]), std::uint32_t(iteration), H, s.I, s.O, T,
+                        a, W, W_x, b, shared + L.u, shared + L.scratch, trial, trial + T * s.I,
+                        trial + T * (s.I + s.O), reinterpret_cast<int*>(trial + T * (s.I + 2 * s.O)), reduce};
+  traj.start();
+  // Forward chain; k_used = the first column that any step annihilated (k if none).
+  int k_used = k;
+  for (long step = 0; step < c.warmup + n; ++step) {
+    if (step >= c.warmup) {
+      const long t = step - c.warmup;
+      __syncthreads();
+      const double* Q = frames + size_t(t) * H * k;
+      double* M = frames + size_t(t + 1) * H * k;
+      for (int i = tid; i < H; i += threads) slopes[size_t(t) * H + i] = traj.u[i] > 0 ? 1.0 : 0.0;
+      for (int e = tid; e < H * k; e += threads) {
+        const int i = e % H, col = e / H;
+        double sum = 0;
+        for (int l = 0; l < H; ++l)
+          if (traj.u[l] > 0) sum += W(i, l) * Q[l + size_t(col) * H];
+        M[e] = a * Q[e] + (1 - a) * sum;
+      }
+      __syncthreads();
+      double* R = triangles + size_t(t) * k * k;
+      block_qr_positive(M, H, k, floor, diag, R);
+      for (int col = 0; col < k_used; ++col)  // every thread keeps the same k_used
+        if (!(diag[col] > floor)) k_used = col;
+      if (tid == 0)
+        for (int col = 0; col < k; ++col) log_sum[col] += diag[col] > floor ? log(diag[col]) : 0.0;
+    }
+    traj.advance(step);
+  }
+  __syncthreads();
+  double loss = 0;
+  for (int col = 0; col < k_used; ++col) {
+    const double lambda = log_sum[col] / double(n);
+    loss += lambda * lambda;
+  }
+  if (tid == 0) {
+    c.loss[size_t(slot) * c.iters + iteration] = k_used > 0 ? loss : 0.0;
+    c.k_used[size_t(slot) * c.iters + iteration] = k_used;
+  }
+  if (k_used == 0 || !is_finite(loss)) return;  // no update, as on the CPU
+
+  // Backward through the chain of the first kk = k_used columns.
+  const int kk = k_used;
+  double* frame_bar = scratch + G.frame_bar;  // H x kk (column stride H)
+  double* M_bar = scratch + G.M_bar;          // H x kk
+  double* C = scratch + G.C;                  // kk x kk (column stride k)
+  double* W_bar = scratch + G.W_bar;          // H x H
+  for (int e = tid; e < H * k; e += threads) frame_bar[e] = 0.0;
+  for (int e = tid; e < H * H; e += threads) W_bar[e] = 0.0;
+  for (long t = n - 1; t >= 0; --t) {
+    __syncthreads();
+    const double* Q = frames + size_t(t + 1) * H * k;
+    const double* Q_prev = frames + size_t(t) * H * k;
+    const double* R = triangles + size_t(t) * k * k;
+    const double* slope = slopes + size_t(t) * H;
+    // lower triangle of C = R R_bar^T - Q_bar^T Q, R_bar = diag(2 lambda / (n R_jj)): the
+    // strictly lower part of R is 0, so only the diagonal gets the R R_bar^T term
+    for (int e = tid; e < kk * kk; e += threads) {
+      const int i = e % kk, j = e / kk;
+      if (i < j) continue;
+      double dot = 0;
+      for (int m = 0; m < H; ++m) dot += frame_bar[m + size_t(i) * H] * Q[m + size_t(j) * H];
+      const double lambda_j = log_sum[j] / double(n);
+      const double r_bar = 2 * lambda_j / double(n) / R[j + size_t(j) * k];
+      C[i + size_t(j) * k] = (i == j ? R[j + size_t(j) * k] * r_bar : 0.0) - dot;
+    }
+    __syncthreads();
+    // M_bar = Q_bar + Q copyltu(C)
+    for (int e = tid; e < H * kk; e += threads) {
+      const int m = e % H, col = e / H;
+      double sum = 0;
+      for (int l = 0; l < kk; ++l) {
+        const double c_sym = l >= col ? C[l + size_t(col) * k] : C[col + size_t(l) * k];
+        sum += Q[m + size_t(l) * H] * c_sym;
+      }
+      M_bar[m + size_t(col) * H] = frame_bar[m + size_t(col) * H] + sum;
+    }
+    __syncthreads();
+    // M_bar R^{-T}: row by row, R z = row^T by back substitution
+    for (int m = tid; m < H; m += threads) {
+      for (int i = kk - 1; i >= 0; --i) {
+        double value = M_bar[m + size_t(i) * H];
+        for (int l = i + 1; l < kk; ++l) value -= R[i + size_t(l) * k] * M_bar[m + size_t(l) * H];
+        M_bar[m + size_t(i) * H] = value / R[i + size_t(i) * k];
+      }
+    }
+    __syncthreads();
+    for (int e = tid; e < H * H; e += threads) {
+      const int i = e % H, j = e / H;
+      if (slope[j] == 0) continue;
+      double sum = 0;
+      for (int col = 0; col < kk; ++col) sum += M_bar[i + size_t(col) * H] * Q_prev[j + size_t(col) * H];
+      W_bar[e] += (1 - a) * sum;
+    }
+    if (t > 0)
+      for (int e = tid; e < H * kk; e += threads) {
+        const int i = e % H, col = e / H;
+        double through_W = 0;
+        if (slope[i] != 0)
+          for (int j = 0; j < H; ++j) through_W += W(j, i) * M_bar[j + size_t(col) * H];
+        frame_bar[e] = a * M_bar[e] + (1 - a) * through_W;
+      }
+  }
+  __syncthreads();
+  // The CPU skips the update when the gradient has a NaN or Inf; count them first.
+  double bad = 0;
+  for (int e = tid; e < H * H; e += threads) bad += is_finite(W_bar[e]) ? 0.0 : 1.0;
+  if (block_sum(bad, reduce) > 0) return;
+  const int step = c.adam_steps[slot] + 1;
+  __syncthreads();  // everyone has read adam_steps before it changes
+  if (tid == 0) c.adam_steps[slot] = step;
+  const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
+  const double bc1 = 1.0 - pow(c.beta1, double(step)), bc2 = 1.0 - pow(c.beta2, double(step));
+  const float step_size = float(c.lr / bc1), sqrt_bc2 = float(sqrt(bc2));
+  float* m = c.adam_m + size_t(slot) * H * H;
+  float* v = c.adam_v + size_t(slot) * H * H;
+  for (int e = tid; e < H * H; e += threads) {
+    const float gr = float(W_bar[e]);
+    m[e] = b1 * m[e] + (1 - b1) * gr;
+    v[e] = b2 * v[e] + (1 - b2) * gr * gr;
+    params[layout.W_h + e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
+  }
+}
+
+size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared) {
+  return floss_shared_layout(s, k, T, W_h_shared).total * sizeof(double);
+}
+
+}  // namespace
+
+size_t floss_scratch_doubles(int H, int k, long steps) { return floss_scratch_layout(H, k, steps).total; }
+
+void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_t stream) {
+  const Shape& s = chunk.shape;
+  if (chunk.K < 1 || chunk.k < 1 || chunk.k > s.H || chunk.steps < 1 || iteration < 0 || iteration >= chunk.iters)
+    throw std::invalid_argument("launch_floss_iteration: need K >= 1, 1 <= k <= H, steps >= 1, 0 <= iteration < iters");
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  const bool W_h_shared = floss_shared_bytes(s, chunk.k, chunk.task.T(), true) <= prop.sharedMemPerBlockOptin;
+  const size_t bytes = floss_shared_bytes(s, chunk.k, chunk.task.T(), W_h_shared);
+  if (bytes > prop.sharedMemPerBlockOptin)
+    throw std::invalid_argument("launch_floss_iteration: hidden = " + std::to_string(s.H) + " needs " +
+                                std::to_string(bytes / 1024) + " KiB of shared memory, more than this GPU's " +
+                                std::to_string(prop.sharedMemPerBlockOptin / 1024) + " KiB");
+  const int threads = std::min(256, std::max(64, (s.H + 31) / 32 * 32 * 2));
+  CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  RNNSWEEP_LAUNCH(floss_kernel, chunk.K, threads, bytes, stream)(chunk, W_h_shared, iteration);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace rnnsweep::cuda

@@ -1,0 +1,43 @@
+// Gradient flossing on the device (SPEC section 5). CPU twins: host/cpu/floss.cpp
+// (floss_loss_and_gradient, qr_positive_backward) and host/cpu/spectra.cpp (floss_network).
+// Shapes: K networks, H hidden, k = floss_k exponents, n = floss_steps QR steps.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/portability.cuh"
+#include "rnnsweep/model.h"
+#include "rnnsweep/task.h"
+
+namespace rnnsweep::cuda {
+
+// K flossing networks (blocks); their parameters are entries network[0..K) of a larger array.
+struct FlossChunk {
+  int K = 0;
+  const int* network = nullptr;         // K: index into params / seed (null: the identity)
+  Shape shape;
+  TaskParams task;
+  int k = 0;
+  long warmup = 0, steps = 0, iters = 0;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  float* params = nullptr;              // (any) x P; W_h is updated in place
+  const std::uint32_t* seed = nullptr;  // indexed like params
+  float* adam_m = nullptr;              // K x H H (flossing has its own Adam state)
+  float* adam_v = nullptr;              // K x H H
+  int* adam_steps = nullptr;            // K: updates made so far (iterations without one do not count)
+  double* scratch = nullptr;            // K x floss_scratch_doubles(...)
+  double* loss = nullptr;               // K x iters: sum of the squared exponents, before the update
+  int* k_used = nullptr;                // K x iters
+};
+
+// Doubles of global scratch one network needs: the n + 1 frames and n triangles of the forward
+// chain, the slopes, and the backward pass's H x k and k x k work arrays and dL/dW_h.
+size_t floss_scratch_doubles(int H, int k, long steps);
+
+// Flossing iteration `iteration` of every network of the chunk: the driven trajectory of batch
+// `iteration` of (floss_trials, seed), the chain of QRs, the loss on the leading exponents no
+// step annihilated, the QR adjoint back through the chain with h_t held constant, and one Adam
+// step on W_h. Asynchronous.
+void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_t stream);
+
+}  // namespace rnnsweep::cuda

@@ -1,0 +1,163 @@
+// Lyapunov spectra of a chunk of networks. CPU twins: host/cpu/spectra.cpp (network_spectrum)
+// and host/cpu/lyapunov.cpp (lyapunov_spectrum).
+//
+// Ownership: one thread block owns one trajectory of one network (K J blocks): it runs the
+// driven trajectory and the QR iteration in lockstep, so the states are never stored. Per
+// step: M = a Q + (1 - a) W_h diag(f'(h_t)) Q (one thread per entry of the H x k frame), the
+// in-place QR of M (kernels/lyapunov.cuh), ln R_jj accumulated by lane 0 of warp 0. W_h and
+// the two frames sit in shared memory when they fit (H = 64, k = 64: 97 KiB), else W_h is
+// read from the float parameters and the frames from global scratch.
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/lyapunov.cuh"
+
+namespace rnnsweep::cuda {
+namespace {
+
+struct SpectrumShared {
+  size_t reduce, W_h, W_x, b, u, scratch, diag, log_sum, frames, trial_x, trial_target, trial_mask, trial_label;
+  size_t total;  // doubles
+};
+
+RNNSWEEP_HD inline SpectrumShared spectrum_shared_layout(const Shape& s, int k, int T, bool W_h_shared,
+                                                         bool frames_shared) {
+  SpectrumShared L{};
+  size_t at = 0;
+  auto take = [&at](size_t n) {
+    const size_t start = at;
+    at += (n + 1) / 2 * 2;  // 16-byte aligned
+    return start;
+  };
+  L.reduce = take(32);
+  L.W_h = take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_x = take(size_t(s.H) * s.I);
+  L.b = take(s.H);
+  L.u = take(s.H);
+  L.scratch = take(2 * size_t(s.H));
+  L.diag = take(k);
+  L.log_sum = take(k);
+  L.frames = take(frames_shared ? 2 * size_t(s.H) * k : 0);
+  // the current trial, in floats and ints (half a double each, rounded up)
+  L.trial_x = take((size_t(T) * s.I + 1) / 2);
+  L.trial_target = take((size_t(T) * s.O + 1) / 2);
+  L.trial_mask = take((size_t(T) * s.O + 1) / 2);
+  L.trial_label = take((size_t(T) + 1) / 2);
+  L.total = at;
+  return L;
+}
+
+RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool frames_shared) {
+  const int n = blockIdx.x / c.J, j = blockIdx.x % c.J;
+  if (c.active && !c.active[n]) return;
+  RNNSWEEP_DYNAMIC_SHARED(double, shared);
+  const Shape s = c.shape;
+  const int H = s.H, k = c.k, T = c.task.T();
+  const ParamLayout layout(s);
+  const SpectrumShared L = spectrum_shared_layout(s, k, T, W_h_shared, frames_shared);
+  const float* params = c.params + size_t(n) * layout.size;
+  double* reduce = shared + L.reduce;
+  const RecurrentWeights W = load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
+  double* W_x = shared + L.W_x;
+  double* b = shared + L.b;
+  for (int e = threadIdx.x; e < H * s.I; e += blockDim.x) W_x[e] = params[layout.W_x + e];
+  for (int i = threadIdx.x; i < H; i += blockDim.x) b[i] = s.bias ? params[layout.b + i] : 0.0;
+  double* frame = frames_shared ? shared + L.frames : c.frames + size_t(blockIdx.x) * 2 * H * k;
+  double* next = frame + size_t(H) * k;
+  double* diag = shared + L.diag;
+  double* log_sum = shared + L.log_sum;
+  for (int i = threadIdx.x; i < k; i += blockDim.x) log_sum[i] = 0.0;
+  __syncthreads();
+
+  const double a = c.task.leak();
+  const double floor = annihilation_floor(W, a, reduce);
+  block_random_frame(frame, H, k, c.seed[n], diag);
+
+  DrivenTrajectory traj{c.task,
+                        Philox(c.purpose, c.seed[n]),
+                        c.iteration_offset + std::uint32_t(j),
+                        H,
+                        s.I,
+                        s.O,
+                        T,
+                        a,
+                        W,
+                        W_x,
+                        b,
+                        shared + L.u,
+                        shared + L.scratch,
+                        reinterpret_cast<float*>(shared + L.trial_x),
+                        reinterpret_cast<float*>(shared + L.trial_target),
+                        reinterpret_cast<float*>(shared + L.trial_mask),
+                        reinterpret_cast<int*>(shared + L.trial_label),
+                        reduce};
+  traj.start();
+  const double* u = traj.u;
+  const long total = c.warmup + c.steps;
+  for (long step = 0; step < total; ++step) {
+    if (step >= c.warmup) {
+      // J_t Q = a Q + (1 - a) W_h (diag(f'(h_t)) Q), h_t the state before this step's update
+      __syncthreads();
+      for (int e = threadIdx.x; e < H * k; e += blockDim.x) {
+        const int i = e % H, col = e / H;
+        const double* q = frame + size_t(col) * H;
+        double sum = 0;
+        for (int l = 0; l < H; ++l)
+          if (u[l] > 0) sum += W(i, l) * q[l];
+        next[e] = a * q[i] + (1 - a) * sum;
+      }
+      __syncthreads();
+      block_qr_positive(next, H, k, floor, diag, nullptr);
+      if (threadIdx.x == 0)
+        for (int col = 0; col < k; ++col)
+          log_sum[col] += diag[col] > floor ? log(diag[col]) : -std::numeric_limits<double>::infinity();
+      double* done = frame;  // every thread swaps the same way
+      frame = next;
+      next = done;
+    }
+    traj.advance(step);
+  }
+  __syncthreads();
+  for (int col = threadIdx.x; col < k; col += blockDim.x)
+    c.lambda[size_t(blockIdx.x) * k + col] = log_sum[col] / double(c.steps);
+}
+
+}  // namespace
+
+SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
+  SpectrumLaunchPlan plan;
+  // One warp per column in the projection phase: up to k warps are useful; 4 warps keep a
+  // small block's barriers cheap and leave room for several blocks per multiprocessor.
+  plan.threads = std::min(256, std::max(32, (std::max(shape.H, k) + 31) / 32 * 32 * 2));
+  const bool options[3][2] = {{true, true}, {false, true}, {false, false}};
+  for (const auto& o : options) {
+    const size_t bytes = spectrum_shared_layout(shape, k, task.T(), o[0], o[1]).total * sizeof(double);
+    if (bytes <= max_shared) {
+      plan.W_h_shared = o[0];
+      plan.frames_shared = o[1];
+      plan.shared_bytes = bytes;
+      return plan;
+    }
+  }
+  throw std::invalid_argument("the cuda backend's spectra need " +
+                              std::to_string(spectrum_shared_layout(shape, k, task.T(), false, false).total * 8 / 1024) +
+                              " KiB of shared memory per trajectory for hidden = " + std::to_string(shape.H) +
+                              ", more than this GPU's " + std::to_string(max_shared / 1024) +
+                              " KiB; use --backend cpu");
+}
+
+void launch_spectrum(const SpectrumChunk& chunk, const SpectrumLaunchPlan& plan, cudaStream_t stream) {
+  if (chunk.K < 1 || chunk.J < 1 || chunk.k < 1 || chunk.k > chunk.shape.H || chunk.steps < 1 || chunk.warmup < 0)
+    throw std::invalid_argument("launch_spectrum: need K, J >= 1, 1 <= k <= H, steps >= 1, warmup >= 0");
+  if (!plan.frames_shared && !chunk.frames)
+    throw std::invalid_argument("launch_spectrum: the plan keeps frames in global memory but none were given");
+  CUDA_CHECK(cudaFuncSetAttribute(spectrum_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.shared_bytes)));
+  RNNSWEEP_LAUNCH(spectrum_kernel, chunk.K * chunk.J, plan.threads, plan.shared_bytes, stream)
+  (chunk, plan.W_h_shared, plan.frames_shared);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace rnnsweep::cuda

@@ -1,0 +1,79 @@
+// One training iteration of every network of a chunk, in one launch. CPU twins:
+// host/cpu/model.cpp (forward, loss), host/cpu/bptt.cpp, host/cpu/eprop.cpp, host/cpu/adam.h.
+//
+// A chunk is K networks of one task and one shape (H, I, O, Bt, T, bias); each network has its
+// own rule, learning rate, data seed and parameters. Shapes: K networks, T steps, Bt trials,
+// H hidden, I inputs, O outputs, P = ParamLayout(shape).size parameters per network.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/portability.cuh"
+#include "rnnsweep/model.h"
+#include "rnnsweep/task.h"
+
+namespace rnnsweep::cuda {
+
+enum class Optimizer : int { adam = 0, sgd = 1 };
+
+// Device memory of a chunk, as the training kernel sees it. Arrays are per network, networks
+// back to back (network n's block starts at n times the per-network size).
+struct TrainChunk {
+  int K = 0;
+  Shape shape;
+  TaskParams task;
+  int T = 0, Bt = 0, P = 0;
+  float a = 0;  // leak
+
+  float* params = nullptr;          // K x P, layout of include/rnnsweep/model.h
+  float* adam_m = nullptr;          // K x P
+  float* adam_v = nullptr;          // K x P
+  const float* feedback = nullptr;  // K x (H x O) RFLO's B (read only for rflo networks)
+  const int* rule = nullptr;        // K, Rule as int
+  const double* lr = nullptr;       // K
+  const std::uint32_t* data_seed = nullptr;  // K
+
+  // scratch the kernel owns during a launch
+  float* trial_x = nullptr;       // K x (T Bt I)
+  float* trial_target = nullptr;  // K x (T Bt O), regression tasks
+  float* trial_mask = nullptr;    // K x (T Bt O), regression tasks
+  int* trial_label = nullptr;     // K x (T Bt), classification tasks
+  float* history = nullptr;       // K x ((T + 1) H Bt): f(h_t) for BPTT (null if no bptt network)
+  float* output_grad = nullptr;   // K x (T O Bt): dL/dy_t for BPTT (null if no bptt network)
+  float* grad_global = nullptr;   // K x P: gradient accumulators when they do not fit in shared memory
+
+  // results
+  double* loss_log = nullptr;      // K x log_window
+  double* accuracy_log = nullptr;  // K x log_window
+  int log_window = 1;
+  int* diverged_at = nullptr;  // K: -1 while training, else the first iteration whose loss was NaN/Inf
+  float* grad_out = nullptr;   // K x P: optional copy of each gradient (tests)
+
+  Optimizer optimizer = Optimizer::adam;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+// Where the launcher put the large arrays, and the shared memory that needs.
+struct TrainLaunchPlan {
+  int threads = 256;
+  bool W_h_shared = true;   // W_h in shared memory (else read from global memory / L2)
+  bool grad_shared = true;  // gradient accumulators in shared memory (else grad_global)
+  size_t shared_bytes = 0;
+};
+
+// The plan for this shape on a device with `max_shared` bytes of dynamic shared memory per
+// block; throws std::invalid_argument naming the supported range when even the smallest plan
+// does not fit (the hidden state, traces and deltas, 5 H Bt floats, must be in shared memory).
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared);
+
+// The largest H that plan_train_step accepts for this batch and shared memory size.
+int max_hidden_for(int Bt, int I, int O, size_t max_shared);
+
+// Iteration `iteration` (0-based) of every network of the chunk that has not diverged:
+// trials from the (trials, data_seed) stream, forward pass, loss and accuracy into slot
+// `log_slot` of the logs, gradient by the network's rule, then one optimizer step
+// (adam_step = this network's Adam step count after the update, 1-based). Asynchronous.
+void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration, int log_slot,
+                       long adam_step, cudaStream_t stream);
+
+}  // namespace rnnsweep::cuda

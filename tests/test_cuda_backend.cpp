@@ -1,0 +1,154 @@
+// The CUDA backend as a whole against the CPU backend: the same grid gives the same results
+// table by table (within float tolerance), chunking and repetition change nothing, and bad
+// shapes are refused before any work. Runs on the block emulator everywhere and on the GPU
+// where there is one (see tests/kernel_test_support.h).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "kernels/cuda_backend.cuh"
+#include "rnnsweep/backend.h"
+#include "rnnsweep/config.h"
+#include "rnnsweep/grid.h"
+#include "tests/kernel_test_support.h"
+
+namespace rnnsweep {
+std::unique_ptr<Backend> make_cpu_backend(int threads);  // host/cpu/cpu_backend.cpp
+}
+
+using namespace rnnsweep;
+
+namespace {
+
+// Every task and rule, two gains, flossing off and on, with divergence in the mix: small
+// enough for the emulator, long enough that training moves the loss.
+Config small_grid() {
+  Config c = default_config_with({"tasks=romo,2af,dms", "rules=bptt,eprop,rflo", "gains=[0.5,1.5]", "lrs=[3e-3]",
+                                  "seeds=[1]", "floss=[false,true]", "iters=6", "log_every=2", "le_steps=40",
+                                  "le_warmup=10", "le_batch=2", "floss_iters=3", "floss_k=3", "floss_steps=8",
+                                  "floss_warmup=4"});
+  c.hidden = test::kHidden;
+  c.batch = test::kBatch;
+  c.le_k = 0;
+  return c;
+}
+
+std::vector<NetworkResult> run(Backend& backend, const Config& config, RunOptions options = {}) {
+  Progress progress;
+  const auto networks = expand_grid(config);
+  auto results = backend.train(config, networks, options, progress);
+  EXPECT_EQ(progress.done.load(), progress.total.load()) << "every announced unit of work is done";
+  return results;
+}
+
+// Equal where both are NaN, or both the same infinity, or within `tolerance` (absolute plus
+// relative to the CPU's value).
+void expect_close(double got, double want, double tolerance, const std::string& what) {
+  if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << what;
+  else if (std::isinf(want)) EXPECT_EQ(got, want) << what;
+  else EXPECT_NEAR(got, want, tolerance * (1 + std::fabs(want))) << what;
+}
+
+void expect_same_spectrum(const std::vector<double>& got, const std::vector<double>& want, double tolerance,
+                          const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) expect_close(got[i], want[i], tolerance, what + " index " + std::to_string(i));
+}
+
+TEST(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
+  RNNSWEEP_NEED_DEVICE();
+  const Config config = small_grid();
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t n = 0; n < want.size(); ++n) {
+    const NetworkResult &g = got[n], &w = want[n];
+    const std::string what = "network " + std::to_string(w.spec.id) + " (" + task_name(w.spec.task) + ", " +
+                             rule_name(w.spec.rule) + ", gain " + std::to_string(w.spec.gain) +
+                             (w.spec.floss ? ", flossed" : "") + ")";
+    ASSERT_EQ(g.spec.id, w.spec.id);
+    EXPECT_EQ(g.diverged, w.diverged) << what;
+    EXPECT_EQ(g.iterations, w.iterations) << what;
+    // A few Adam steps in float from the same start: the losses agree to ~1e-6; 1e-4 leaves
+    // room for Adam's sign-sensitivity on near-zero gradient entries.
+    expect_close(g.final_loss, w.final_loss, 1e-4, what + " final_loss");
+    expect_close(g.tail_loss, w.tail_loss, 1e-4, what + " tail_loss");
+    expect_close(g.best_loss, w.best_loss, 1e-4, what + " best_loss");
+    ASSERT_EQ(g.curve.size(), w.curve.size()) << what;
+    for (size_t i = 0; i < w.curve.size(); ++i) {
+      EXPECT_EQ(g.curve[i].iteration, w.curve[i].iteration) << what;
+      expect_close(g.curve[i].loss, w.curve[i].loss, 1e-4, what + " curve");
+    }
+    // Spectra of the initial networks: identical float weights, double arithmetic.
+    expect_same_spectrum(g.spectrum_init, w.spectrum_init, 1e-9, what + " init spectrum");
+    // Flossing moves weights in float (Adam), so the flossed and trained spectra are taken at
+    // weights that agree to float rounding, not exactly.
+    expect_same_spectrum(g.spectrum_flossed, w.spectrum_flossed, 1e-3, what + " flossed spectrum");
+    expect_same_spectrum(g.spectrum_trained, w.spectrum_trained, 1e-3, what + " trained spectrum");
+    ASSERT_EQ(g.floss_curve.size(), w.floss_curve.size()) << what;
+    for (size_t i = 0; i < w.floss_curve.size(); ++i) {
+      EXPECT_EQ(g.floss_curve[i].k_used, w.floss_curve[i].k_used) << what;
+      expect_close(g.floss_curve[i].loss, w.floss_curve[i].loss, 1e-5, what + " floss curve");
+    }
+  }
+}
+
+TEST(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo"};
+  config.rules = {"bptt", "rflo"};
+  RunOptions options;
+  options.keep_weights = true;
+  auto whole = make_cuda_backend();
+  auto pieces = make_cuda_backend(2);  // chunks of two networks
+  const auto a = run(*whole, config, options), b = run(*pieces, config, options), c = run(*whole, config, options);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t n = 0; n < a.size(); ++n) {
+    // Each network is one thread block whatever else is in the launch: bit for bit.
+    EXPECT_EQ(a[n].params_final, b[n].params_final) << "network " << n;
+    EXPECT_EQ(a[n].params_final, c[n].params_final) << "network " << n;
+    EXPECT_EQ(a[n].spectrum_trained, b[n].spectrum_trained) << "network " << n;
+    ASSERT_EQ(a[n].curve.size(), c[n].curve.size());
+    for (size_t i = 0; i < a[n].curve.size(); ++i) EXPECT_EQ(a[n].curve[i].loss, c[n].curve[i].loss);
+  }
+}
+
+TEST(CudaBackend, DivergedNetworksAreMarkedAsOnTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"2af"};
+  config.rules = {"bptt"};
+  config.floss = {false};
+  config.lrs = {1e-3, 1e9};
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  bool any = false;
+  for (size_t n = 0; n < want.size(); ++n) {
+    EXPECT_EQ(got[n].diverged, want[n].diverged) << "network " << n;
+    EXPECT_EQ(got[n].diverged_at, want[n].diverged_at) << "network " << n;
+    EXPECT_EQ(got[n].spectrum_trained.empty(), want[n].spectrum_trained.empty());
+    any |= want[n].diverged;
+  }
+  EXPECT_TRUE(any) << "lr = 1e9 must diverge, or the test proves nothing";
+}
+
+TEST(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  auto cuda = make_cuda_backend();
+  const std::string plan = cuda->plan(config, expand_grid(config), RunOptions{});
+  EXPECT_NE(plan.find("romo 12 networks in chunks of"), std::string::npos) << plan;
+  config.hidden = 4096;
+  try {
+    cuda->plan(config, expand_grid(config), RunOptions{});
+    FAIL() << "hidden = 4096 does not fit a thread block";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("supports hidden <= "), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

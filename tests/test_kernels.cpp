@@ -1,0 +1,496 @@
+// The kernels against their CPU twins, value by value on the same random numbers: the fused
+// training step (loss, accuracy, gradient of every rule, optimizer, divergence), the spectra and
+// flossing. Runs on the block emulator everywhere and on the GPU where there is one (see
+// tests/kernel_test_support.h).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "host/cpu/adam.h"
+#include "host/cpu/model.h"
+#include "host/cpu/spectra.h"
+#include "host/cpu/tasks.h"
+#include "kernels/floss.cuh"
+#include "kernels/lyapunov.cuh"
+#include "kernels/train_step.cuh"
+#include "rnnsweep/config.h"
+#include "tests/kernel_test_support.h"
+
+using namespace rnnsweep;
+using rnnsweep::cuda::DeviceBuffer;
+
+namespace {
+
+size_t max_shared() {
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop.sharedMemPerBlockOptin;
+}
+
+// The largest |difference| between two arrays, relative to the largest |expected| entry: the
+// tolerances below are relative to each array's scale, because float sums over T Bt terms in
+// different orders differ by a few ulps of their largest partial sums, not of each entry.
+double scaled_error(const std::vector<double>& got, const std::vector<double>& expected) {
+  double scale = 0, worst = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    scale = std::max(scale, std::fabs(expected[i]));
+    worst = std::max(worst, std::fabs(got[i] - expected[i]));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
+// K networks of one task on the device, with everything launch_train_step needs, and the
+// CPU reference of the same networks next to it.
+struct TrainHarness {
+  TaskParams task;
+  Shape shape;
+  int K, T, Bt, P;
+  std::vector<NetworkSpec> specs;
+  std::vector<float> params;  // host mirror, K x P (the CPU reference's own copy)
+  DeviceBuffer<float> params_dev, m, v, feedback, trial_x, trial_target, trial_mask, history, output_grad, grad_out;
+  DeviceBuffer<int> rule, trial_label, diverged_at;
+  DeviceBuffer<double> lr, loss_log, accuracy_log;
+  DeviceBuffer<std::uint32_t> data_seed;
+  cuda::TrainChunk chunk;
+  cuda::TrainLaunchPlan plan;
+
+  TrainHarness(TaskKind kind, const std::vector<NetworkSpec>& networks, bool bias, cuda::Optimizer optimizer)
+      : task(Config::make_task(kind)),
+        shape{test::kHidden, task.inputs(), task.outputs(), bias},
+        K(int(networks.size())),
+        T(task.T()),
+        Bt(test::kBatch),
+        P(ParamLayout(shape).size),
+        specs(networks) {
+    params.resize(size_t(K) * P);
+    std::vector<float> B(size_t(K) * shape.H * shape.O, 0.0f);
+    std::vector<int> rules(K);
+    std::vector<double> lrs(K);
+    std::vector<std::uint32_t> seeds(K);
+    for (int n = 0; n < K; ++n) {
+      init_params(shape, specs[n].gain, specs[n].seed, params.data() + size_t(n) * P);
+      const std::vector<float> b = rflo_feedback(shape, specs[n].seed);
+      std::copy(b.begin(), b.end(), B.begin() + size_t(n) * shape.H * shape.O);
+      rules[n] = int(specs[n].rule);
+      lrs[n] = specs[n].lr;
+      seeds[n] = specs[n].data_seed;
+    }
+    auto make = [](auto& buffer, size_t n) { buffer = std::remove_reference_t<decltype(buffer)>(n); };
+    make(params_dev, params.size());
+    params_dev.upload(params.data(), params.size());
+    make(m, params.size());
+    make(v, params.size());
+    m.zero();
+    v.zero();
+    make(feedback, B.size());
+    feedback.upload(B.data(), B.size());
+    make(rule, K);
+    rule.upload(rules.data(), K);
+    make(lr, K);
+    lr.upload(lrs.data(), K);
+    make(data_seed, K);
+    data_seed.upload(seeds.data(), K);
+    const size_t steps = size_t(T) * Bt;
+    make(trial_x, K * steps * shape.I);
+    make(trial_target, task.classification() ? 0 : K * steps * shape.O);
+    make(trial_mask, task.classification() ? 0 : K * steps * shape.O);
+    make(trial_label, task.classification() ? K * steps : 0);
+    make(history, size_t(K) * (T + 1) * shape.H * Bt);
+    make(output_grad, K * steps * shape.O);
+    make(grad_out, params.size());
+    make(loss_log, K);
+    make(accuracy_log, K);
+    make(diverged_at, K);
+    const std::vector<int> none(K, -1);
+    diverged_at.upload(none.data(), K);
+
+    chunk.K = K;
+    chunk.shape = shape;
+    chunk.task = task;
+    chunk.T = T;
+    chunk.Bt = Bt;
+    chunk.P = P;
+    chunk.a = float(task.leak());
+    chunk.params = params_dev.get();
+    chunk.adam_m = m.get();
+    chunk.adam_v = v.get();
+    chunk.feedback = feedback.get();
+    chunk.rule = rule.get();
+    chunk.lr = lr.get();
+    chunk.data_seed = data_seed.get();
+    chunk.trial_x = trial_x.get();
+    chunk.trial_target = trial_target.get();
+    chunk.trial_mask = trial_mask.get();
+    chunk.trial_label = trial_label.get();
+    chunk.history = history.get();
+    chunk.output_grad = output_grad.get();
+    chunk.loss_log = loss_log.get();
+    chunk.accuracy_log = accuracy_log.get();
+    chunk.log_window = 1;
+    chunk.diverged_at = diverged_at.get();
+    chunk.grad_out = grad_out.get();
+    chunk.optimizer = optimizer;
+    plan = cuda::plan_train_step(shape, Bt, max_shared());
+  }
+
+  struct StepResult {
+    std::vector<double> loss, accuracy, grad;  // K, K, K x P
+    std::vector<int> diverged_at;              // K
+  };
+
+  StepResult device_step(std::uint32_t iteration) {
+    cuda::launch_train_step(chunk, plan, iteration, 0, long(iteration) + 1, nullptr);
+    StepResult r{std::vector<double>(K), std::vector<double>(K), {}, std::vector<int>(K)};
+    loss_log.download(r.loss.data(), K);
+    accuracy_log.download(r.accuracy.data(), K);
+    diverged_at.download(r.diverged_at.data(), K);
+    std::vector<float> g(params.size());
+    grad_out.download(g.data(), g.size());
+    r.grad.assign(g.begin(), g.end());
+    return r;
+  }
+
+  // The CPU pipeline of host/cpu/train.cpp for one iteration of network n, on the mirror.
+  // Adam state is per network: the mirror keeps one AdamState per network in adam_states.
+  std::vector<cpu::AdamState<float>> adam_states;
+  StepResult cpu_step(std::uint32_t iteration, cuda::Optimizer optimizer) {
+    if (adam_states.empty()) adam_states.assign(K, cpu::AdamState<float>(P));
+    StepResult r{std::vector<double>(K), std::vector<double>(K), std::vector<double>(size_t(K) * P), {}};
+    const float a = float(task.leak());
+    for (int n = 0; n < K; ++n) {
+      float* p = params.data() + size_t(n) * P;
+      const cpu::Trials trials = cpu::training_trials(task, specs[n].data_seed, iteration, Bt);
+      cpu::Forward<float> fwd;
+      cpu::Mat<float> dL_dy;
+      cpu::forward(shape, a, p, trials, fwd);
+      const cpu::LossValue lv = cpu::task_loss(trials, fwd.y, &dL_dy);
+      r.loss[n] = lv.loss;
+      r.accuracy[n] = lv.accuracy;
+      std::vector<float> g(P);
+      if (specs[n].rule == Rule::bptt) {
+        cpu::bptt_gradient(shape, a, p, fwd, dL_dy, g.data());
+      } else {
+        cpu::Mat<float> feedback_matrix =
+            specs[n].rule == Rule::rflo
+                ? cpu::Mat<float>(Eigen::Map<const cpu::Mat<float>>(rflo_feedback(shape, specs[n].seed).data(),
+                                                                      shape.H, shape.O))
+                : cpu::Mat<float>(cpu::ConstNet<float>(shape, p).w.transpose());
+        cpu::eprop_gradient(shape, a, p, fwd, dL_dy, feedback_matrix, g.data());
+      }
+      std::copy(g.begin(), g.end(), r.grad.begin() + size_t(n) * P);
+      if (optimizer == cuda::Optimizer::adam)
+        cpu::adam_step(p, g.data(), size_t(P), specs[n].lr, cpu::AdamHyper{}, adam_states[n]);
+      else
+        cpu::sgd_step(p, g.data(), size_t(P), specs[n].lr);
+    }
+    return r;
+  }
+
+  std::vector<double> device_params() {
+    std::vector<float> p(params.size());
+    params_dev.download(p.data(), p.size());
+    return {p.begin(), p.end()};
+  }
+};
+
+NetworkSpec spec(Rule rule, double gain, std::uint32_t seed, double lr) {
+  return NetworkSpec{0, TaskKind::romo, rule, gain, lr, seed, seed + 100, false};
+}
+
+struct StepCase {
+  TaskKind task;
+  Rule rule;
+  bool bias;
+};
+
+std::string case_name(const testing::TestParamInfo<StepCase>& info) {
+  std::string task = task_name(info.param.task);
+  if (task == "2af") task = "twoaf";
+  return task + "_" + rule_name(info.param.rule) + (info.param.bias ? "_bias" : "");
+}
+
+class TrainStep : public testing::TestWithParam<StepCase> {};
+
+TEST_P(TrainStep, LossGradientAndSgdUpdateMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  const StepCase c = GetParam();
+  // Two networks with different gains, seeds and learning rates in one launch: the kernel must
+  // keep them apart.
+  // Learning rates small enough that three steps stay near the start: a larger step lets the
+  // float rounding differences grow chaotically and the comparison would test nothing.
+  TrainHarness h(c.task, {spec(c.rule, 0.5, 3, 2e-3), spec(c.rule, 1.5, 4, 1e-3)}, c.bias, cuda::Optimizer::sgd);
+  for (std::uint32_t it = 0; it < 3; ++it) {
+    const auto dev = h.device_step(it);
+    const auto ref = h.cpu_step(it, cuda::Optimizer::sgd);
+    for (int n = 0; n < h.K; ++n) {
+      ASSERT_EQ(dev.diverged_at[n], -1);
+      // The loss is a double sum of float outputs: agreement to float rounding of y.
+      EXPECT_NEAR(dev.loss[n], ref.loss[n], 1e-5 * std::fabs(ref.loss[n])) << "network " << n << " iteration " << it;
+      // Accuracy counts argmaxes of float outputs; the seeds here have no near-ties.
+      EXPECT_DOUBLE_EQ(dev.accuracy[n], ref.accuracy[n]) << "network " << n << " iteration " << it;
+      const std::vector<double> got(dev.grad.begin() + size_t(n) * h.P, dev.grad.begin() + size_t(n + 1) * h.P);
+      const std::vector<double> want(ref.grad.begin() + size_t(n) * h.P, ref.grad.begin() + size_t(n + 1) * h.P);
+      double largest = 0;
+      for (double g : want) largest = std::max(largest, std::fabs(g));
+      ASSERT_GT(largest, 1e-6) << "the gradient must not be trivial";
+      // Float sums over T Bt (up to ~1800) terms in another order: a few 1e-6 of the scale.
+      EXPECT_LT(scaled_error(got, want), 2e-5) << "gradient of network " << n << " iteration " << it;
+    }
+  }
+  // Three SGD steps later the weights still agree to float rounding.
+  const std::vector<double> want(h.params.begin(), h.params.end());
+  EXPECT_LT(scaled_error(h.device_params(), want), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTasksRulesBias, TrainStep,
+                         testing::ValuesIn([] {
+                           std::vector<StepCase> cases;
+                           for (TaskKind t : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+                             for (Rule r : {Rule::bptt, Rule::eprop, Rule::rflo})
+                               for (bool bias : {false, true}) cases.push_back({t, r, bias});
+                           return cases;
+                         }()),
+                         case_name);
+
+TEST(TrainStepAdam, LossesFollowTheCpuOverIterations) {
+  RNNSWEEP_NEED_DEVICE();
+  // Adam divides by sqrt(v): an entry whose gradient is ~0 can move by lr on one side and not
+  // on the other, so weights are compared through the losses they produce, over 6 iterations.
+  for (TaskKind kind : {TaskKind::romo, TaskKind::dms}) {
+    TrainHarness h(kind, {spec(Rule::bptt, 1.0, 1, 1e-2), spec(Rule::eprop, 1.0, 1, 1e-2), spec(Rule::rflo, 0.8, 2, 3e-3)},
+                   false, cuda::Optimizer::adam);
+    for (std::uint32_t it = 0; it < 6; ++it) {
+      const auto dev = h.device_step(it);
+      const auto ref = h.cpu_step(it, cuda::Optimizer::adam);
+      for (int n = 0; n < h.K; ++n)
+        EXPECT_NEAR(dev.loss[n], ref.loss[n], 1e-4 * std::fabs(ref.loss[n]))
+            << task_name(kind) << " network " << n << " iteration " << it;
+    }
+  }
+}
+
+TEST(TrainStepDivergence, ANetworkWithANanLossIsFrozenAndTheOthersGoOn) {
+  RNNSWEEP_NEED_DEVICE();
+  TrainHarness h(TaskKind::romo, {spec(Rule::bptt, 1.0, 1, 1e-2), spec(Rule::bptt, 1.0, 2, 1e12)}, false,
+                 cuda::Optimizer::sgd);
+  int diverged = -1;
+  std::vector<double> frozen;
+  for (std::uint32_t it = 0; it < 6; ++it) {
+    const auto dev = h.device_step(it);
+    const auto ref = h.cpu_step(it, cuda::Optimizer::sgd);
+    EXPECT_EQ(dev.diverged_at[0], -1);
+    EXPECT_NEAR(dev.loss[0], ref.loss[0], 1e-5 * ref.loss[0]) << "the sane network is unaffected";
+    if (diverged < 0 && dev.diverged_at[1] >= 0) {
+      diverged = dev.diverged_at[1];
+      EXPECT_FALSE(std::isfinite(ref.loss[1])) << "the CPU sees the same iteration diverge";
+      const auto p = h.device_params();
+      frozen.assign(p.begin() + h.P, p.end());
+    } else if (diverged >= 0) {
+      EXPECT_EQ(dev.diverged_at[1], diverged) << "stays frozen at the first bad iteration";
+      const auto p = h.device_params();
+      const std::vector<double> now(p.begin() + h.P, p.end());
+      for (size_t e = 0; e < now.size(); ++e) {
+        if (!std::isnan(frozen[e])) {
+          ASSERT_EQ(now[e], frozen[e]) << "a frozen network's parameters do not change";
+        }
+      }
+    }
+  }
+  EXPECT_GE(diverged, 1) << "lr = 1e12 must make the loss non-finite within a few iterations";
+}
+
+TEST(TrainPlan, TheLaunchPlanFitsTheGpuOrNamesTheSupportedRange) {
+  // H = 64, batch 32 (the paper's size) keeps everything in shared memory on an H100.
+  const cuda::TrainLaunchPlan fast = cuda::plan_train_step(Shape{64, 3, 3, false}, 32, 227 * 1024);
+  EXPECT_TRUE(fast.W_h_shared && fast.grad_shared);
+  EXPECT_EQ(fast.threads, 256);
+  const cuda::TrainLaunchPlan large = cuda::plan_train_step(Shape{256, 3, 3, false}, 32, 227 * 1024);
+  EXPECT_FALSE(large.W_h_shared);
+  try {
+    cuda::plan_train_step(Shape{4096, 3, 3, false}, 32, 227 * 1024);
+    FAIL() << "H = 4096 cannot fit";
+  } catch (const std::invalid_argument& e) {
+    const int limit = cuda::max_hidden_for(32, 3, 3, 227 * 1024);
+    EXPECT_GE(limit, 256);
+    EXPECT_NE(std::string(e.what()).find("supports hidden <= " + std::to_string(limit)), std::string::npos) << e.what();
+  }
+}
+
+// ---- spectra -------------------------------------------------------------------------------
+
+struct SpectrumRun {
+  std::vector<double> device, cpu;
+};
+
+// The spectrum of one network (gain, seed) on the device and on the CPU, both averaged over
+// the trajectories and sorted.
+SpectrumRun spectra_of(TaskKind kind, int H, double gain, int k, long warmup, long steps, int J) {
+  Config config;
+  config.hidden = H;
+  config.le_k = k;
+  config.le_warmup = warmup;
+  config.le_steps = steps;
+  config.le_batch = J;
+  const TaskParams task = config.task(kind);
+  const Shape shape{H, task.inputs(), task.outputs(), false};
+  std::vector<float> params(ParamLayout(shape).size);
+  const std::uint32_t seed = 5;
+  init_params(shape, gain, seed, params.data());
+  SpectrumRun r;
+  r.cpu = cpu::network_spectrum(config, task, shape, params.data(), seed);
+
+  DeviceBuffer<float> params_dev(params.size());
+  params_dev.upload(params.data(), params.size());
+  DeviceBuffer<std::uint32_t> seeds(1);
+  seeds.upload(&seed, 1);
+  DeviceBuffer<double> lambda(size_t(J) * k);
+  cuda::SpectrumChunk c;
+  c.K = 1;
+  c.J = J;
+  c.shape = shape;
+  c.task = task;
+  c.k = k;
+  c.warmup = warmup;
+  c.steps = steps;
+  c.params = params_dev.get();
+  c.seed = seeds.get();
+  c.lambda = lambda.get();
+  const cuda::SpectrumLaunchPlan plan = cuda::plan_spectrum(shape, k, task, max_shared());
+  DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(J) * 2 * H * k);
+  c.frames = frames.get();
+  cuda::launch_spectrum(c, plan, nullptr);
+  std::vector<double> per_trajectory(size_t(J) * k);
+  lambda.download(per_trajectory.data(), per_trajectory.size());
+  r.device.assign(k, 0.0);
+  for (int j = 0; j < J; ++j)
+    for (int i = 0; i < k; ++i) r.device[i] += per_trajectory[size_t(j) * k + i];
+  for (double& x : r.device) x /= J;
+  std::sort(r.device.begin(), r.device.end(), std::greater<double>());
+  return r;
+}
+
+void expect_same_spectrum(const SpectrumRun& r, double tolerance, const std::string& what) {
+  ASSERT_EQ(r.device.size(), r.cpu.size()) << what;
+  for (size_t i = 0; i < r.cpu.size(); ++i) {
+    if (std::isinf(r.cpu[i])) {
+      EXPECT_EQ(r.device[i], r.cpu[i]) << what << " lambda_" << i + 1;
+    } else {
+      EXPECT_NEAR(r.device[i], r.cpu[i], tolerance) << what << " lambda_" << i + 1;
+    }
+  }
+}
+
+TEST(Spectrum, MatchesTheCpuOnEveryTask) {
+  RNNSWEEP_NEED_DEVICE();
+  // Both in double; QR by Gram-Schmidt here, Householder there: the same factors up to
+  // rounding (1e-15 per step), summed over the steps.
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+    for (double gain : {0.5, 1.5}) {
+      const SpectrumRun r = spectra_of(kind, test::kHidden, gain, test::kHidden, 10, 80, 2);
+      expect_same_spectrum(r, 1e-9, std::string(task_name(kind)) + " gain " + std::to_string(gain));
+      ASSERT_TRUE(std::isfinite(r.cpu[0]));
+    }
+}
+
+TEST(Spectrum, ZeroRecurrenceGivesLnAForEveryExponent) {
+  RNNSWEEP_NEED_DEVICE();
+  const SpectrumRun r = spectra_of(TaskKind::romo, test::kHidden, 0.0, 4, 5, 20, 1);
+  for (double x : r.device) EXPECT_NEAR(x, std::log(0.5), 1e-12);
+}
+
+TEST(Spectrum, LongTrajectoriesOfAnExpandingNetworkDoNotOverflow) {
+  RNNSWEEP_NEED_DEVICE();
+  // At g = 2 the state grows like e^(lambda_1 t) and passes the range of double within the
+  // 4000 steps: the device carries it renormalised, as the CPU does, and the max LE agrees with
+  // a run short enough never to need it (measured on the CPU at H = 64: within 0.002).
+  const int H = 16;
+  const SpectrumRun long_run = spectra_of(TaskKind::romo, H, 2.0, 2, 100, 4000, 1);
+  const SpectrumRun short_run = spectra_of(TaskKind::romo, H, 2.0, 2, 100, 1000, 1);
+  ASSERT_GT(long_run.device[0], 0.05) << "g = 2 must be expanding, or the test proves nothing";
+  EXPECT_NEAR(long_run.device[0], short_run.device[0], 0.05);
+  expect_same_spectrum(long_run, 1e-8, "g = 2, 4000 steps");
+}
+
+// ---- flossing ------------------------------------------------------------------------------
+
+TEST(Floss, LossCurveAndFlossedWeightsMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
+    Config config;
+    config.hidden = test::kHidden;
+    config.floss_k = 4;
+    config.floss_steps = 12;
+    config.floss_warmup = 5;
+    config.floss_iters = 4;
+    config.floss_lr = 1e-2;
+    const TaskParams task = config.task(kind);
+    const Shape shape{config.hidden, task.inputs(), task.outputs(), false};
+    const int P = ParamLayout(shape).size, H = shape.H;
+    // two networks, flossed in one launch from a parameter array of three
+    const std::vector<std::uint32_t> seeds = {7, 8, 9};
+    const std::vector<double> gains = {0.6, 1.0, 1.8};
+    std::vector<float> params(size_t(3) * P);
+    for (int n = 0; n < 3; ++n) init_params(shape, gains[n], seeds[n], params.data() + size_t(n) * P);
+    std::vector<float> cpu_params = params;
+    const std::vector<int> flossed = {0, 2};
+    std::vector<std::vector<FlossPoint>> cpu_curves;
+    for (int n : flossed)
+      cpu_curves.push_back(cpu::floss_network(config, task, shape, cpu_params.data() + size_t(n) * P, seeds[n]));
+
+    DeviceBuffer<float> params_dev(params.size()), m(2 * H * H), v(2 * H * H);
+    params_dev.upload(params.data(), params.size());
+    m.zero();
+    v.zero();
+    DeviceBuffer<std::uint32_t> seed_dev(3);
+    seed_dev.upload(seeds.data(), 3);
+    DeviceBuffer<int> network(2), steps(2), k_used(2 * config.floss_iters);
+    network.upload(flossed.data(), 2);
+    steps.zero();
+    DeviceBuffer<double> scratch(2 * cuda::floss_scratch_doubles(H, config.floss_k, config.floss_steps));
+    DeviceBuffer<double> loss(2 * config.floss_iters);
+    cuda::FlossChunk f;
+    f.K = 2;
+    f.network = network.get();
+    f.shape = shape;
+    f.task = task;
+    f.k = config.floss_k;
+    f.warmup = config.floss_warmup;
+    f.steps = config.floss_steps;
+    f.iters = config.floss_iters;
+    f.lr = config.floss_lr;
+    f.params = params_dev.get();
+    f.seed = seed_dev.get();
+    f.adam_m = m.get();
+    f.adam_v = v.get();
+    f.adam_steps = steps.get();
+    f.scratch = scratch.get();
+    f.loss = loss.get();
+    f.k_used = k_used.get();
+    for (long it = 0; it < config.floss_iters; ++it) cuda::launch_floss_iteration(f, it, nullptr);
+    std::vector<double> loss_host(loss.size());
+    std::vector<int> k_host(k_used.size());
+    loss.download(loss_host.data(), loss_host.size());
+    k_used.download(k_host.data(), k_host.size());
+    for (int slot = 0; slot < 2; ++slot)
+      for (long it = 0; it < config.floss_iters; ++it) {
+        const FlossPoint& want = cpu_curves[slot][it];
+        ASSERT_EQ(k_host[slot * config.floss_iters + it], want.k_used) << task_name(kind) << " iteration " << it;
+        // double on both sides; the weights between iterations are float and agree to ~1 ulp
+        EXPECT_NEAR(loss_host[slot * config.floss_iters + it], want.loss, 1e-6 * want.loss + 1e-12)
+            << task_name(kind) << " network " << flossed[slot] << " iteration " << it;
+      }
+    std::vector<float> got(params.size());
+    params_dev.download(got.data(), got.size());
+    ASSERT_GT(cpu_curves[0][0].loss, cpu_curves[0].back().loss * 1.0001) << "flossing must move the loss";
+    const std::vector<double> got_d(got.begin(), got.end()), want_d(cpu_params.begin(), cpu_params.end());
+    EXPECT_LT(scaled_error(got_d, want_d), 1e-5) << task_name(kind);
+    // the network in between was not flossed: untouched
+    for (int e = 0; e < P; ++e) ASSERT_EQ(got[P + e], params[P + e]);
+  }
+}
+
+}  // namespace
