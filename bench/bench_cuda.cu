@@ -1,0 +1,266 @@
+// Throughput of the CUDA kernels (SPEC section 8), on the GPU only:
+// - training: network-iterations per second of launch_train_step for H = 64, batch 32, T = 100
+//   (romo with a 100-step trial), Adam, K networks per launch, for bptt, eprop and rflo; FLOP/s
+//   as a fraction of the card's FP32 peak (SPEC's counts: forward 2 H^2 Bt T, BPTT ~3x, e-prop ~2x);
+// - spectra: network-steps per second of the full spectrum (k = H = 64, QR every step).
+// The baseline, timed in the same run, is the CPU backend's single-thread reference on a few
+// networks, so the ratio says what one GPU buys over one core of this machine.
+// Before timing, the first iteration's losses of the first networks are checked against the CPU
+// reference (host/cpu/model.cpp) on the same weights and trials; a mismatch exits 1.
+//
+// Usage: bench_cuda [--networks K] [--iters N] [--results FILE.md]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "host/cpu/adam.h"
+#include "host/cpu/model.h"
+#include "host/cpu/tasks.h"
+#include "kernels/cuda_utils.cuh"
+#include "kernels/lyapunov.cuh"
+#include "kernels/train_step.cuh"
+#include "rnnsweep/config.h"
+
+using namespace rnnsweep;
+using cuda::DeviceBuffer;
+
+namespace {
+
+struct Gpu {
+  std::string name;
+  double fp32_peak;  // FLOP/s
+  size_t max_shared;
+};
+
+Gpu gpu() {
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  int clock_khz = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
+  // FP32 lanes per multiprocessor: 64 on sm_80 (A100), 128 on sm_86/89/90.
+  const int lanes = (prop.major == 8 && prop.minor == 0) ? 64 : 128;
+  return {prop.name, 2.0 * lanes * prop.multiProcessorCount * clock_khz * 1e3, size_t(prop.sharedMemPerBlockOptin)};
+}
+
+TaskParams bench_task() {
+  TaskParams task = Config::make_task(TaskKind::romo);
+  task.romo_T = 100;
+  return task;
+}
+
+struct TrainResult {
+  double rate;  // network-iterations per second
+  double flop_fraction;
+};
+
+TrainResult time_training(Rule rule, int K, int iters, const Gpu& g) {
+  const TaskParams task = bench_task();
+  const Shape shape{64, task.inputs(), task.outputs(), false};
+  const int T = task.T(), Bt = 32, P = ParamLayout(shape).size;
+  // 64 distinct networks (gains 0.5 .. 1.5, their own seeds) repeated to K: initialising 4096
+  // networks on one host core would take longer than the benchmark.
+  const int distinct = std::min(K, 64);
+  std::vector<float> params(size_t(K) * P), feedback(size_t(K) * shape.H * shape.O);
+  for (int n = 0; n < distinct; ++n) {
+    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
+    const std::vector<float> B = rflo_feedback(shape, n);
+    std::copy(B.begin(), B.end(), feedback.begin() + size_t(n) * shape.H * shape.O);
+  }
+  for (int n = distinct; n < K; ++n) {
+    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
+    std::copy_n(feedback.begin() + size_t(n % distinct) * shape.H * shape.O, shape.H * shape.O,
+                feedback.begin() + size_t(n) * shape.H * shape.O);
+  }
+  const std::vector<int> rules(K, int(rule));
+  const std::vector<double> lrs(K, 1e-3);
+  std::vector<std::uint32_t> data_seeds(K);
+  for (int n = 0; n < K; ++n) data_seeds[n] = n % distinct;
+  const std::vector<int> not_diverged(K, -1);
+
+  DeviceBuffer<float> p(params.size()), m(params.size()), v(params.size()), fb(feedback.size());
+  p.upload(params.data(), params.size());
+  fb.upload(feedback.data(), feedback.size());
+  m.zero();
+  v.zero();
+  DeviceBuffer<int> rule_dev(K), diverged(K);
+  rule_dev.upload(rules.data(), K);
+  diverged.upload(not_diverged.data(), K);
+  DeviceBuffer<double> lr(K), loss(K), accuracy(K);
+  lr.upload(lrs.data(), K);
+  DeviceBuffer<std::uint32_t> seeds(K);
+  seeds.upload(data_seeds.data(), K);
+  const size_t steps = size_t(T) * Bt;
+  DeviceBuffer<float> x(K * steps * shape.I), target(K * steps * shape.O), mask(K * steps * shape.O);
+  DeviceBuffer<float> history(rule == Rule::bptt ? size_t(K) * (T + 1) * shape.H * Bt : 0);
+  DeviceBuffer<float> output_grad(rule == Rule::bptt ? K * steps * shape.O : 0);
+
+  cuda::TrainChunk c;
+  c.K = K;
+  c.shape = shape;
+  c.task = task;
+  c.T = T;
+  c.Bt = Bt;
+  c.P = P;
+  c.a = float(task.leak());
+  c.params = p.get();
+  c.adam_m = m.get();
+  c.adam_v = v.get();
+  c.feedback = fb.get();
+  c.rule = rule_dev.get();
+  c.lr = lr.get();
+  c.data_seed = seeds.get();
+  c.trial_x = x.get();
+  c.trial_target = target.get();
+  c.trial_mask = mask.get();
+  c.history = history.get();
+  c.output_grad = output_grad.get();
+  c.loss_log = loss.get();
+  c.accuracy_log = accuracy.get();
+  c.diverged_at = diverged.get();
+  const cuda::TrainLaunchPlan plan = cuda::plan_train_step(shape, Bt, g.max_shared);
+  DeviceBuffer<float> grad_global(plan.grad_shared ? 0 : params.size());
+  c.grad_global = grad_global.get();
+
+  // Validate iteration 0 against the CPU reference on the same weights and trials.
+  cuda::launch_train_step(c, plan, 0, 0, 1, nullptr);
+  std::vector<double> got(K);
+  loss.download(got.data(), K);
+  for (int n = 0; n < std::min(K, 4); ++n) {
+    cpu::Forward<float> fwd;
+    const cpu::Trials trials = cpu::training_trials(task, data_seeds[n], 0, Bt);
+    cpu::forward(shape, c.a, params.data() + size_t(n) * P, trials, fwd);
+    const double want = cpu::task_loss<float>(trials, fwd.y, nullptr).loss;
+    if (!(std::fabs(got[n] - want) <= 1e-4 * std::fabs(want))) {
+      std::fprintf(stderr, "bench_cuda: %s network %d: loss %.9g on the GPU, %.9g on the CPU; not timing\n",
+                   rule_name(rule), n, got[n], want);
+      std::exit(1);
+    }
+  }
+  for (int it = 1; it < 3; ++it) cuda::launch_train_step(c, plan, it, 0, it + 1, nullptr);  // warm-up
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  CUDA_CHECK(cudaEventRecord(start, nullptr));
+  for (int it = 3; it < 3 + iters; ++it) cuda::launch_train_step(c, plan, it, 0, it + 1, nullptr);
+  CUDA_CHECK(cudaEventRecord(stop, nullptr));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  const double rate = double(K) * iters / (ms / 1e3);
+  const double forward = 2.0 * shape.H * shape.H * Bt * T;
+  const double flops = forward * (rule == Rule::bptt ? 3 : 2);
+  return {rate, rate * flops / g.fp32_peak};
+}
+
+double time_spectra(int K, const Gpu& g) {
+  const TaskParams task = bench_task();
+  const Shape shape{64, task.inputs(), task.outputs(), false};
+  const int P = ParamLayout(shape).size, k = 64;
+  const long steps = 200;
+  std::vector<float> params(size_t(K) * P);
+  const int distinct = std::min(K, 64);
+  for (int n = 0; n < distinct; ++n) init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
+  for (int n = distinct; n < K; ++n)
+    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
+  std::vector<std::uint32_t> seed(K);
+  for (int n = 0; n < K; ++n) seed[n] = n % distinct;
+  DeviceBuffer<float> p(params.size());
+  p.upload(params.data(), params.size());
+  DeviceBuffer<std::uint32_t> seeds(K);
+  seeds.upload(seed.data(), K);
+  DeviceBuffer<double> lambda(size_t(K) * k);
+  cuda::SpectrumChunk c;
+  c.K = K;
+  c.J = 1;
+  c.shape = shape;
+  c.task = task;
+  c.k = k;
+  c.warmup = 0;
+  c.steps = steps;
+  c.params = p.get();
+  c.seed = seeds.get();
+  c.lambda = lambda.get();
+  const cuda::SpectrumLaunchPlan plan = cuda::plan_spectrum(shape, k, task, g.max_shared);
+  DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(K) * 2 * shape.H * k);
+  c.frames = frames.get();
+  cuda::launch_spectrum(c, plan, nullptr);  // warm-up
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const auto start = std::chrono::steady_clock::now();
+  cuda::launch_spectrum(c, plan, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<double> host(lambda.size());
+  lambda.download(host.data(), host.size());
+  if (!std::isfinite(host[0])) {
+    std::fprintf(stderr, "bench_cuda: the spectrum of network 0 is not finite; not reporting\n");
+    std::exit(1);
+  }
+  return double(K) * steps / seconds;
+}
+
+// The CPU reference on one core, same model: network-iterations per second.
+double cpu_baseline(Rule rule, int iters) {
+  const TaskParams task = bench_task();
+  const Shape shape{64, task.inputs(), task.outputs(), false};
+  std::vector<float> params(ParamLayout(shape).size), grad(params.size());
+  init_params(shape, 1.0, 0, params.data());
+  cpu::AdamState<float> adam(params.size());
+  const cpu::Mat<float> B = cpu::Mat<float>::Zero(shape.H, shape.O);
+  const auto start = std::chrono::steady_clock::now();
+  for (int it = 0; it < iters; ++it) {
+    const cpu::Trials trials = cpu::training_trials(task, 0, it, 32);
+    cpu::Forward<float> fwd;
+    cpu::Mat<float> dL_dy;
+    cpu::forward(shape, float(task.leak()), params.data(), trials, fwd);
+    cpu::task_loss(trials, fwd.y, &dL_dy);
+    if (rule == Rule::bptt) cpu::bptt_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, grad.data());
+    else cpu::eprop_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, B, grad.data());
+    cpu::adam_step(params.data(), grad.data(), params.size(), 1e-3, cpu::AdamHyper{}, adam);
+  }
+  return iters / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int K = 4096, iters = 50;
+  std::string results_file;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--networks")) K = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--results")) results_file = argv[i + 1];
+  }
+  if (!cuda::device_available()) {
+    std::fprintf(stderr, "bench_cuda: no CUDA device\n");
+    return 1;
+  }
+  const Gpu g = gpu();
+  std::string table = "| what | " + g.name + ", K = " + std::to_string(K) +
+                      " | FP32 peak fraction | CPU reference, 1 core | ratio |\n|---|---|---|---|---|\n";
+  char line[256];
+  for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo}) {
+    const TrainResult r = time_training(rule, K, iters, g);
+    const double base = cpu_baseline(rule, 20);
+    std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n", rule_name(rule),
+                  r.rate, r.flop_fraction, base, r.rate / base);
+    table += line;
+  }
+  const double spectra = time_spectra(K, g);
+  std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
+  table += line;
+  std::printf("# H = 64, batch 32, T = 100, Adam; %d iterations timed after 3 warm-up\n%s", iters, table.c_str());
+  if (!results_file.empty()) {
+    if (FILE* f = std::fopen(results_file.c_str(), "w")) {
+      std::fprintf(f, "%s", table.c_str());
+      std::fclose(f);
+    }
+  }
+  return 0;
+}
