@@ -1,7 +1,7 @@
-// Throughput of the CUDA kernels (SPEC section 8), on the GPU only:
+// Throughput of the CUDA kernels (units as in the README's Benchmarks section), on the GPU only:
 // - training: network-iterations per second of launch_train_step for H = 64, batch 32, T = 100
 //   (romo with a 100-step trial), Adam, K networks per launch, for bptt, eprop and rflo; FLOP/s
-//   as a fraction of the card's FP32 peak (SPEC's counts: forward 2 H^2 Bt T, BPTT ~3x, e-prop ~2x);
+//   as a fraction of the card's FP32 peak (the usual counts: forward 2 H^2 Bt T, BPTT ~3x, e-prop ~2x);
 // - spectra: network-steps per second of the full spectrum (k = H = 64, QR every step).
 // The baseline, timed in the same run, is the CPU backend's single-thread reference on a few
 // networks, so the ratio says what one GPU buys over one core of this machine.

@@ -1,5 +1,5 @@
-// Throughput of the CPU spectra and flossing (SPEC section 8): network-steps per second of the
-// full spectrum (H = 64, k = 64, QR every step) and flossing iterations per second (SPEC
+// Throughput of the CPU spectra and flossing (units as in the README's Benchmarks section): network-steps per second of the
+// full spectrum (H = 64, k = 64, QR every step) and flossing iterations per second (the
 // defaults: k = 32, 100 steps after 20 warm-up), each on all cores and on one core (the
 // baseline, same run), with their ratio. A network-step is one time step of one trajectory of
 // one network: the Jacobian product and the QR of the H x k frame.

@@ -1,4 +1,4 @@
-// Training throughput of the CPU backend (SPEC section 8): network-iterations per second for
+// Training throughput of the CPU backend (units as in the README's Benchmarks section): network-iterations per second for
 // H = 64, batch 32, T = 100 (romo with a 100-step trial), Adam, for bptt and eprop, on all
 // cores and on one core (the baseline, timed in the same run), and the ratio between them.
 // The PyTorch figure for the same model comes from bench/peers/torch_rnn.py (bench/run.sh

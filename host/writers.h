@@ -1,4 +1,4 @@
-// The outputs of a sweep (SPEC section 6): tidy CSV tables, .npy weights and the manifest.
+// The outputs of a sweep (docs/model.md, sections 5 and 6): tidy CSV tables, .npy weights and the manifest.
 // Column names are a contract documented in the README; change them only with it.
 #pragma once
 

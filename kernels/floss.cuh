@@ -1,4 +1,4 @@
-// Gradient flossing on the device (SPEC section 5). CPU twins: host/cpu/floss.cpp
+// Gradient flossing on the device (docs/lyapunov.md, section 2). CPU twins: host/cpu/floss.cpp
 // (floss_loss_and_gradient, qr_positive_backward) and host/cpu/spectra.cpp (floss_network).
 // Shapes: K networks, H hidden, k = floss_k exponents, n = floss_steps QR steps.
 #pragma once

@@ -1,4 +1,4 @@
-// Lyapunov spectra on the device (QR method, SPEC section 4), and the block-level pieces that
+// Lyapunov spectra on the device (QR method, docs/lyapunov.md, section 1), and the block-level pieces that
 // the flossing kernel (kernels/floss.cu) shares: the driven trajectory and the thin QR with a
 // positive diagonal. CPU twins: host/cpu/spectra.cpp (driven_states, random_frame,
 // network_spectrum) and host/cpu/lyapunov.cpp (qr_positive, lyapunov_spectrum).

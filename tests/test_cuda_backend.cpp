@@ -5,8 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
+#include "host/writers.h"
 #include "kernels/cuda_backend.cuh"
 #include "rnnsweep/backend.h"
 #include "rnnsweep/config.h"
@@ -148,6 +152,70 @@ TEST(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
     FAIL() << "hidden = 4096 does not fit a thread block";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("supports hidden <= "), std::string::npos) << e.what();
+  }
+}
+
+// The rows of a CSV file, each split at commas (no quoting in our tables).
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.push_back("");
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
+  RNNSWEEP_NEED_DEVICE();
+  // configs/quick.toml with fewer iterations and (on the emulator) smaller networks and grid.
+  std::vector<std::string> overrides = {"iters=8", "log_every=4", "le_steps=40", "le_warmup=10",
+                                        "floss_iters=3", "floss_steps=10", "floss_warmup=5", "floss_k=4"};
+  if (test::kEmulated)
+    for (const char* o : {"gains=[0.2,2.0]", "lrs=[3e-3]", "seeds=[0]", "hidden=16", "batch=4"}) overrides.push_back(o);
+  const Config config = load_config(std::string(RNNSWEEP_SOURCE_DIR) + "/configs/quick.toml", overrides);
+  const std::string dir = testing::TempDir() + "/rnnsweep_cuda_quick";
+  std::filesystem::create_directories(dir);
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(2);
+  write_networks_csv(dir + "/cuda.csv", run(*cuda, config));
+  write_networks_csv(dir + "/cpu.csv", run(*cpu, config));
+  write_networks_csv(dir + "/cuda_again.csv", run(*cuda, config));
+  EXPECT_EQ(file_text(dir + "/cuda.csv"), file_text(dir + "/cuda_again.csv")) << "same config twice: identical files";
+
+  const auto got = read_csv(dir + "/cuda.csv"), want = read_csv(dir + "/cpu.csv");
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(got[0], want[0]) << "the same columns";
+  const std::vector<std::string>& header = want[0];
+  for (size_t row = 1; row < want.size(); ++row) {
+    ASSERT_EQ(got[row].size(), header.size());
+    for (size_t col = 0; col < header.size(); ++col) {
+      const std::string& name = header[col];
+      const std::string what = name + " of network " + want[row][0];
+      const std::string &g = got[row][col], &w = want[row][col];
+      if (g == w) continue;
+      // Everything but the measured numbers must be the same text: ids, coordinates, status.
+      const bool measured = name.find("loss") != std::string::npos || name.find("accuracy") != std::string::npos ||
+                            name.find("max_le") != std::string::npos;
+      ASSERT_TRUE(measured && !g.empty() && !w.empty()) << what << ": '" << g << "' vs '" << w << "'";
+      const double gv = std::stod(g), wv = std::stod(w);
+      // Losses after a few float Adam steps agree to ~1e-6 relative; accuracies may differ by a
+      // trial where an output is a near-tie; max LE of trained or flossed weights to ~1e-4.
+      const double tolerance = name.find("accuracy") != std::string::npos ? 1.0 / config.batch + 1e-12
+                               : name.find("max_le") != std::string::npos ? 1e-3 * (1 + std::fabs(wv))
+                                                                          : 1e-4 * (1 + std::fabs(wv));
+      EXPECT_NEAR(gv, wv, tolerance) << what;
+    }
   }
 }
 

@@ -31,7 +31,7 @@ using Vec = rnnsweep::cpu::Vec<double>;
 using rnnsweep::test::gaussian_matrix;
 using rnnsweep::test::random_orthonormal_frame;
 
-// W_h = gain * Z, Z ~ N(0, 1/H), as the trainer initialises it (SPEC section 1).
+// W_h = gain * Z, Z ~ N(0, 1/H), as the trainer initialises it (docs/model.md, section 1).
 Mat random_recurrent_weights(Eigen::Index H, double gain, std::mt19937_64& rng) {
   return gaussian_matrix(H, H, gain / std::sqrt(double(H)), rng);
 }

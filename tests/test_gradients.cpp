@@ -1,4 +1,4 @@
-// The learning rules against independent oracles, in double (SPEC section 2):
+// The learning rules against independent oracles, in double (docs/model.md, section 4):
 // - BPTT against central finite differences of the task loss, every parameter;
 // - e-prop against (1) a detached-BPTT written here with plain loops and (2) finite
 //   differences of the surrogate model whose recurrent presynaptic rates are frozen constants,

@@ -30,7 +30,7 @@ using rnnsweep::test::random_orthonormal_frame;
 
 Mat random_orthogonal(Eigen::Index n, std::mt19937_64& rng) { return random_orthonormal_frame(n, n, rng); }
 
-// W_h = gain * Z, Z ~ N(0, 1/H), as the trainer initialises it (SPEC section 1).
+// W_h = gain * Z, Z ~ N(0, 1/H), as the trainer initialises it (docs/model.md, section 1).
 Mat random_recurrent_weights(Eigen::Index H, double gain, std::mt19937_64& rng) {
   return gaussian_matrix(H, H, gain / std::sqrt(double(H)), rng);
 }
@@ -110,7 +110,7 @@ TEST(LyapunovSpectrum, ZeroRecurrenceGivesLogLeakForEveryExponent) {
 
 TEST(LyapunovSpectrum, ScaledOrthogonalWithoutLeakGivesLogAbsGain) {
   // With a = 0, J = c O maps the orthonormal frame to |c| times an orthonormal frame, so
-  // R_t = |c| I at every step: the SPEC section 4 check lambda = ln|a + (1 - a) c| in the case
+  // R_t = |c| I at every step: the analytic check lambda = ln|a + (1 - a) c| in the case
   // where it holds for every orthogonal O (see the next test for a > 0).
   std::mt19937_64 rng(2);
   const int H = 6, n = 40;
@@ -128,7 +128,7 @@ TEST(LyapunovSpectrum, LeakyScaledOrthogonalGivesLogEigenvalueModuli) {
   // the eigen-angles theta of O, so its exponents are ln|a + (1 - a) c e^{i theta}|. They all
   // equal ln|a + (1 - a) c| only when every theta is 0 (O = I), so a random O would not do: O is
   // built from 2x2 rotations by known angles in a random orthonormal basis. theta = 0 contributes
-  // the SPEC's ln|a + (1 - a) c| twice; theta = pi gives ln|a - (1 - a) c|.
+  // the textbook ln|a + (1 - a) c| twice; theta = pi gives ln|a - (1 - a) c|.
   std::mt19937_64 rng(3);
   const std::vector<double> angles = {0.0, M_PI / 3, 2 * M_PI / 3, M_PI};
   const int H = 2 * int(angles.size()), n = 4000;

@@ -171,7 +171,7 @@ TEST(Spectra, NetworkSpectrumHasKSortedExponentsAndMatchesZeroRecurrence) {
 }
 
 TEST(Spectra, MaxLyapunovExponentRisesWithGainBeforeTraining) {
-  // SPEC section 7 / the paper's figure 3: small gains start far below 0, g ~ 1.5 near 0.
+  // the paper's figure 3: small gains start far below 0, g ~ 1.5 near 0.
   // Measured here (H = 32, seed 0): romo -0.58, -0.43, -0.24, -0.07 and 2af -1.74, -0.93,
   // -0.42, 0.03 for gains 0.2, 0.5, 1.0, 1.5; the bounds leave room for other seeds.
   for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
@@ -191,7 +191,7 @@ TEST(Spectra, MaxLyapunovExponentRisesWithGainBeforeTraining) {
 }
 
 TEST(Spectra, FlossingLowersTheLossAndMovesTheMaxLeTowardZero) {
-  // 100 Adam steps at lr 1e-3 (SPEC defaults). Measured (H = 32, k = 16, romo): sum of the
+  // 100 Adam steps at lr 1e-3 (the defaults). Measured (H = 32, k = 16, romo): sum of the
   // first 16 lambda^2 6.9 -> 3.6 at g = 0.2 and 3.4 -> 1.5 at g = 2.0; we require a factor 1.5.
   for (double g : {0.2, 2.0}) {
     Net n(TaskKind::romo, g);

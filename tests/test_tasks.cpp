@@ -1,4 +1,4 @@
-// The tasks of SPEC section 3: lengths, period boundaries, labels, input statistics, and the
+// The tasks of docs/model.md, section 3: lengths, period boundaries, labels, input statistics, and the
 // determinism of the counter-based trial streams.
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // e-prop and RFLO: the paper's truncated gradient in forward mode. CUDA twin: kernels/eprop.cu.
 //
-// Per batch element (SPEC section 2):
+// Per batch element (docs/model.md, section 4):
 //   e_{t+1} = a e_t + (1 - a) f(h_t)     presynaptic trace of W_h
 //   q_{t+1} = a q_t + (1 - a) x_t        trace of W_x
 //   c_{t+1} = a c_t + (1 - a)            trace of the bias (the same for every unit)

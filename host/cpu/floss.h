@@ -1,4 +1,4 @@
-// Gradient flossing (SPEC section 5; Engelken 2023): the loss L = sum_{i<k} lambda_i^2 on the
+// Gradient flossing (docs/lyapunov.md, section 2; Engelken 2023): the loss L = sum_{i<k} lambda_i^2 on the
 // leading Lyapunov exponents and its gradient with respect to W_h, made local as in the paper.
 //
 // Locality: the hidden states h_t (columns of hs, H x n) are constants, as if detached, so the

@@ -1,4 +1,4 @@
-// Lyapunov spectrum of the leaky rate RNN by the QR method (SPEC section 4; Vogt et al. 2022).
+// Lyapunov spectrum of the leaky rate RNN by the QR method (docs/lyapunov.md, section 1; Vogt et al. 2022).
 //
 // The caller runs the network forward, drops the warm-up steps, and hands over the hidden states
 // h_t (one column each). For each of them the step Jacobian
@@ -54,7 +54,7 @@ void qr_positive(const Mat<Real>& M, Mat<Real>& Q, Mat<Real>& R);
 // before comparing.
 //
 // Q0, if given, is an H x k orthonormal starting frame used instead of the first k columns of I.
-// The identity start (SPEC section 4's default) has a trap with relu: while neuron j is silent,
+// The identity start (the textbook default) has a trap with relu: while neuron j is silent,
 // J_t e_j = a e_j, so the column e_j sits in an exactly invariant direction and leaves it only
 // through rounding error. If neuron j is silent throughout, lambda_j = ln a whatever the true
 // spectrum (a stuck first column hides the maximal exponent); if it is silent for a while, the

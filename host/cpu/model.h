@@ -1,4 +1,4 @@
-// The leaky ReLU RNN of SPEC section 1 on the CPU, for one network: forward pass, task loss,
+// The leaky ReLU RNN of docs/model.md, section 1 on the CPU, for one network: forward pass, task loss,
 // and the gradients of the three learning rules. Templated on the scalar so that training runs
 // in float (as the CUDA backend will) and the gradient tests run the same code in double.
 // CUDA twins: kernels/train_step.cu (forward, loss, BPTT), kernels/eprop.cu (e-prop, RFLO).
@@ -53,7 +53,7 @@ struct LossValue {
   double accuracy;  // see task_loss
 };
 
-// Loss of SPEC section 3 and, if dL_dy is given, its gradient (O x T Bt).
+// Loss of docs/model.md, section 3 and, if dL_dy is given, its gradient (O x T Bt).
 // romo: 0.5 sum mask (y - target)^2 / sum mask; accuracy = fraction of trials whose output,
 // averaged over the response period, is larger on the correct channel.
 // 2af, dms: mean cross-entropy over all T Bt steps; accuracy = fraction of decision steps
@@ -67,7 +67,7 @@ void bptt_gradient(const Shape& s, Real a, const Real* params, const Forward<Rea
                    const Mat<Real>& dL_dy, Real* grad);
 
 // e-prop (feedback = w^T) and RFLO (feedback = B), forward-mode eligibility traces
-// (SPEC section 2); writes the whole block. feedback is H x O.
+// (docs/model.md, section 4); writes the whole block. feedback is H x O.
 template <typename Real>
 void eprop_gradient(const Shape& s, Real a, const Real* params, const Forward<Real>& fwd,
                     const Mat<Real>& dL_dy, const Mat<Real>& feedback, Real* grad);

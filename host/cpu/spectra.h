@@ -1,4 +1,4 @@
-// Lyapunov spectra and gradient flossing of one whole network (SPEC sections 4 and 5): the
+// Lyapunov spectra and gradient flossing of one whole network (docs/lyapunov.md): the
 // driven trajectories, the starting frame, the averaging over trajectories, and the flossing
 // loop. The QR mathematics is in lyapunov.h and floss.h. CUDA twin: kernels/lyapunov.cu.
 #pragma once

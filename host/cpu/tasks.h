@@ -1,4 +1,4 @@
-// Batches of task trials on the host (SPEC section 3). CUDA twin: kernels/tasks.cu.
+// Batches of task trials on the host (docs/model.md, section 3). CUDA twin: kernels/tasks.cu.
 // Both call the shared per-trial generator `generate_trial` (include/rnnsweep/task.h).
 #pragma once
 

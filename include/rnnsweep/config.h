@@ -20,7 +20,7 @@ struct UsageError : std::runtime_error {
 };
 
 struct Config {
-  // grid axes (SPEC section 6)
+  // grid axes (docs/model.md, sections 5 and 6)
   std::vector<std::string> tasks = {"romo", "2af", "dms"};
   std::vector<std::string> rules = {"bptt", "eprop", "rflo"};
   std::vector<double> gains = {0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0};
@@ -38,12 +38,12 @@ struct Config {
   long data_seed = -1;  // -1: each network trains on the trials of its own seed
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
 
-  // Lyapunov spectra (SPEC section 4); le_k = 0 is "not set": the full spectrum, k = hidden
+  // Lyapunov spectra (docs/lyapunov.md, section 1); le_k = 0 is "not set": the full spectrum, k = hidden
   int le_k = 0;
   long le_steps = 1000, le_warmup = 100;
   int le_batch = 8;
 
-  // gradient flossing (SPEC section 5)
+  // gradient flossing (docs/lyapunov.md, section 2)
   long floss_iters = 100;
   double floss_lr = 1e-3;
   int floss_k = 32;

@@ -1,4 +1,4 @@
-// Shapes and parameter layout of one network (SPEC section 1), shared by both backends.
+// Shapes and parameter layout of one network (docs/model.md, section 1), shared by both backends.
 //
 // A network's parameters are one contiguous block [W_h | W_x | w | b | b_out], each matrix
 // column-major (the Eigen and cuBLAS default), networks back to back; Adam is then one flat

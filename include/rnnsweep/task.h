@@ -1,4 +1,4 @@
-// The three tasks of the study (SPEC section 3): parameters, shapes, and the generator of one
+// The three tasks of the study (docs/model.md, section 3): parameters, shapes, and the generator of one
 // trial, written once for host and device.
 //
 // `generate_trial` is RNNSWEEP_HD so that the CPU backend (host/cpu/tasks.cpp) and the CUDA
@@ -18,7 +18,7 @@ enum class TaskKind { romo, two_af, dms };
 
 constexpr int kMaxCoherences = 8;
 
-// Every timing, dt, tau, noise level and trial length of SPEC section 3, as config keys.
+// Every timing, dt, tau, noise level and trial length of docs/model.md, section 3, as config keys.
 // Timings of 2af and dms are in ms and must be multiples of dt; romo's are in steps except its
 // delay, which is drawn in units of tau as in Schuessler et al. 2020.
 struct TaskParams {
