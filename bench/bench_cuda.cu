@@ -44,7 +44,8 @@ Gpu gpu() {
   CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
   // FP32 lanes per multiprocessor: 64 on sm_80 (A100), 128 on sm_86/89/90.
   const int lanes = (prop.major == 8 && prop.minor == 0) ? 64 : 128;
-  return {prop.name, 2.0 * lanes * prop.multiProcessorCount * clock_khz * 1e3, size_t(prop.sharedMemPerBlockOptin)};
+  return {prop.name, 2.0 * lanes * prop.multiProcessorCount * clock_khz * 1e3,
+          size_t(prop.sharedMemPerBlockOptin)};
 }
 
 TaskParams bench_task() {
@@ -166,7 +167,8 @@ double time_spectra(int K, const Gpu& g) {
   const long steps = 200;
   std::vector<float> params(size_t(K) * P);
   const int distinct = std::min(K, 64);
-  for (int n = 0; n < distinct; ++n) init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
+  for (int n = 0; n < distinct; ++n)
+    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
   for (int n = distinct; n < K; ++n)
     std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
   std::vector<std::uint32_t> seed(K);
@@ -220,8 +222,10 @@ double cpu_baseline(Rule rule, int iters) {
     cpu::Mat<float> dL_dy;
     cpu::forward(shape, float(task.leak()), params.data(), trials, fwd);
     cpu::task_loss(trials, fwd.y, &dL_dy);
-    if (rule == Rule::bptt) cpu::bptt_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, grad.data());
-    else cpu::eprop_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, B, grad.data());
+    if (rule == Rule::bptt)
+      cpu::bptt_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, grad.data());
+    else
+      cpu::eprop_gradient(shape, float(task.leak()), params.data(), fwd, dL_dy, B, grad.data());
     cpu::adam_step(params.data(), grad.data(), params.size(), 1e-3, cpu::AdamHyper{}, adam);
   }
   return iters / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -233,9 +237,12 @@ int main(int argc, char** argv) {
   int K = 4096, iters = 50;
   std::string results_file;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--networks")) K = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--results")) results_file = argv[i + 1];
+    if (!std::strcmp(argv[i], "--networks"))
+      K = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--iters"))
+      iters = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--results"))
+      results_file = argv[i + 1];
   }
   if (!cuda::device_available()) {
     std::fprintf(stderr, "bench_cuda: no CUDA device\n");
@@ -248,14 +255,15 @@ int main(int argc, char** argv) {
   for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo}) {
     const TrainResult r = time_training(rule, K, iters, g);
     const double base = cpu_baseline(rule, 20);
-    std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n", rule_name(rule),
-                  r.rate, r.flop_fraction, base, r.rate / base);
+    std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n",
+                  rule_name(rule), r.rate, r.flop_fraction, base, r.rate / base);
     table += line;
   }
   const double spectra = time_spectra(K, g);
   std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
   table += line;
-  std::printf("# H = 64, batch 32, T = 100, Adam; %d iterations timed after 3 warm-up\n%s", iters, table.c_str());
+  std::printf("# H = 64, batch 32, T = 100, Adam; %d iterations timed after 3 warm-up\n%s", iters,
+              table.c_str());
   if (!results_file.empty()) {
     if (FILE* f = std::fopen(results_file.c_str(), "w")) {
       std::fprintf(f, "%s", table.c_str());

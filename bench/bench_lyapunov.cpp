@@ -1,5 +1,5 @@
-// Throughput of the CPU spectra and flossing (units as in the README's Benchmarks section): network-steps per second of the
-// full spectrum (H = 64, k = 64, QR every step) and flossing iterations per second (the
+// Throughput of the CPU spectra and flossing (units as in the README's Benchmarks section): network-steps per
+// second of the full spectrum (H = 64, k = 64, QR every step) and flossing iterations per second (the
 // defaults: k = 32, 100 steps after 20 warm-up), each on all cores and on one core (the
 // baseline, same run), with their ratio. A network-step is one time step of one trajectory of
 // one network: the Jacobian product and the QR of the H x k frame.
@@ -41,8 +41,10 @@ double run_parallel(int n, int threads, const std::function<void(int)>& job) {
 int main(int argc, char** argv) {
   int networks = 4, threads = int(std::thread::hardware_concurrency());
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--networks")) networks = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--networks"))
+      networks = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
   }
   Config config;
   config.le_steps = 500;

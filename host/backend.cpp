@@ -17,8 +17,9 @@ std::unique_ptr<Backend> make_backend(const std::string& which, int threads) {
   if (which == "auto") return cuda_device_usable(nullptr) ? make_cuda_backend(0) : make_cpu_backend(threads);
 #else
   if (which == "cuda")
-    throw UsageError("--backend cuda: this build has no CUDA backend (no CUDA compiler was found when it was "
-                     "configured); allowed here: auto, cpu");
+    throw UsageError(
+        "--backend cuda: this build has no CUDA backend (no CUDA compiler was found when it was "
+        "configured); allowed here: auto, cpu");
   if (which == "auto") return make_cpu_backend(threads);
 #endif
   throw UsageError("--backend '" + which + "': allowed: auto, cpu, cuda");

@@ -3,11 +3,12 @@
 // and its allowed values; cross-key checks run once everything is set.
 #include "rnnsweep/config.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace rnnsweep {
 namespace {
@@ -24,8 +25,10 @@ struct KeyDef {
 [[noreturn]] void bad_value(const toml::node& n) {
   std::ostringstream os;
   n.visit([&](const auto& v) {
-    if constexpr (toml::is_string<decltype(v)>) os << '"' << v.get() << '"';
-    else os << v;
+    if constexpr (toml::is_string<decltype(v)>)
+      os << '"' << v.get() << '"';
+    else
+      os << v;
   });
   throw std::invalid_argument(os.str());
 }
@@ -119,9 +122,11 @@ KeyDef choice_list_key(std::string name, Get ref, std::vector<std::string> choic
 
 // Task keys live in a table per task: [romo], [2af], [dms].
 #define TASK_NUMBER(table, field, key, lo, hi, allowed) \
-  number_key(#table "." key, [](Config& c) -> double& { return c.field; }, lo, hi, allowed)
+  number_key(                                           \
+      #table "." key, [](Config& c) -> double& { return c.field; }, lo, hi, allowed)
 #define TASK_INT(table, field, key, lo, hi, allowed) \
-  int_key(#table "." key, [](Config& c) -> int& { return c.field; }, lo, hi, allowed)
+  int_key(                                           \
+      #table "." key, [](Config& c) -> int& { return c.field; }, lo, hi, allowed)
 
 const double kInf = std::numeric_limits<double>::infinity();
 const long kMaxLong = std::numeric_limits<long>::max();
@@ -130,8 +135,9 @@ const long kMaxSteps = 10000000L;      // trajectory lengths: beyond this, memor
 
 std::vector<KeyDef> make_keys() {
   std::vector<KeyDef> k;
-  k.push_back(choice_list_key("tasks", [](Config& c) -> auto& { return c.tasks; }, {"romo", "2af", "dms"}));
-  k.push_back(choice_list_key("rules", [](Config& c) -> auto& { return c.rules; }, {"bptt", "eprop", "rflo"}));
+  k.push_back(choice_list_key("tasks", [](Config & c) -> auto& { return c.tasks; }, {"romo", "2af", "dms"}));
+  k.push_back(
+      choice_list_key("rules", [](Config & c) -> auto& { return c.rules; }, {"bptt", "eprop", "rflo"}));
   k.push_back({"gains", "a list of numbers >= 0",
                [](Config& c, const toml::node& n) {
                  c.gains = as_list<double>(n, [](const toml::node& e) {
@@ -163,40 +169,61 @@ std::vector<KeyDef> make_keys() {
                [](Config& c, const toml::node& n) { c.floss = as_list<bool>(n, as_bool); },
                [](const Config& c) { return json(c.floss); }});
 
-  k.push_back(int_key("hidden", [](Config& c) -> int& { return c.hidden; }, 1, 4096, "an integer in [1, 4096]"));
-  k.push_back(int_key("batch", [](Config& c) -> int& { return c.batch; }, 1, 65536, "an integer in [1, 65536]"));
+  k.push_back(int_key(
+      "hidden", [](Config& c) -> int& { return c.hidden; }, 1, 4096, "an integer in [1, 4096]"));
+  k.push_back(int_key(
+      "batch", [](Config& c) -> int& { return c.batch; }, 1, 65536, "an integer in [1, 65536]"));
   // iterations index the Philox counter (32 bits): past 2^32 the trial stream would repeat
-  k.push_back(int_key("iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
-  k.push_back(int_key("log_every", [](Config& c) -> long& { return c.log_every; }, 1, kMaxLong, "an integer >= 1"));
-  k.push_back(choice_key("optimizer", [](Config& c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
+  k.push_back(int_key(
+      "iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
+  k.push_back(int_key(
+      "log_every", [](Config& c) -> long& { return c.log_every; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(choice_key("optimizer", [](Config & c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
   k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
                [](const Config& c) { return json(c.bias); }});
-  k.push_back(int_key("data_seed", [](Config& c) -> long& { return c.data_seed; }, -1, 4294967295L,
-                      "-1 (each network's own seed) or an integer in [0, 2^32)"));
-  k.push_back(number_key("adam_beta1", [](Config& c) -> double& { return c.adam_beta1; }, 0, 0.999999, "a number in [0, 1)"));
-  k.push_back(number_key("adam_beta2", [](Config& c) -> double& { return c.adam_beta2; }, 0, 0.999999, "a number in [0, 1)"));
-  k.push_back(number_key("adam_eps", [](Config& c) -> double& { return c.adam_eps; }, 1e-300, 1, "a number in (0, 1]"));
+  k.push_back(int_key(
+      "data_seed", [](Config& c) -> long& { return c.data_seed; }, -1, 4294967295L,
+      "-1 (each network's own seed) or an integer in [0, 2^32)"));
+  k.push_back(number_key(
+      "adam_beta1", [](Config& c) -> double& { return c.adam_beta1; }, 0, 0.999999, "a number in [0, 1)"));
+  k.push_back(number_key(
+      "adam_beta2", [](Config& c) -> double& { return c.adam_beta2; }, 0, 0.999999, "a number in [0, 1)"));
+  k.push_back(number_key(
+      "adam_eps", [](Config& c) -> double& { return c.adam_eps; }, 1e-300, 1, "a number in (0, 1]"));
 
-  k.push_back(int_key("le_k", [](Config& c) -> int& { return c.le_k; }, 1, 4096,
-                      "an integer in [1, hidden] (default: hidden, the full spectrum)"));
-  k.push_back(int_key("le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxSteps, "an integer in [1, 10^7]"));
-  k.push_back(int_key("le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxSteps, "an integer in [0, 10^7]"));
-  k.push_back(int_key("le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 65536, "an integer in [1, 65536]"));
-  k.push_back(int_key("floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
-  k.push_back(number_key("floss_lr", [](Config& c) -> double& { return c.floss_lr; }, 1e-300, kInf, "a number > 0"));
-  k.push_back(int_key("floss_k", [](Config& c) -> int& { return c.floss_k; }, 1, 4096, "an integer in [1, hidden]"));
+  k.push_back(int_key(
+      "le_k", [](Config& c) -> int& { return c.le_k; }, 1, 4096,
+      "an integer in [1, hidden] (default: hidden, the full spectrum)"));
+  k.push_back(int_key(
+      "le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxSteps, "an integer in [1, 10^7]"));
+  k.push_back(int_key(
+      "le_warmup", [](Config& c) -> long& { return c.le_warmup; }, 0, kMaxSteps, "an integer in [0, 10^7]"));
+  k.push_back(int_key(
+      "le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 65536, "an integer in [1, 65536]"));
+  k.push_back(int_key(
+      "floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxCounter,
+      "an integer in [1, 2^32)"));
+  k.push_back(number_key(
+      "floss_lr", [](Config& c) -> double& { return c.floss_lr; }, 1e-300, kInf, "a number > 0"));
+  k.push_back(int_key(
+      "floss_k", [](Config& c) -> int& { return c.floss_k; }, 1, 4096, "an integer in [1, hidden]"));
   // flossing keeps every frame of its steps for the backward pass (H k doubles each)
-  k.push_back(int_key("floss_steps", [](Config& c) -> long& { return c.floss_steps; }, 1, 100000, "an integer in [1, 10^5]"));
-  k.push_back(int_key("floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxSteps, "an integer in [0, 10^7]"));
+  k.push_back(int_key(
+      "floss_steps", [](Config& c) -> long& { return c.floss_steps; }, 1, 100000, "an integer in [1, 10^5]"));
+  k.push_back(int_key(
+      "floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxSteps,
+      "an integer in [0, 10^7]"));
 
   const char* pos = "a number > 0";
   k.push_back(TASK_NUMBER(romo, romo.romo_dt_over_tau, "dt_over_tau", 1e-9, 1, "a number in (0, 1]"));
   k.push_back(TASK_INT(romo, romo.romo_T, "T", 1, 100000, "an integer in [1, 10^5]"));
   k.push_back(TASK_NUMBER(romo, romo.romo_f_min, "f_min", -kInf, kInf, "a number"));
   k.push_back(TASK_NUMBER(romo, romo.romo_f_max, "f_max", -kInf, kInf, "a number > f_min"));
-  k.push_back(TASK_NUMBER(romo, romo.romo_min_diff, "min_diff", 0, kInf, "a number >= 0 and < f_max - f_min"));
+  k.push_back(
+      TASK_NUMBER(romo, romo.romo_min_diff, "min_diff", 0, kInf, "a number >= 0 and < f_max - f_min"));
   k.push_back(TASK_NUMBER(romo, romo.romo_delay_min, "delay_min", 0, kInf, "a number >= 0 (units of tau)"));
-  k.push_back(TASK_NUMBER(romo, romo.romo_delay_max, "delay_max", 0, kInf, "a number > delay_min (units of tau)"));
+  k.push_back(
+      TASK_NUMBER(romo, romo.romo_delay_max, "delay_max", 0, kInf, "a number > delay_min (units of tau)"));
   k.push_back(TASK_INT(romo, romo.romo_f1_onset, "f1_onset", 0, 1 << 20, "an integer >= 0 (steps)"));
   k.push_back(TASK_INT(romo, romo.romo_pulse, "pulse", 1, 1 << 20, "an integer >= 1 (steps)"));
   k.push_back(TASK_INT(romo, romo.romo_response_gap, "response_gap", 0, 1 << 20, "an integer >= 0 (steps)"));
@@ -206,10 +233,13 @@ std::vector<KeyDef> make_keys() {
   k.push_back(TASK_NUMBER(2af, two_af.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
   k.push_back(TASK_NUMBER(2af, two_af.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
   k.push_back(TASK_NUMBER(2af, two_af.sigma, "sigma", 0, kInf, "a number >= 0"));
-  k.push_back(TASK_INT(2af, two_af.fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(2af, two_af.stimulus_ms, "stimulus", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(2af, two_af.fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(2af, two_af.stimulus_ms, "stimulus", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
   k.push_back(TASK_INT(2af, two_af.delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(2af, two_af.decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(2af, two_af.decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
   k.push_back({"2af.coherences", "a list of 1 to 8 numbers >= 0",
                [](Config& c, const toml::node& n) {
                  auto v = as_list<double>(n, as_double);
@@ -221,17 +251,22 @@ std::vector<KeyDef> make_keys() {
                  c.two_af.n_coherences = int(v.size());
                },
                [](const Config& c) {
-                 return json(std::vector<double>(c.two_af.coherences, c.two_af.coherences + c.two_af.n_coherences));
+                 return json(
+                     std::vector<double>(c.two_af.coherences, c.two_af.coherences + c.two_af.n_coherences));
                }});
 
   k.push_back(TASK_NUMBER(dms, dms.dt, "dt", 1e-9, kInf, "a number > 0 (ms)"));
   k.push_back(TASK_NUMBER(dms, dms.tau, "tau", 1e-9, kInf, "a number >= dt (ms)"));
   k.push_back(TASK_NUMBER(dms, dms.sigma, "sigma", 0, kInf, "a number >= 0"));
-  k.push_back(TASK_INT(dms, dms.dms_fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_sample_ms, "sample", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(dms, dms.dms_fixation_ms, "fixation", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(dms, dms.dms_sample_ms, "sample", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(dms, dms.dms_delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
   k.push_back(TASK_INT(dms, dms.dms_test_ms, "test", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
-  k.push_back(TASK_INT(dms, dms.dms_decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  k.push_back(
+      TASK_INT(dms, dms.dms_decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
   return k;
 }
 
@@ -264,8 +299,10 @@ void set_key(Config& c, const std::string& name, const toml::node& value, const 
 void apply_table(Config& c, const toml::table& t, const std::string& prefix, const std::string& where) {
   for (const auto& [key, node] : t) {
     std::string name = prefix + std::string(key.str());
-    if (auto sub = node.as_table()) apply_table(c, *sub, name + ".", where);
-    else set_key(c, name, node, where);
+    if (auto sub = node.as_table())
+      apply_table(c, *sub, name + ".", where);
+    else
+      set_key(c, name, node, where);
   }
 }
 
@@ -289,8 +326,10 @@ void apply_override(Config& c, const std::string& assignment) {
         list.push_back(item);
       }
     }
-    if (list.size() == 1) parsed.insert_or_assign("v", text);
-    else parsed.insert_or_assign("v", std::move(list));
+    if (list.size() == 1)
+      parsed.insert_or_assign("v", text);
+    else
+      parsed.insert_or_assign("v", std::move(list));
   }
   set_key(c, key, *parsed["v"].node(), " (from --set)");
 }
@@ -328,31 +367,41 @@ void validate(const Config& c) {
   const TaskParams& r = c.romo;
   if (!(r.romo_f_max > r.romo_f_min)) fail("romo.f_max", "must be larger than romo.f_min");
   if (!(r.romo_min_diff < r.romo_f_max - r.romo_f_min))
-    fail("romo.min_diff", "must be smaller than romo.f_max - romo.f_min, or no pair of frequencies qualifies");
+    fail("romo.min_diff",
+         "must be smaller than romo.f_max - romo.f_min, or no pair of frequencies qualifies");
   if (!(r.romo_delay_max > r.romo_delay_min)) fail("romo.delay_max", "must be larger than romo.delay_min");
   const int romo_needs = r.romo_f1_onset + 2 * r.romo_pulse + r.romo_max_delay_steps() + r.romo_response_gap +
                          r.romo_response_len;
   if (r.romo_T < romo_needs)
-    fail("romo.T", std::to_string(r.romo_T) + " is too short: the longest delay needs " + std::to_string(romo_needs) +
+    fail("romo.T", std::to_string(r.romo_T) + " is too short: the longest delay needs " +
+                       std::to_string(romo_needs) +
                        " steps; allowed: an integer >= " + std::to_string(romo_needs));
   struct Timing {
     const char* table;
     const TaskParams& p;
     std::vector<std::pair<const char*, int>> ms;
   };
-  const Timing timings[] = {
-      {"2af", c.two_af, {{"fixation", c.two_af.fixation_ms}, {"stimulus", c.two_af.stimulus_ms},
-                         {"delay", c.two_af.delay_ms}, {"decision", c.two_af.decision_ms}}},
-      {"dms", c.dms, {{"fixation", c.dms.dms_fixation_ms}, {"sample", c.dms.dms_sample_ms},
-                      {"delay", c.dms.dms_delay_ms}, {"test", c.dms.dms_test_ms},
-                      {"decision", c.dms.dms_decision_ms}}}};
+  const Timing timings[] = {{"2af",
+                             c.two_af,
+                             {{"fixation", c.two_af.fixation_ms},
+                              {"stimulus", c.two_af.stimulus_ms},
+                              {"delay", c.two_af.delay_ms},
+                              {"decision", c.two_af.decision_ms}}},
+                            {"dms",
+                             c.dms,
+                             {{"fixation", c.dms.dms_fixation_ms},
+                              {"sample", c.dms.dms_sample_ms},
+                              {"delay", c.dms.dms_delay_ms},
+                              {"test", c.dms.dms_test_ms},
+                              {"decision", c.dms.dms_decision_ms}}}};
   for (const auto& t : timings) {
     if (t.p.tau < t.p.dt)
-      fail(std::string(t.table) + ".tau", "must be >= " + std::string(t.table) + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
+      fail(std::string(t.table) + ".tau",
+           "must be >= " + std::string(t.table) + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
     for (const auto& [name, ms] : t.ms)
       if (!multiple_of(ms, t.p.dt))
-        fail(std::string(t.table) + "." + name, std::to_string(ms) + " ms is not a multiple of dt = " +
-                                                     std::to_string(t.p.dt) + " ms");
+        fail(std::string(t.table) + "." + name,
+             std::to_string(ms) + " ms is not a multiple of dt = " + std::to_string(t.p.dt) + " ms");
   }
 }
 

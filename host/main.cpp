@@ -1,5 +1,7 @@
 // rnnsweep: the command line. Only this file turns exceptions into messages and exit codes:
 // 2 for bad input (always before any training starts), 1 for anything else.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -11,7 +13,6 @@
 #include <iostream>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
 
 #include "host/cpu/tasks.h"
 #include "host/writers.h"
@@ -38,8 +39,10 @@ std::string utc_now() {
 std::string clock_text(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  else std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
   return buf;
 }
 
@@ -75,9 +78,9 @@ class ProgressPrinter {
     const long long done = progress_.done, total = std::max(1LL, progress_.total.load());
     const double rate = elapsed > 0 ? done / elapsed : 0;
     const std::string eta = rate > 0 ? clock_text((total - done) / rate) : "?";
-    std::fprintf(stderr, "%srnnsweep: %5.1f%% (%lld/%lld %s), %.0f/s, elapsed %s, ETA %s%s",
-                 tty_ ? "\r" : "", 100.0 * done / total, done, total, units_.c_str(), rate,
-                 clock_text(elapsed).c_str(), last ? "0:00" : eta.c_str(), tty_ && !last ? "" : "\n");
+    std::fprintf(stderr, "%srnnsweep: %5.1f%% (%lld/%lld %s), %.0f/s, elapsed %s, ETA %s%s", tty_ ? "\r" : "",
+                 100.0 * done / total, done, total, units_.c_str(), rate, clock_text(elapsed).c_str(),
+                 last ? "0:00" : eta.c_str(), tty_ && !last ? "" : "\n");
     std::fflush(stderr);
   }
 
@@ -91,8 +94,8 @@ class ProgressPrinter {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-const char* kResultFiles[] = {"manifest.json", "networks.csv", "curves.csv", "summary.csv",
-                              "lyapunov.csv", "floss_curves.csv", "timings.csv"};
+const char* kResultFiles[] = {"manifest.json", "networks.csv",     "curves.csv", "summary.csv",
+                              "lyapunov.csv",  "floss_curves.csv", "timings.csv"};
 
 // The output folder: a fresh one by default; an existing one only if it holds no results,
 // or with --force (then the previous results are removed first, never mixed with new ones).
@@ -111,7 +114,8 @@ std::string prepare_out_dir(std::string out, const std::string& config_path, boo
   for (const char* f : kResultFiles) has_results |= fs::exists(fs::path(out) / f);
   has_results |= fs::exists(fs::path(out) / "weights");
   if (has_results && !force)
-    throw UsageError("--out '" + out + "' already holds results; choose another folder or pass --force to replace them");
+    throw UsageError("--out '" + out +
+                     "' already holds results; choose another folder or pass --force to replace them");
   if (has_results) {
     for (const char* f : kResultFiles) fs::remove(fs::path(out) / f);
     fs::remove_all(fs::path(out) / "weights");
@@ -132,7 +136,9 @@ struct RunArgs {
 int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command_line) {
   const auto start = std::chrono::steady_clock::now();
   const Config config = load_config(args.config_path, args.overrides);
-  if (args.threads < 0) throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
+  if (args.threads < 0)
+    throw UsageError("--threads " + std::to_string(args.threads) +
+                     ": allowed: 0 (all cores) or a positive integer");
   auto backend = make_backend(args.backend, args.threads);
   const auto networks = expand_grid(config);
   RunOptions options;
@@ -165,7 +171,8 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
     ProgressPrinter printer(progress, "work units (iterations, spectrum trajectories)", args.quiet);
     results = backend->train(config, networks, options, progress);
   }
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  const double train_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
 
   write_networks_csv(out + "/networks.csv", results);
   write_lyapunov_csv(out + "/lyapunov.csv", results);
@@ -184,7 +191,8 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
   long diverged = 0;
   long long iterations = 0;
   for (const auto& r : results) diverged += r.diverged, iterations += r.iterations;
-  const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double total_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   manifest["status"] = "complete";
   manifest["finished_at"] = utc_now();
   manifest["diverged"] = diverged;
@@ -194,8 +202,8 @@ int run_sweep(const RunArgs& args, bool spectra_only, const std::string& command
                          {"network_iterations", iterations},
                          {"network_iterations_per_s", train_seconds > 0 ? iterations / train_seconds : 0.0}};
   write_json(out + "/manifest.json", manifest);
-  std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n", clock_text(total_seconds).c_str(),
-               diverged, out.c_str());
+  std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n",
+               clock_text(total_seconds).c_str(), diverged, out.c_str());
   std::printf("%s\n", out.c_str());
   return 0;
 }
@@ -215,15 +223,18 @@ int write_trials(const TrialsArgs& args) {
     throw UsageError("--data-seed " + std::to_string(args.data_seed) + ": allowed: an integer in [0, 2^32)");
   if (args.iteration < 0 || args.iteration > 4294967295L)
     throw UsageError("--iteration " + std::to_string(args.iteration) + ": allowed: an integer in [0, 2^32)");
-  if (args.batch < 1) throw UsageError("--batch " + std::to_string(args.batch) + ": allowed: an integer >= 1");
-  if (fs::exists(args.out)) throw UsageError("--out '" + args.out + "' already exists; it is never overwritten");
+  if (args.batch < 1)
+    throw UsageError("--batch " + std::to_string(args.batch) + ": allowed: an integer >= 1");
+  if (fs::exists(args.out))
+    throw UsageError("--out '" + args.out + "' already exists; it is never overwritten");
   const cpu::Trials t = cpu::training_trials(task, static_cast<std::uint32_t>(args.data_seed),
                                              static_cast<std::uint32_t>(args.iteration), args.batch);
   std::ofstream o(args.out);
   if (!o) throw UsageError("--out '" + args.out + "': cannot write");
   o << "trial,step";
   for (int i = 0; i < t.I; ++i) o << ",x" << i;
-  if (task.classification()) o << ",label";
+  if (task.classification())
+    o << ",label";
   else
     for (const char* col : {"target", "mask"})
       for (int k = 0; k < t.O; ++k) o << ',' << col << k;
@@ -233,7 +244,8 @@ int write_trials(const TrialsArgs& args) {
       const size_t row = size_t(s) * t.Bt + b;
       o << b << ',' << s;
       for (int i = 0; i < t.I; ++i) o << ',' << format_number(t.x[row * t.I + i]);
-      if (task.classification()) o << ',' << t.label[row];
+      if (task.classification())
+        o << ',' << t.label[row];
       else {
         for (int k = 0; k < t.O; ++k) o << ',' << format_number(t.target[row * t.O + k]);
         for (int k = 0; k < t.O; ++k) o << ',' << format_number(t.mask[row * t.O + k]);

@@ -16,7 +16,8 @@ void summarise_training(const Config& config, const std::vector<double>& losses,
   r.diverged_at = diverged_at;
   r.curve.clear();
   for (long it = 0; it < r.iterations; ++it)
-    if (it % config.log_every == 0 || it == config.iters - 1) r.curve.push_back({it, losses[it], accuracies[it]});
+    if (it % config.log_every == 0 || it == config.iters - 1)
+      r.curve.push_back({it, losses[it], accuracies[it]});
   r.best_loss = losses.empty() ? nan : *std::min_element(losses.begin(), losses.end());
   if (r.diverged || losses.empty()) {
     r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;

@@ -52,18 +52,22 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
   o << "network,task,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
        "final_accuracy,tail_loss,tail_accuracy,best_loss,max_le_init,max_le_flossed,max_le_trained,"
        "floss_loss_first,floss_loss_last\n";
-  auto max_le = [](const std::vector<double>& s) { return s.empty() ? std::string() : format_number(s.front()); };
+  auto max_le = [](const std::vector<double>& s) {
+    return s.empty() ? std::string() : format_number(s.front());
+  };
   for (const auto& r : results) {
     const auto& s = r.spec;
     // An untrained network (`rnnsweep lyapunov`) has no training statistics: empty, not 0.
     auto stat = [&](double v) { return r.trained ? format_number(v) : std::string(); };
     o << s.id << ',' << task_name(s.task) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
       << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
-      << (!r.trained ? "untrained" : r.diverged ? "diverged" : "ok") << ','
-      << (r.diverged ? std::to_string(r.diverged_at) : "") << ',' << r.iterations << ',' << stat(r.final_loss)
-      << ',' << stat(r.final_accuracy) << ',' << stat(r.tail_loss) << ',' << stat(r.tail_accuracy) << ','
-      << stat(r.best_loss) << ',' << max_le(r.spectrum_init) << ',' << max_le(r.spectrum_flossed)
-      << ',' << max_le(r.spectrum_trained) << ','
+      << (!r.trained   ? "untrained"
+          : r.diverged ? "diverged"
+                       : "ok")
+      << ',' << (r.diverged ? std::to_string(r.diverged_at) : "") << ',' << r.iterations << ','
+      << stat(r.final_loss) << ',' << stat(r.final_accuracy) << ',' << stat(r.tail_loss) << ','
+      << stat(r.tail_accuracy) << ',' << stat(r.best_loss) << ',' << max_le(r.spectrum_init) << ','
+      << max_le(r.spectrum_flossed) << ',' << max_le(r.spectrum_trained) << ','
       << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.front().loss)) << ','
       << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.back().loss)) << '\n';
   }
@@ -140,8 +144,17 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
       auto [lm, ls] = mean_std(loss);
       auto [am, as] = mean_std(acc);
       if (!have || lm < best.tail_loss_mean) {
-        best = {task_name(TaskKind(std::get<0>(key))), rule_name(Rule(std::get<1>(key))), std::get<2>(key),
-                std::get<3>(key), lr, int(nets.size()), diverged, lm, ls, am, as};
+        best = {task_name(TaskKind(std::get<0>(key))),
+                rule_name(Rule(std::get<1>(key))),
+                std::get<2>(key),
+                std::get<3>(key),
+                lr,
+                int(nets.size()),
+                diverged,
+                lm,
+                ls,
+                am,
+                as};
         have = true;
       }
     }
@@ -200,7 +213,7 @@ void write_weights(const std::string& dir, const Config& config, const std::vect
     const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
     const ParamLayout L(s);
     const std::pair<const char*, const std::vector<float>*> phases[] = {{"init", &r.params_init},
-                                                                         {"final", &r.params_final}};
+                                                                        {"final", &r.params_final}};
     for (const auto& [phase, p] : phases) {
       if (p->empty()) continue;
       const std::string stem = dir + "/net" + std::to_string(r.spec.id) + "_" + phase + "_";

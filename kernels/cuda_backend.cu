@@ -63,14 +63,15 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
   c.Bt = config.batch;
   c.P = ParamLayout(c.shape).size;
   c.k = config.spectrum_k();
-  c.any_bptt = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
+  c.any_bptt =
+      std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
   c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
   try {
     c.train_plan = plan_train_step(c.shape, c.Bt, device.max_shared);
     c.spectrum_plan = plan_spectrum(c.shape, std::max(c.k, config.floss_k), c.task, device.max_shared);
   } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("hidden = ") + std::to_string(config.hidden) + ", batch = " +
-                     std::to_string(config.batch) + " with --backend cuda: " + e.what());
+    throw UsageError(std::string("hidden = ") + std::to_string(config.hidden) +
+                     ", batch = " + std::to_string(config.batch) + " with --backend cuda: " + e.what());
   }
   return c;
 }
@@ -282,7 +283,8 @@ class Chunk {
     DeviceBuffer<float> trial_x(K * T * Bt * I), trial_target(classification ? 0 : K * T * Bt * O),
         trial_mask(classification ? 0 : K * T * Bt * O);
     DeviceBuffer<int> trial_label(classification ? K * T * Bt : 0);
-    DeviceBuffer<float> history(c_.any_bptt ? K * (T + 1) * H * Bt : 0), output_grad(c_.any_bptt ? K * T * O * Bt : 0);
+    DeviceBuffer<float> history(c_.any_bptt ? K * (T + 1) * H * Bt : 0),
+        output_grad(c_.any_bptt ? K * T * O * Bt : 0);
     DeviceBuffer<float> grad_global(c_.train_plan.grad_shared ? 0 : K * P);
     const int window = int(std::min<long>(kLogWindow, config_.iters));
     DeviceBuffer<double> loss_log(K * window), accuracy_log(K * window);
@@ -386,8 +388,9 @@ class CudaBackend : public Backend {
       const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
       const size_t per = bytes_per_network(config, shape, options);
       const long chunk = chunk_size(per, group.second.size());
-      o << (first ? "" : "; ") << task_name(group.first) << " " << group.second.size() << " networks in chunks of "
-        << chunk << " (" << per / 1024 << " KiB each, " << free_memory / (1 << 20) << " MiB free)";
+      o << (first ? "" : "; ") << task_name(group.first) << " " << group.second.size()
+        << " networks in chunks of " << chunk << " (" << per / 1024 << " KiB each, "
+        << free_memory / (1 << 20) << " MiB free)";
       first = false;
     }
     return o.str();
@@ -405,9 +408,11 @@ class CudaBackend : public Backend {
       const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
       const size_t chunk = chunk_size(bytes_per_network(config, shape, options), group.second.size());
       for (size_t first = 0; first < group.second.size(); first += chunk) {
-        const std::vector<NetworkSpec> specs(group.second.begin() + first,
-                                             group.second.begin() + std::min(group.second.size(), first + chunk));
-        std::vector<NetworkResult> chunk_results = Chunk(config, shape, specs, options, device_.max_shared, progress).run();
+        const std::vector<NetworkSpec> specs(
+            group.second.begin() + first,
+            group.second.begin() + std::min(group.second.size(), first + chunk));
+        std::vector<NetworkResult> chunk_results =
+            Chunk(config, shape, specs, options, device_.max_shared, progress).run();
         for (auto& r : chunk_results) results[position.at(r.spec.id)] = std::move(r);
       }
     }
@@ -415,12 +420,15 @@ class CudaBackend : public Backend {
   }
 
  private:
-  static std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> by_task(const std::vector<NetworkSpec>& networks) {
+  static std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> by_task(
+      const std::vector<NetworkSpec>& networks) {
     std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> groups;
     for (const auto& n : networks) {
       auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == n.task; });
-      if (it == groups.end()) groups.push_back({n.task, {n}});
-      else it->second.push_back(n);
+      if (it == groups.end())
+        groups.push_back({n.task, {n}});
+      else
+        it->second.push_back(n);
     }
     return groups;
   }
@@ -454,7 +462,9 @@ bool cuda_device_usable(std::string* why) {
 
 std::unique_ptr<Backend> make_cuda_backend(long max_chunk) {
   std::string why;
-  if (!cuda_device_usable(&why)) throw UsageError("--backend cuda: no usable GPU here (CUDA runtime: " + why + "); use --backend cpu or auto");
+  if (!cuda_device_usable(&why))
+    throw UsageError("--backend cuda: no usable GPU here (CUDA runtime: " + why +
+                     "); use --backend cpu or auto");
   return std::make_unique<cuda::CudaBackend>(max_chunk);
 }
 

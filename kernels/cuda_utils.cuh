@@ -3,10 +3,10 @@
 // RAII device buffer.
 #pragma once
 
-#include "kernels/portability.cuh"
-
 #include <stdexcept>
 #include <string>
+
+#include "kernels/portability.cuh"
 
 namespace rnnsweep::cuda {
 
@@ -54,11 +54,14 @@ class DeviceBuffer {
   size_t size() const { return n_; }
 
   void upload(const T* host, size_t count) {
-    if (count > n_) throw std::out_of_range("DeviceBuffer::upload: " + std::to_string(count) + " > " + std::to_string(n_));
+    if (count > n_)
+      throw std::out_of_range("DeviceBuffer::upload: " + std::to_string(count) + " > " + std::to_string(n_));
     if (count) CUDA_CHECK(cudaMemcpy(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice));
   }
   void download(T* host, size_t count) const {
-    if (count > n_) throw std::out_of_range("DeviceBuffer::download: " + std::to_string(count) + " > " + std::to_string(n_));
+    if (count > n_)
+      throw std::out_of_range("DeviceBuffer::download: " + std::to_string(count) + " > " +
+                              std::to_string(n_));
     if (count) CUDA_CHECK(cudaMemcpy(host, ptr_, count * sizeof(T), cudaMemcpyDeviceToHost));
   }
   void zero() {

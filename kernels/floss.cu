@@ -94,7 +94,8 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   double* diag = shared + L.diag;
   double* log_sum = shared + L.log_sum;
 
-  const RecurrentWeights W = load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
+  const RecurrentWeights W =
+      load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
   double* W_x = shared + L.W_x;
   double* b = shared + L.b;
   for (int e = tid; e < H * s.I; e += threads) W_x[e] = params[layout.W_x + e];
@@ -110,9 +111,24 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   block_random_frame(frames, H, k, c.seed[n_net], diag);
 
   float* trial = reinterpret_cast<float*>(shared + L.trial);
-  DrivenTrajectory traj{c.task, Philox(Purpose::floss_trials, c.seed[n_net]), std::uint32_t(iteration), H, s.I, s.O, T,
-                        a, W, W_x, b, shared + L.u, shared + L.scratch, trial, trial + T * s.I,
-                        trial + T * (s.I + s.O), reinterpret_cast<int*>(trial + T * (s.I + 2 * s.O)), reduce};
+  DrivenTrajectory traj{c.task,
+                        Philox(Purpose::floss_trials, c.seed[n_net]),
+                        std::uint32_t(iteration),
+                        H,
+                        s.I,
+                        s.O,
+                        T,
+                        a,
+                        W,
+                        W_x,
+                        b,
+                        shared + L.u,
+                        shared + L.scratch,
+                        trial,
+                        trial + T * s.I,
+                        trial + T * (s.I + s.O),
+                        reinterpret_cast<int*>(trial + T * (s.I + 2 * s.O)),
+                        reduce};
   traj.start();
   // Forward chain; k_used = the first column that any step annihilated (k if none).
   int k_used = k;
@@ -245,8 +261,10 @@ size_t floss_scratch_doubles(int H, int k, long steps) { return floss_scratch_la
 
 void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_t stream) {
   const Shape& s = chunk.shape;
-  if (chunk.K < 1 || chunk.k < 1 || chunk.k > s.H || chunk.steps < 1 || iteration < 0 || iteration >= chunk.iters)
-    throw std::invalid_argument("launch_floss_iteration: need K >= 1, 1 <= k <= H, steps >= 1, 0 <= iteration < iters");
+  if (chunk.K < 1 || chunk.k < 1 || chunk.k > s.H || chunk.steps < 1 || iteration < 0 ||
+      iteration >= chunk.iters)
+    throw std::invalid_argument(
+        "launch_floss_iteration: need K >= 1, 1 <= k <= H, steps >= 1, 0 <= iteration < iters");
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp prop;
@@ -255,7 +273,8 @@ void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_
   const size_t bytes = floss_shared_bytes(s, chunk.k, chunk.task.T(), W_h_shared);
   if (bytes > prop.sharedMemPerBlockOptin)
     throw std::invalid_argument("launch_floss_iteration: hidden = " + std::to_string(s.H) + " needs " +
-                                std::to_string(bytes / 1024) + " KiB of shared memory, more than this GPU's " +
+                                std::to_string(bytes / 1024) +
+                                " KiB of shared memory, more than this GPU's " +
                                 std::to_string(prop.sharedMemPerBlockOptin / 1024) + " KiB");
   const int threads = std::min(256, std::max(64, (s.H + 31) / 32 * 32 * 2));
   CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));

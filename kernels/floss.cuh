@@ -14,7 +14,7 @@ namespace rnnsweep::cuda {
 // K flossing networks (blocks); their parameters are entries network[0..K) of a larger array.
 struct FlossChunk {
   int K = 0;
-  const int* network = nullptr;         // K: index into params / seed (null: the identity)
+  const int* network = nullptr;  // K: index into params / seed (null: the identity)
   Shape shape;
   TaskParams task;
   int k = 0;

@@ -19,7 +19,8 @@ namespace rnnsweep::cuda {
 namespace {
 
 struct SpectrumShared {
-  size_t reduce, W_h, W_x, b, u, scratch, diag, log_sum, frames, trial_x, trial_target, trial_mask, trial_label;
+  size_t reduce, W_h, W_x, b, u, scratch, diag, log_sum, frames, trial_x, trial_target, trial_mask,
+      trial_label;
   size_t total;  // doubles
 };
 
@@ -60,7 +61,8 @@ RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool fram
   const SpectrumShared L = spectrum_shared_layout(s, k, T, W_h_shared, frames_shared);
   const float* params = c.params + size_t(n) * layout.size;
   double* reduce = shared + L.reduce;
-  const RecurrentWeights W = load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
+  const RecurrentWeights W =
+      load_recurrent_weights(params + layout.W_h, H, W_h_shared ? shared + L.W_h : nullptr);
   double* W_x = shared + L.W_x;
   double* b = shared + L.b;
   for (int e = threadIdx.x; e < H * s.I; e += blockDim.x) W_x[e] = params[layout.W_x + e];
@@ -142,19 +144,22 @@ SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& ta
       return plan;
     }
   }
-  throw std::invalid_argument("the cuda backend's spectra need " +
-                              std::to_string(spectrum_shared_layout(shape, k, task.T(), false, false).total * 8 / 1024) +
-                              " KiB of shared memory per trajectory for hidden = " + std::to_string(shape.H) +
-                              ", more than this GPU's " + std::to_string(max_shared / 1024) +
-                              " KiB; use --backend cpu");
+  throw std::invalid_argument(
+      "the cuda backend's spectra need " +
+      std::to_string(spectrum_shared_layout(shape, k, task.T(), false, false).total * 8 / 1024) +
+      " KiB of shared memory per trajectory for hidden = " + std::to_string(shape.H) +
+      ", more than this GPU's " + std::to_string(max_shared / 1024) + " KiB; use --backend cpu");
 }
 
 void launch_spectrum(const SpectrumChunk& chunk, const SpectrumLaunchPlan& plan, cudaStream_t stream) {
-  if (chunk.K < 1 || chunk.J < 1 || chunk.k < 1 || chunk.k > chunk.shape.H || chunk.steps < 1 || chunk.warmup < 0)
+  if (chunk.K < 1 || chunk.J < 1 || chunk.k < 1 || chunk.k > chunk.shape.H || chunk.steps < 1 ||
+      chunk.warmup < 0)
     throw std::invalid_argument("launch_spectrum: need K, J >= 1, 1 <= k <= H, steps >= 1, warmup >= 0");
   if (!plan.frames_shared && !chunk.frames)
-    throw std::invalid_argument("launch_spectrum: the plan keeps frames in global memory but none were given");
-  CUDA_CHECK(cudaFuncSetAttribute(spectrum_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.shared_bytes)));
+    throw std::invalid_argument(
+        "launch_spectrum: the plan keeps frames in global memory but none were given");
+  CUDA_CHECK(cudaFuncSetAttribute(spectrum_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  int(plan.shared_bytes)));
   RNNSWEEP_LAUNCH(spectrum_kernel, chunk.K * chunk.J, plan.threads, plan.shared_bytes, stream)
   (chunk, plan.W_h_shared, plan.frames_shared);
   CUDA_CHECK(cudaGetLastError());

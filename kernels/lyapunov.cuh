@@ -112,11 +112,11 @@ struct DrivenTrajectory {
   int H, I, O, T;
   double a;
   RecurrentWeights W;
-  const double* W_x;  // H x I
-  const double* b;    // H (zeros without bias)
-  double* u;          // H: the scaled state
-  double* scratch;    // 2 H: relu(u) and the next state
-  float* trial_x;     // T x I: the current trial
+  const double* W_x;    // H x I
+  const double* b;      // H (zeros without bias)
+  double* u;            // H: the scaled state
+  double* scratch;      // 2 H: relu(u) and the next state
+  float* trial_x;       // T x I: the current trial
   float* trial_target;  // T x O (romo writes them; unused)
   float* trial_mask;    // T x O
   int* trial_label;     // T
@@ -177,15 +177,15 @@ struct SpectrumChunk {
   int K = 0, J = 1;
   Shape shape;
   TaskParams task;
-  int k = 0;         // exponents
+  int k = 0;  // exponents
   long warmup = 0, steps = 0;
   Purpose purpose = Purpose::lyapunov_trials;
-  std::uint32_t iteration_offset = 0;  // trajectory j uses batch iteration_offset + j of the stream
-  const float* params = nullptr;       // K x P
+  std::uint32_t iteration_offset = 0;   // trajectory j uses batch iteration_offset + j of the stream
+  const float* params = nullptr;        // K x P
   const std::uint32_t* seed = nullptr;  // K: trials, frame
-  const int* active = nullptr;         // K: 0 skips the network (diverged), null = all
-  double* frames = nullptr;            // (K J) x 2 H k when the frames do not fit in shared memory
-  double* lambda = nullptr;            // (K J) x k: (1/steps) sum ln R_ii, QR order
+  const int* active = nullptr;          // K: 0 skips the network (diverged), null = all
+  double* frames = nullptr;             // (K J) x 2 H k when the frames do not fit in shared memory
+  double* lambda = nullptr;             // (K J) x k: (1/steps) sum ln R_ii, QR order
 };
 
 struct SpectrumLaunchPlan {

@@ -20,11 +20,12 @@
 #define RNNSWEEP_KERNEL __global__
 #define RNNSWEEP_DEVICE __device__ __forceinline__
 // The block's dynamic shared memory as an array of `type` named `name` (16-byte aligned).
-#define RNNSWEEP_DYNAMIC_SHARED(type, name)                       \
+#define RNNSWEEP_DYNAMIC_SHARED(type, name)                         \
   extern __shared__ __align__(16) unsigned char rnnsweep_shared_[]; \
   type* name = reinterpret_cast<type*>(rnnsweep_shared_)
 // RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream)(arguments...)
-#define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) kernel<<<(grid), (block), (shared_bytes), (stream)>>>
+#define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) \
+  kernel<<<(grid), (block), (shared_bytes), (stream)>>>
 #define RNNSWEEP_EMULATED 0
 
 #else
@@ -33,7 +34,8 @@
 
 #define RNNSWEEP_KERNEL
 #define RNNSWEEP_DEVICE inline
-#define RNNSWEEP_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::rnnsweep::emu::dynamic_shared())
+#define RNNSWEEP_DYNAMIC_SHARED(type, name) \
+  type* name = reinterpret_cast<type*>(::rnnsweep::emu::dynamic_shared())
 #define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   ::rnnsweep::emu::launcher((kernel), (grid), (block), (shared_bytes), (stream))
 #define RNNSWEEP_EMULATED 1

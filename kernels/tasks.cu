@@ -11,13 +11,14 @@
 
 namespace rnnsweep::cuda {
 
-RNNSWEEP_KERNEL void generate_trials_kernel(TaskParams task, Philox rng, std::uint32_t iteration, TrialView out) {
+RNNSWEEP_KERNEL void generate_trials_kernel(TaskParams task, Philox rng, std::uint32_t iteration,
+                                            TrialView out) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < out.Bt) generate_trial(task, rng, iteration, b, out);
 }
 
-void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
-                            const TrialView& out, cudaStream_t stream) {
+void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed,
+                            std::uint32_t iteration, const TrialView& out, cudaStream_t stream) {
   if (out.T != task.T() || out.I != task.inputs() || out.O != task.outputs() || out.Bt < 1)
     throw std::invalid_argument("launch_generate_trials: the view's shape (T=" + std::to_string(out.T) +
                                 ", I=" + std::to_string(out.I) + ", O=" + std::to_string(out.O) +
@@ -25,18 +26,20 @@ void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32
   if (!out.x || (task.classification() ? !out.label : (!out.target || !out.mask)))
     throw std::invalid_argument("launch_generate_trials: missing output buffer for this task");
   const int threads = 128, blocks = (out.Bt + threads - 1) / threads;
-  RNNSWEEP_LAUNCH(generate_trials_kernel, blocks, threads, 0, stream)(task, Philox(purpose, seed), iteration, out);
+  RNNSWEEP_LAUNCH(generate_trials_kernel, blocks, threads, 0, stream)
+  (task, Philox(purpose, seed), iteration, out);
   CUDA_CHECK(cudaGetLastError());
 }
 
-cpu::Trials device_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,
-                          int batch) {
+cpu::Trials device_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed,
+                          std::uint32_t iteration, int batch) {
   cpu::Trials t;
   cpu::shape_trials(task, batch, t);
   DeviceBuffer<float> x(t.x.size()), target(t.target.size()), mask(t.mask.size());
   DeviceBuffer<int> label(t.label.size());
   launch_generate_trials(task, purpose, seed, iteration,
-                         TrialView{t.T, batch, t.I, t.O, x.get(), target.get(), mask.get(), label.get()}, nullptr);
+                         TrialView{t.T, batch, t.I, t.O, x.get(), target.get(), mask.get(), label.get()},
+                         nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   auto copy = [](auto& host, const auto& dev) {
     if (dev.size())

@@ -33,20 +33,21 @@ namespace {
 // Offsets (in floats) of the arrays in a block's dynamic shared memory. Computed by the same
 // function on the host (to size the launch) and in the kernel (to find the arrays).
 struct TrainShared {
-  size_t reduce;    // 32 doubles for block_sum (first, so it is 8-byte aligned)
-  size_t W_h;       // H x (H + 1) when W_h_shared
+  size_t reduce;                      // 32 doubles for block_sum (first, so it is 8-byte aligned)
+  size_t W_h;                         // H x (H + 1) when W_h_shared
   size_t W_x, w, b, b_out, feedback;  // H x I, O x H, H, O, H x O
-  size_t h, f;      // H x Bt: the state h_t and f(h_t)
-  size_t buf_a, buf_b, buf_c;  // H x Bt: e-prop trace and signal; BPTT delta, next delta, f(h_t)
-  size_t q;         // I x Bt: e-prop input trace; BPTT x_t
-  size_t y, g;      // O x Bt: outputs and dL/dy of the current step
-  size_t resp;      // O x Bt: romo's response-period sums of y
-  size_t correct;   // Bt: romo's correct channel (as float)
-  size_t grad;      // P when grad_shared
+  size_t h, f;                        // H x Bt: the state h_t and f(h_t)
+  size_t buf_a, buf_b, buf_c;         // H x Bt: e-prop trace and signal; BPTT delta, next delta, f(h_t)
+  size_t q;                           // I x Bt: e-prop input trace; BPTT x_t
+  size_t y, g;                        // O x Bt: outputs and dL/dy of the current step
+  size_t resp;                        // O x Bt: romo's response-period sums of y
+  size_t correct;                     // Bt: romo's correct channel (as float)
+  size_t grad;                        // P when grad_shared
   size_t total;
 };
 
-RNNSWEEP_HD inline TrainShared train_shared_layout(const Shape& s, int Bt, bool W_h_shared, bool grad_shared) {
+RNNSWEEP_HD inline TrainShared train_shared_layout(const Shape& s, int Bt, bool W_h_shared,
+                                                   bool grad_shared) {
   TrainShared L{};
   size_t at = 0;
   auto take = [&at](size_t n) {
@@ -77,8 +78,9 @@ RNNSWEEP_HD inline TrainShared train_shared_layout(const Shape& s, int Bt, bool 
   return L;
 }
 
-RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_shared, std::uint32_t iteration,
-                                       int log_slot, double bias_correction1, double bias_correction2) {
+RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_shared,
+                                       std::uint32_t iteration, int log_slot, double bias_correction1,
+                                       double bias_correction2) {
   const int n = blockIdx.x;
   if (c.diverged_at[n] >= 0) return;  // frozen (the whole block leaves together)
 
@@ -109,7 +111,11 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
 
   // Trials of this iteration from the network's data stream, one trial per thread.
   const size_t x_size = size_t(T) * Bt * I, out_size = size_t(T) * Bt * O;
-  const TrialView trials{T, Bt, I, O, c.trial_x + n * x_size,
+  const TrialView trials{T,
+                         Bt,
+                         I,
+                         O,
+                         c.trial_x + n * x_size,
                          c.task.classification() ? nullptr : c.trial_target + n * out_size,
                          c.task.classification() ? nullptr : c.trial_mask + n * out_size,
                          c.task.classification() ? c.trial_label + size_t(n) * T * Bt : nullptr};
@@ -138,7 +144,7 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
   float* output_grad = rule == Rule::bptt ? c.output_grad + size_t(n) * T * O * Bt : nullptr;
   if (history)
     for (int e = tid; e < HB; e += threads) history[e] = 0.0f;  // f(h_0) = 0
-  __syncthreads();  // trials and shared arrays complete
+  __syncthreads();                                              // trials and shared arrays complete
 
   // romo's loss is normalised by the mask's sum over the whole batch, needed from step 0 on.
   double mask_sum = 1.0;
@@ -380,12 +386,13 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared) {
       return plan;
     }
   }
-  throw std::invalid_argument("the cuda backend supports hidden <= " +
-                              std::to_string(max_hidden_for(Bt, shape.I, shape.O, max_shared)) + " at batch " +
-                              std::to_string(Bt) + " on this GPU (hidden = " + std::to_string(shape.H) +
-                              " needs " + std::to_string(train_shared_layout(shape, Bt, false, false).total * 4 / 1024) +
-                              " KiB of shared memory per network, the GPU gives " + std::to_string(max_shared / 1024) +
-                              " KiB); use a smaller hidden or batch, or --backend cpu");
+  throw std::invalid_argument(
+      "the cuda backend supports hidden <= " +
+      std::to_string(max_hidden_for(Bt, shape.I, shape.O, max_shared)) + " at batch " + std::to_string(Bt) +
+      " on this GPU (hidden = " + std::to_string(shape.H) + " needs " +
+      std::to_string(train_shared_layout(shape, Bt, false, false).total * 4 / 1024) +
+      " KiB of shared memory per network, the GPU gives " + std::to_string(max_shared / 1024) +
+      " KiB); use a smaller hidden or batch, or --backend cpu");
 }
 
 int max_hidden_for(int Bt, int I, int O, size_t max_shared) {
@@ -401,17 +408,19 @@ int max_hidden_for(int Bt, int I, int O, size_t max_shared) {
   return lo;
 }
 
-void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration, int log_slot,
-                       long adam_step, cudaStream_t stream) {
+void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration,
+                       int log_slot, long adam_step, cudaStream_t stream) {
   if (chunk.K < 1 || chunk.Bt < 1 || chunk.T != chunk.task.T() || chunk.shape.I != chunk.task.inputs() ||
       chunk.shape.O != chunk.task.outputs() || chunk.P != ParamLayout(chunk.shape).size)
     throw std::invalid_argument("launch_train_step: the chunk's shape does not match its task");
   if (log_slot < 0 || log_slot >= chunk.log_window)
-    throw std::invalid_argument("launch_train_step: log slot " + std::to_string(log_slot) + " outside the window of " +
-                                std::to_string(chunk.log_window));
+    throw std::invalid_argument("launch_train_step: log slot " + std::to_string(log_slot) +
+                                " outside the window of " + std::to_string(chunk.log_window));
   if (!plan.grad_shared && !chunk.grad_global)
-    throw std::invalid_argument("launch_train_step: the plan keeps gradients in global memory but none was given");
-  if (plan.threads % 32 != 0) throw std::invalid_argument("launch_train_step: threads must be a multiple of 32");
+    throw std::invalid_argument(
+        "launch_train_step: the plan keeps gradients in global memory but none was given");
+  if (plan.threads % 32 != 0)
+    throw std::invalid_argument("launch_train_step: threads must be a multiple of 32");
   const double bc1 = 1.0 - std::pow(chunk.beta1, double(adam_step));
   const double bc2 = 1.0 - std::pow(chunk.beta2, double(adam_step));
   CUDA_CHECK(cudaFuncSetAttribute(train_step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

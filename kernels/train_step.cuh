@@ -25,12 +25,12 @@ struct TrainChunk {
   int T = 0, Bt = 0, P = 0;
   float a = 0;  // leak
 
-  float* params = nullptr;          // K x P, layout of include/rnnsweep/model.h
-  float* adam_m = nullptr;          // K x P
-  float* adam_v = nullptr;          // K x P
-  const float* feedback = nullptr;  // K x (H x O) RFLO's B (read only for rflo networks)
-  const int* rule = nullptr;        // K, Rule as int
-  const double* lr = nullptr;       // K
+  float* params = nullptr;                   // K x P, layout of include/rnnsweep/model.h
+  float* adam_m = nullptr;                   // K x P
+  float* adam_v = nullptr;                   // K x P
+  const float* feedback = nullptr;           // K x (H x O) RFLO's B (read only for rflo networks)
+  const int* rule = nullptr;                 // K, Rule as int
+  const double* lr = nullptr;                // K
   const std::uint32_t* data_seed = nullptr;  // K
 
   // scratch the kernel owns during a launch
@@ -73,7 +73,7 @@ int max_hidden_for(int Bt, int I, int O, size_t max_shared);
 // trials from the (trials, data_seed) stream, forward pass, loss and accuracy into slot
 // `log_slot` of the logs, gradient by the network's rule, then one optimizer step
 // (adam_step = this network's Adam step count after the update, 1-based). Asynchronous.
-void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration, int log_slot,
-                       long adam_step, cudaStream_t stream);
+void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration,
+                       int log_slot, long adam_step, cudaStream_t stream);
 
 }  // namespace rnnsweep::cuda

@@ -28,10 +28,10 @@ inline bool gpu_required() {
 }  // namespace rnnsweep::test
 
 // At the top of every kernel test: skip (or fail) without a device.
-#define RNNSWEEP_NEED_DEVICE()                                                                   \
-  do {                                                                                           \
-    if (!::rnnsweep::cuda::device_available()) {                                                 \
+#define RNNSWEEP_NEED_DEVICE()                                                                               \
+  do {                                                                                                       \
+    if (!::rnnsweep::cuda::device_available()) {                                                             \
       if (::rnnsweep::test::gpu_required()) FAIL() << "RNNSWEEP_REQUIRE_GPU=1 but no CUDA device is usable"; \
-      GTEST_SKIP() << "no CUDA device";                                                          \
-    }                                                                                            \
+      GTEST_SKIP() << "no CUDA device";                                                                      \
+    }                                                                                                        \
   } while (0)

@@ -8,7 +8,8 @@
 
 namespace rnnsweep::test {
 
-inline Eigen::MatrixXd gaussian_matrix(Eigen::Index rows, Eigen::Index cols, double stddev, std::mt19937_64& rng) {
+inline Eigen::MatrixXd gaussian_matrix(Eigen::Index rows, Eigen::Index cols, double stddev,
+                                       std::mt19937_64& rng) {
   std::normal_distribution<double> normal(0.0, stddev);
   Eigen::MatrixXd M(rows, cols);
   for (Eigen::Index j = 0; j < cols; ++j)

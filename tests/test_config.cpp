@@ -43,8 +43,9 @@ TEST(Config, DefaultsAreThePaperGrid) {
 }
 
 TEST(Config, FileThenOverrides) {
-  const Config c = load_config(write_config("gains = [0.5]\niters = 7\n[2af]\nsigma = 0.3\n"),
-                               {"iters=9", "tasks=romo,dms", "lrs=0.01", "2af.coherences=[0, 50]", "bias=true"});
+  const Config c =
+      load_config(write_config("gains = [0.5]\niters = 7\n[2af]\nsigma = 0.3\n"),
+                  {"iters=9", "tasks=romo,dms", "lrs=0.01", "2af.coherences=[0, 50]", "bias=true"});
   EXPECT_EQ(c.gains, std::vector<double>{0.5});
   EXPECT_EQ(c.iters, 9);
   EXPECT_EQ(c.tasks, (std::vector<std::string>{"romo", "dms"}));
@@ -58,7 +59,8 @@ TEST(Config, FileThenOverrides) {
 }
 
 TEST(Config, GridIdsFollowTheAxisOrder) {
-  const Config c = load_config(write_config("tasks=['2af','romo']\nrules=['eprop']\ngains=[1,2]\nlrs=[0.1]\nseeds=[4,5]\n"), {});
+  const Config c = load_config(
+      write_config("tasks=['2af','romo']\nrules=['eprop']\ngains=[1,2]\nlrs=[0.1]\nseeds=[4,5]\n"), {});
   const auto g = expand_grid(c);
   ASSERT_EQ(g.size(), 8u);
   EXPECT_EQ(g[0].task, TaskKind::two_af);

@@ -28,10 +28,10 @@ namespace {
 // Every task and rule, two gains, flossing off and on, with divergence in the mix: small
 // enough for the emulator, long enough that training moves the loss.
 Config small_grid() {
-  Config c = default_config_with({"tasks=romo,2af,dms", "rules=bptt,eprop,rflo", "gains=[0.5,1.5]", "lrs=[3e-3]",
-                                  "seeds=[1]", "floss=[false,true]", "iters=6", "log_every=2", "le_steps=40",
-                                  "le_warmup=10", "le_batch=2", "floss_iters=3", "floss_k=3", "floss_steps=8",
-                                  "floss_warmup=4"});
+  Config c = default_config_with({"tasks=romo,2af,dms", "rules=bptt,eprop,rflo", "gains=[0.5,1.5]",
+                                  "lrs=[3e-3]", "seeds=[1]", "floss=[false,true]", "iters=6", "log_every=2",
+                                  "le_steps=40", "le_warmup=10", "le_batch=2", "floss_iters=3", "floss_k=3",
+                                  "floss_steps=8", "floss_warmup=4"});
   c.hidden = test::kHidden;
   c.batch = test::kBatch;
   c.le_k = 0;
@@ -49,15 +49,19 @@ std::vector<NetworkResult> run(Backend& backend, const Config& config, RunOption
 // Equal where both are NaN, or both the same infinity, or within `tolerance` (absolute plus
 // relative to the CPU's value).
 void expect_close(double got, double want, double tolerance, const std::string& what) {
-  if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << what;
-  else if (std::isinf(want)) EXPECT_EQ(got, want) << what;
-  else EXPECT_NEAR(got, want, tolerance * (1 + std::fabs(want))) << what;
+  if (std::isnan(want))
+    EXPECT_TRUE(std::isnan(got)) << what;
+  else if (std::isinf(want))
+    EXPECT_EQ(got, want) << what;
+  else
+    EXPECT_NEAR(got, want, tolerance * (1 + std::fabs(want))) << what;
 }
 
 void expect_same_spectrum(const std::vector<double>& got, const std::vector<double>& want, double tolerance,
                           const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < want.size(); ++i) expect_close(got[i], want[i], tolerance, what + " index " + std::to_string(i));
+  for (size_t i = 0; i < want.size(); ++i)
+    expect_close(got[i], want[i], tolerance, what + " index " + std::to_string(i));
 }
 
 TEST(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
@@ -108,7 +112,8 @@ TEST(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
   options.keep_weights = true;
   auto whole = make_cuda_backend();
   auto pieces = make_cuda_backend(2);  // chunks of two networks
-  const auto a = run(*whole, config, options), b = run(*pieces, config, options), c = run(*whole, config, options);
+  const auto a = run(*whole, config, options), b = run(*pieces, config, options),
+             c = run(*whole, config, options);
   ASSERT_EQ(a.size(), b.size());
   for (size_t n = 0; n < a.size(); ++n) {
     // Each network is one thread block whatever else is in the launch: bit for bit.
@@ -179,10 +184,11 @@ std::string file_text(const std::string& path) {
 TEST(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
   RNNSWEEP_NEED_DEVICE();
   // configs/quick.toml with fewer iterations and (on the emulator) smaller networks and grid.
-  std::vector<std::string> overrides = {"iters=8", "log_every=4", "le_steps=40", "le_warmup=10",
+  std::vector<std::string> overrides = {"iters=8",       "log_every=4",    "le_steps=40",    "le_warmup=10",
                                         "floss_iters=3", "floss_steps=10", "floss_warmup=5", "floss_k=4"};
   if (test::kEmulated)
-    for (const char* o : {"gains=[0.2,2.0]", "lrs=[3e-3]", "seeds=[0]", "hidden=16", "batch=4"}) overrides.push_back(o);
+    for (const char* o : {"gains=[0.2,2.0]", "lrs=[3e-3]", "seeds=[0]", "hidden=16", "batch=4"})
+      overrides.push_back(o);
   const Config config = load_config(std::string(RNNSWEEP_SOURCE_DIR) + "/configs/quick.toml", overrides);
   const std::string dir = testing::TempDir() + "/rnnsweep_cuda_quick";
   std::filesystem::create_directories(dir);
@@ -191,7 +197,8 @@ TEST(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
   write_networks_csv(dir + "/cuda.csv", run(*cuda, config));
   write_networks_csv(dir + "/cpu.csv", run(*cpu, config));
   write_networks_csv(dir + "/cuda_again.csv", run(*cuda, config));
-  EXPECT_EQ(file_text(dir + "/cuda.csv"), file_text(dir + "/cuda_again.csv")) << "same config twice: identical files";
+  EXPECT_EQ(file_text(dir + "/cuda.csv"), file_text(dir + "/cuda_again.csv"))
+      << "same config twice: identical files";
 
   const auto got = read_csv(dir + "/cuda.csv"), want = read_csv(dir + "/cpu.csv");
   ASSERT_EQ(got.size(), want.size());
@@ -205,7 +212,8 @@ TEST(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
       const std::string &g = got[row][col], &w = want[row][col];
       if (g == w) continue;
       // Everything but the measured numbers must be the same text: ids, coordinates, status.
-      const bool measured = name.find("loss") != std::string::npos || name.find("accuracy") != std::string::npos ||
+      const bool measured = name.find("loss") != std::string::npos ||
+                            name.find("accuracy") != std::string::npos ||
                             name.find("max_le") != std::string::npos;
       ASSERT_TRUE(measured && !g.empty() && !w.empty()) << what << ": '" << g << "' vs '" << w << "'";
       const double gv = std::stod(g), wv = std::stod(w);

@@ -3,11 +3,7 @@
 // and a descent sanity check.
 //
 // CUDA twin of the code under test: kernels/floss.cu
-#include "host/cpu/floss.h"
-
 #include <gtest/gtest.h>
-
-#include "tests/random_matrices.h"
 
 #include <cmath>
 #include <functional>
@@ -16,6 +12,9 @@
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "host/cpu/floss.h"
+#include "tests/random_matrices.h"
 
 namespace {
 
@@ -212,7 +211,7 @@ TEST(FlossAnnihilated, LossCoversOnlyTheLeadingDirectionsNoStepAnnihilates) {
   Mat W_h(H, H), hs(H, 6);
   for (int i = 0; i < H * H; ++i) W_h.data()[i] = normal(rng) / std::sqrt(double(H));
   for (int i = 0; i < H * 6; ++i) hs.data()[i] = std::fabs(normal(rng)) + 0.1;  // all active
-  hs.col(2).tail(H - 3).setConstant(-1.0);  // units 3..7 silent at step 2
+  hs.col(2).tail(H - 3).setConstant(-1.0);                                      // units 3..7 silent at step 2
   const Mat Q0 = Mat::Identity(H, 5);
   const auto r = floss_loss_and_gradient<double>(W_h, 0.0, hs, 5, Activation::relu, &Q0);
   EXPECT_EQ(r.k_used, 3);
@@ -225,7 +224,8 @@ TEST(FlossAnnihilated, LossCoversOnlyTheLeadingDirectionsNoStepAnnihilates) {
   EXPECT_LT((r.dL_dW_h - direct.dL_dW_h).cwiseAbs().maxCoeff(), 1e-12 * direct.dL_dW_h.cwiseAbs().maxCoeff());
   // and the spectrum reports those directions as -inf
   const Mat Q5 = Q0;
-  const auto lambda = lyapunov_spectrum<double>(W_h, 0.0, hs, rnnsweep::cpu::SpectrumOptions{5}, Activation::relu, &Q5);
+  const auto lambda =
+      lyapunov_spectrum<double>(W_h, 0.0, hs, rnnsweep::cpu::SpectrumOptions{5}, Activation::relu, &Q5);
   for (int i = 3; i < 5; ++i) EXPECT_EQ(lambda(i), -std::numeric_limits<double>::infinity()) << i;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isfinite(lambda(i))) << i;
 }
@@ -236,7 +236,8 @@ TEST(FlossInputs, RejectsInconsistentShapes) {
   EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, hs, 5), std::invalid_argument);
   EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, Mat::Zero(3, 10), 2), std::invalid_argument);
   EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, Mat::Zero(4, 0), 2), std::invalid_argument);
-  EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, hs, 3, Activation::relu, &Q0_wrong), std::invalid_argument);
+  EXPECT_THROW(floss_loss_and_gradient<double>(W_h, 0.5, hs, 3, Activation::relu, &Q0_wrong),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -112,7 +112,8 @@ std::vector<double> eprop(const SmallNet& s, const std::vector<double>& p, const
 // Reverse mode through the model with the recurrent presynaptic rate detached, written with
 // scalar loops and no code shared with host/cpu/eprop.cpp:
 //   delta_t = f'(h_t) (feedback dL/dy_{t-1}) + a delta_{t+1}     (no W_h^T path)
-std::vector<double> detached_bptt(const SmallNet& s, const std::vector<double>& p, const Mat<double>& feedback) {
+std::vector<double> detached_bptt(const SmallNet& s, const std::vector<double>& p,
+                                  const Mat<double>& feedback) {
   const int H = s.shape.H, I = s.shape.I, O = s.shape.O, T = s.trials.T, Bt = s.trials.Bt;
   Forward<double> fwd;
   forward(s.shape, s.a, p.data(), s.trials, fwd);
@@ -151,7 +152,8 @@ std::vector<double> detached_bptt(const SmallNet& s, const std::vector<double>& 
 double surrogate_loss(const SmallNet& s, const Forward<double>& frozen, const std::vector<double>& p) {
   const ConstNet<double> net(s.shape, p.data());
   const int T = s.trials.T, Bt = s.trials.Bt;
-  const Mat<double> x = Eigen::Map<const Eigen::MatrixXf>(s.trials.x.data(), s.shape.I, T * Bt).cast<double>();
+  const Mat<double> x =
+      Eigen::Map<const Eigen::MatrixXf>(s.trials.x.data(), s.shape.I, T * Bt).cast<double>();
   Mat<double> h = Mat<double>::Zero(s.shape.H, Bt), y(s.shape.O, T * Bt);
   for (int t = 0; t < T; ++t) {
     Mat<double> u = net.W_h * frozen.f.middleCols(t * Bt, Bt) + net.W_x * x.middleCols(t * Bt, Bt);
@@ -193,9 +195,10 @@ TEST_P(Gradients, EpropMatchesFiniteDifferencesOfFrozenRateSurrogate) {
   SmallNet s(c.task, c.gain, c.bias);
   Forward<double> frozen;
   forward(s.shape, s.a, s.params.data(), s.trials, frozen);
-  ASSERT_NEAR(surrogate_loss(s, frozen, s.params), s.loss(s.params), 1e-12) << "surrogate must equal the model at p*";
-  const auto fd = finite_differences([&](const std::vector<double>& p) { return surrogate_loss(s, frozen, p); },
-                                     s.params);
+  ASSERT_NEAR(surrogate_loss(s, frozen, s.params), s.loss(s.params), 1e-12)
+      << "surrogate must equal the model at p*";
+  const auto fd = finite_differences(
+      [&](const std::vector<double>& p) { return surrogate_loss(s, frozen, p); }, s.params);
   expect_close(eprop(s, s.params), fd, 1e-6, "eprop vs finite differences of the surrogate");
 }
 
@@ -220,7 +223,8 @@ TEST_P(Gradients, EpropDiffersFromBpttWhenRecurrent) {
   const auto e = eprop(s, s.params), b = bptt(s, s.params);
   const ParamLayout L(s.shape);
   double diff = 0, scale = 0;
-  for (int i = L.W_h; i < L.W_x; ++i) diff = std::max(diff, std::fabs(e[i] - b[i])), scale = std::max(scale, std::fabs(b[i]));
+  for (int i = L.W_h; i < L.W_x; ++i)
+    diff = std::max(diff, std::fabs(e[i] - b[i])), scale = std::max(scale, std::fabs(b[i]));
   // The truncation drops the W_h^T path, which carries a sizeable share of the gradient at
   // these gains: 1% of the scale is far above rounding and far below the typical gap.
   EXPECT_GT(diff, 1e-2 * scale);
@@ -228,8 +232,9 @@ TEST_P(Gradients, EpropDiffersFromBpttWhenRecurrent) {
 
 INSTANTIATE_TEST_SUITE_P(AllTasks, Gradients,
                          testing::Values(Case{TaskKind::romo, 0.5, false}, Case{TaskKind::romo, 1.5, true},
-                                         Case{TaskKind::two_af, 0.8, false}, Case{TaskKind::two_af, 2.0, true},
-                                         Case{TaskKind::dms, 1.0, false}, Case{TaskKind::dms, 1.5, true}),
+                                         Case{TaskKind::two_af, 0.8, false},
+                                         Case{TaskKind::two_af, 2.0, true}, Case{TaskKind::dms, 1.0, false},
+                                         Case{TaskKind::dms, 1.5, true}),
                          case_name);
 
 TEST(Gradients, EpropEqualsBpttWithoutRecurrence) {
@@ -248,7 +253,8 @@ TEST(Gradients, BpttWithDeadUnits) {
   const ParamLayout L(s.shape);
   for (int j : {0, 1}) {
     s.params[L.b + j] = -20.0;
-    for (int i = 0; i < s.shape.I; ++i) s.params[L.W_x + i * s.shape.H + j] = -std::fabs(s.params[L.W_x + i * s.shape.H + j]);
+    for (int i = 0; i < s.shape.I; ++i)
+      s.params[L.W_x + i * s.shape.H + j] = -std::fabs(s.params[L.W_x + i * s.shape.H + j]);
     for (int k = 0; k < s.shape.H; ++k) s.params[L.W_h + k * s.shape.H + j] = 0.0;
   }
   Forward<double> fwd;

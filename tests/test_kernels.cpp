@@ -51,7 +51,8 @@ struct TrainHarness {
   int K, T, Bt, P;
   std::vector<NetworkSpec> specs;
   std::vector<float> params;  // host mirror, K x P (the CPU reference's own copy)
-  DeviceBuffer<float> params_dev, m, v, feedback, trial_x, trial_target, trial_mask, history, output_grad, grad_out;
+  DeviceBuffer<float> params_dev, m, v, feedback, trial_x, trial_target, trial_mask, history, output_grad,
+      grad_out;
   DeviceBuffer<int> rule, trial_label, diverged_at;
   DeviceBuffer<double> lr, loss_log, accuracy_log;
   DeviceBuffer<std::uint32_t> data_seed;
@@ -175,10 +176,9 @@ struct TrainHarness {
         cpu::bptt_gradient(shape, a, p, fwd, dL_dy, g.data());
       } else {
         cpu::Mat<float> feedback_matrix =
-            specs[n].rule == Rule::rflo
-                ? cpu::Mat<float>(Eigen::Map<const cpu::Mat<float>>(rflo_feedback(shape, specs[n].seed).data(),
-                                                                      shape.H, shape.O))
-                : cpu::Mat<float>(cpu::ConstNet<float>(shape, p).w.transpose());
+            specs[n].rule == Rule::rflo ? cpu::Mat<float>(Eigen::Map<const cpu::Mat<float>>(
+                                              rflo_feedback(shape, specs[n].seed).data(), shape.H, shape.O))
+                                        : cpu::Mat<float>(cpu::ConstNet<float>(shape, p).w.transpose());
         cpu::eprop_gradient(shape, a, p, fwd, dL_dy, feedback_matrix, g.data());
       }
       std::copy(g.begin(), g.end(), r.grad.begin() + size_t(n) * P);
@@ -222,18 +222,22 @@ TEST_P(TrainStep, LossGradientAndSgdUpdateMatchTheCpu) {
   // keep them apart.
   // Learning rates small enough that three steps stay near the start: a larger step lets the
   // float rounding differences grow chaotically and the comparison would test nothing.
-  TrainHarness h(c.task, {spec(c.rule, 0.5, 3, 2e-3), spec(c.rule, 1.5, 4, 1e-3)}, c.bias, cuda::Optimizer::sgd);
+  TrainHarness h(c.task, {spec(c.rule, 0.5, 3, 2e-3), spec(c.rule, 1.5, 4, 1e-3)}, c.bias,
+                 cuda::Optimizer::sgd);
   for (std::uint32_t it = 0; it < 3; ++it) {
     const auto dev = h.device_step(it);
     const auto ref = h.cpu_step(it, cuda::Optimizer::sgd);
     for (int n = 0; n < h.K; ++n) {
       ASSERT_EQ(dev.diverged_at[n], -1);
       // The loss is a double sum of float outputs: agreement to float rounding of y.
-      EXPECT_NEAR(dev.loss[n], ref.loss[n], 1e-5 * std::fabs(ref.loss[n])) << "network " << n << " iteration " << it;
+      EXPECT_NEAR(dev.loss[n], ref.loss[n], 1e-5 * std::fabs(ref.loss[n]))
+          << "network " << n << " iteration " << it;
       // Accuracy counts argmaxes of float outputs; the seeds here have no near-ties.
       EXPECT_DOUBLE_EQ(dev.accuracy[n], ref.accuracy[n]) << "network " << n << " iteration " << it;
-      const std::vector<double> got(dev.grad.begin() + size_t(n) * h.P, dev.grad.begin() + size_t(n + 1) * h.P);
-      const std::vector<double> want(ref.grad.begin() + size_t(n) * h.P, ref.grad.begin() + size_t(n + 1) * h.P);
+      const std::vector<double> got(dev.grad.begin() + size_t(n) * h.P,
+                                    dev.grad.begin() + size_t(n + 1) * h.P);
+      const std::vector<double> want(ref.grad.begin() + size_t(n) * h.P,
+                                     ref.grad.begin() + size_t(n + 1) * h.P);
       double largest = 0;
       for (double g : want) largest = std::max(largest, std::fabs(g));
       ASSERT_GT(largest, 1e-6) << "the gradient must not be trivial";
@@ -246,8 +250,7 @@ TEST_P(TrainStep, LossGradientAndSgdUpdateMatchTheCpu) {
   EXPECT_LT(scaled_error(h.device_params(), want), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTasksRulesBias, TrainStep,
-                         testing::ValuesIn([] {
+INSTANTIATE_TEST_SUITE_P(AllTasksRulesBias, TrainStep, testing::ValuesIn([] {
                            std::vector<StepCase> cases;
                            for (TaskKind t : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
                              for (Rule r : {Rule::bptt, Rule::eprop, Rule::rflo})
@@ -261,8 +264,10 @@ TEST(TrainStepAdam, LossesFollowTheCpuOverIterations) {
   // Adam divides by sqrt(v): an entry whose gradient is ~0 can move by lr on one side and not
   // on the other, so weights are compared through the losses they produce, over 6 iterations.
   for (TaskKind kind : {TaskKind::romo, TaskKind::dms}) {
-    TrainHarness h(kind, {spec(Rule::bptt, 1.0, 1, 1e-2), spec(Rule::eprop, 1.0, 1, 1e-2), spec(Rule::rflo, 0.8, 2, 3e-3)},
-                   false, cuda::Optimizer::adam);
+    TrainHarness h(
+        kind,
+        {spec(Rule::bptt, 1.0, 1, 1e-2), spec(Rule::eprop, 1.0, 1, 1e-2), spec(Rule::rflo, 0.8, 2, 3e-3)},
+        false, cuda::Optimizer::adam);
     for (std::uint32_t it = 0; it < 6; ++it) {
       const auto dev = h.device_step(it);
       const auto ref = h.cpu_step(it, cuda::Optimizer::adam);
@@ -316,7 +321,8 @@ TEST(TrainPlan, TheLaunchPlanFitsTheGpuOrNamesTheSupportedRange) {
   } catch (const std::invalid_argument& e) {
     const int limit = cuda::max_hidden_for(32, 3, 3, 227 * 1024);
     EXPECT_GE(limit, 256);
-    EXPECT_NE(std::string(e.what()).find("supports hidden <= " + std::to_string(limit)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("supports hidden <= " + std::to_string(limit)), std::string::npos)
+        << e.what();
   }
 }
 
@@ -439,7 +445,8 @@ TEST(Floss, LossCurveAndFlossedWeightsMatchTheCpu) {
     const std::vector<int> flossed = {0, 2};
     std::vector<std::vector<FlossPoint>> cpu_curves;
     for (int n : flossed)
-      cpu_curves.push_back(cpu::floss_network(config, task, shape, cpu_params.data() + size_t(n) * P, seeds[n]));
+      cpu_curves.push_back(
+          cpu::floss_network(config, task, shape, cpu_params.data() + size_t(n) * P, seeds[n]));
 
     DeviceBuffer<float> params_dev(params.size()), m(2 * H * H), v(2 * H * H);
     params_dev.upload(params.data(), params.size());
@@ -478,7 +485,8 @@ TEST(Floss, LossCurveAndFlossedWeightsMatchTheCpu) {
     for (int slot = 0; slot < 2; ++slot)
       for (long it = 0; it < config.floss_iters; ++it) {
         const FlossPoint& want = cpu_curves[slot][it];
-        ASSERT_EQ(k_host[slot * config.floss_iters + it], want.k_used) << task_name(kind) << " iteration " << it;
+        ASSERT_EQ(k_host[slot * config.floss_iters + it], want.k_used)
+            << task_name(kind) << " iteration " << it;
         // double on both sides; the weights between iterations are float and agree to ~1 ulp
         EXPECT_NEAR(loss_host[slot * config.floss_iters + it], want.loss, 1e-6 * want.loss + 1e-12)
             << task_name(kind) << " network " << flossed[slot] << " iteration " << it;

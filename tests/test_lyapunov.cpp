@@ -2,11 +2,7 @@
 // known in closed form, and against the invariances the QR method must have.
 //
 // CUDA twin of the code under test: kernels/lyapunov.cu
-#include "host/cpu/lyapunov.h"
-
 #include <gtest/gtest.h>
-
-#include "tests/random_matrices.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +11,9 @@
 #include <random>
 #include <stdexcept>
 #include <vector>
+
+#include "host/cpu/lyapunov.h"
+#include "tests/random_matrices.h"
 
 namespace {
 
@@ -77,7 +76,8 @@ TEST(QrPositive, FactorsAreOrthonormalUpperTriangularWithPositiveDiagonal) {
     EXPECT_LT((Q * R - M).cwiseAbs().maxCoeff(), 1e-13);
     for (Eigen::Index j = 0; j < cols; ++j) {
       EXPECT_GT(R(j, j), 0.0) << "diagonal entry " << j;
-      for (Eigen::Index i = j + 1; i < cols; ++i) EXPECT_EQ(R(i, j), 0.0) << "below the diagonal at " << i << "," << j;
+      for (Eigen::Index i = j + 1; i < cols; ++i)
+        EXPECT_EQ(R(i, j), 0.0) << "below the diagonal at " << i << "," << j;
     }
   }
 }
@@ -141,7 +141,8 @@ TEST(LyapunovSpectrum, LeakyScaledOrthogonalGivesLogEigenvalueModuli) {
   const Mat O = basis * rotations * basis.transpose();
   const Mat hs = gaussian_matrix(H, n, 1.0, rng);
 
-  for (const auto& [a, c] : std::vector<std::pair<double, double>>{{0.5, 1.5}, {0.3, -0.8}, {0.8, 2.0}, {0.5, -3.0}}) {
+  for (const auto& [a, c] :
+       std::vector<std::pair<double, double>>{{0.5, 1.5}, {0.3, -0.8}, {0.8, 2.0}, {0.5, -3.0}}) {
     Vec expected(H);
     for (size_t b = 0; b < angles.size(); ++b) {
       const double modulus = std::abs(a + (1 - a) * c * std::polar(1.0, angles[b]));
@@ -293,7 +294,8 @@ TEST(LyapunovSpectrum, RejectsInconsistentShapes) {
   EXPECT_THROW(lyapunov_spectrum<double>(W_h, 0.5, Mat::Zero(3, 10), {2}), std::invalid_argument);
   EXPECT_THROW(lyapunov_spectrum<double>(W_h, 0.5, Mat::Zero(4, 0), {2}), std::invalid_argument);
   EXPECT_THROW(lyapunov_spectrum<double>(Mat::Zero(4, 3), 0.5, hs, {2}), std::invalid_argument);
-  EXPECT_THROW(lyapunov_spectrum<double>(W_h, 0.5, hs, {2}, Activation::relu, &Q0_wrong), std::invalid_argument);
+  EXPECT_THROW(lyapunov_spectrum<double>(W_h, 0.5, hs, {2}, Activation::relu, &Q0_wrong),
+               std::invalid_argument);
   Mat Q, R;
   EXPECT_THROW(qr_positive<double>(Mat::Zero(2, 3), Q, R), std::invalid_argument);
 }

@@ -38,15 +38,16 @@ TEST(Spectra, DrivenStatesFollowTheTrainersForwardPass) {
   for (TaskKind kind : {TaskKind::romo, TaskKind::dms}) {
     Net n(kind, 1.2, 8);
     const int T = n.task.T();
-    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task, Purpose::lyapunov_trials,
-                                         0, 3, 0, 2 * T);
+    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task,
+                                         Purpose::lyapunov_trials, 0, 3, 0, 2 * T);
     Trials tr;
     fill_trials(n.task, Purpose::lyapunov_trials, 0, 3, 1, tr);
     std::vector<double> p(n.params.begin(), n.params.end());
     Forward<double> fwd;
     forward(n.shape, n.task.leak(), p.data(), tr, fwd);
     ASSERT_GT(fwd.h.cwiseAbs().maxCoeff(), 0.1) << "the trajectory must not be trivial";
-    for (int t = 0; t < T; ++t) ASSERT_LT((hs.col(t) - fwd.h.col(t)).cwiseAbs().maxCoeff(), 1e-12) << "step " << t;
+    for (int t = 0; t < T; ++t)
+      ASSERT_LT((hs.col(t) - fwd.h.col(t)).cwiseAbs().maxCoeff(), 1e-12) << "step " << t;
     // and the second trial continues from the end of the first, without a reset
     EXPECT_GT(hs.col(T).cwiseAbs().maxCoeff(), 0.0);
   }
@@ -84,8 +85,8 @@ TEST(Spectra, DrivenStatesAreUnchangedWhereNothingOverflows) {
     n.shape.bias = kind == TaskKind::two_af;  // cover the scaled bias drive too
     n.params.assign(ParamLayout(n.shape).size, 0.0f);
     init_params(n.shape, 1.0, 0, n.params.data());
-    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task, Purpose::lyapunov_trials,
-                                         0, 0, 100, 4000);
+    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task,
+                                         Purpose::lyapunov_trials, 0, 0, 100, 4000);
     const Mat<double> ref = plain_driven_states(n, 100, 4000);
     ASSERT_GT(ref.cwiseAbs().maxCoeff(), 0.1) << "the trajectory must not be trivial";
     EXPECT_TRUE(hs == ref) << "task " << int(kind);
@@ -100,8 +101,8 @@ TEST(Spectra, DrivenStatesOfAnExpandingNetworkStayFiniteWithTheTrueSignPattern) 
   for (TaskKind kind : {TaskKind::romo, TaskKind::two_af}) {
     Net n(kind, 2.0, 64);
     const long warmup = 100, steps = 8000, total = warmup + steps;
-    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task, Purpose::lyapunov_trials,
-                                         0, 0, warmup, steps);
+    const Mat<double> hs = driven_states(n.shape, n.task.leak(), n.params.data(), n.task,
+                                         Purpose::lyapunov_trials, 0, 0, warmup, steps);
     ASSERT_TRUE(hs.allFinite()) << "task " << int(kind);
     using LMat = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
     using LVec = Eigen::Matrix<long double, Eigen::Dynamic, 1>;

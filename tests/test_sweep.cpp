@@ -135,7 +135,8 @@ TEST(Sweep, ExplodingLearningRateIsMarkedDivergedAndLeavesOthersAlone) {
 TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
   const std::string dir = scratch("weights");
   const std::string config = small_config(dir);
-  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --save-weights --set tasks=romo --out " + dir + "/o").code, 0);
+  ASSERT_EQ(
+      rnnsweep_cli("run " + config + " --quiet --save-weights --set tasks=romo --out " + dir + "/o").code, 0);
   const std::string npy = read_file(dir + "/o/weights/net0_init_W_h.npy");
   ASSERT_GT(npy.size(), 128u);
   EXPECT_EQ(npy.substr(0, 6), "\x93NUMPY");
@@ -159,7 +160,9 @@ TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
 
 TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
   const std::string dir = scratch("trials");
-  ASSERT_EQ(rnnsweep_cli("trials --task 2af --data-seed 3 --iteration 12 --batch 4 --out " + dir + "/t.csv").code, 0);
+  ASSERT_EQ(
+      rnnsweep_cli("trials --task 2af --data-seed 3 --iteration 12 --batch 4 --out " + dir + "/t.csv").code,
+      0);
   std::ifstream in(dir + "/t.csv");
   std::string header;
   std::getline(in, header);
@@ -175,9 +178,13 @@ TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
     EXPECT_EQ(label, want.label[k]);
   }
   EXPECT_EQ(rows, 4 * 22);
-  EXPECT_EQ(rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 1 --out " + dir + "/t.csv").code, 2)
+  EXPECT_EQ(
+      rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 1 --out " + dir + "/t.csv").code,
+      2)
       << "never overwrites";
-  ASSERT_EQ(rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 2 --out " + dir + "/r.csv").code, 0);
+  ASSERT_EQ(
+      rnnsweep_cli("trials --task romo --data-seed 0 --iteration 0 --batch 2 --out " + dir + "/r.csv").code,
+      0);
   std::ifstream romo(dir + "/r.csv");
   std::getline(romo, header);
   EXPECT_EQ(header, "trial,step,x0,target0,target1,mask0,mask1");
@@ -185,7 +192,8 @@ TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
 
 TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   const std::string dir = scratch("lyapunov");
-  ASSERT_EQ(rnnsweep_cli("lyapunov " + small_config(dir) + " --quiet --set le_k=3 --out " + dir + "/o").code, 0);
+  ASSERT_EQ(rnnsweep_cli("lyapunov " + small_config(dir) + " --quiet --set le_k=3 --out " + dir + "/o").code,
+            0);
   const std::string spectra = read_file(dir + "/o/lyapunov.csv");
   EXPECT_EQ(spectra.find(",trained,"), std::string::npos);
   EXPECT_EQ(spectra.find(",flossed,"), std::string::npos);
@@ -195,7 +203,8 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   EXPECT_FALSE(fs::exists(dir + "/o/curves.csv")) << "no training, no curves";
   // No invented training statistics: status untrained, loss columns empty.
   const std::string networks = read_file(dir + "/o/networks.csv");
-  EXPECT_NE(networks.find("\n0,romo,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos) << networks;
+  EXPECT_NE(networks.find("\n0,romo,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
+      << networks;
   EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
 }
 
@@ -220,7 +229,8 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},
       // without a GPU (or a build without CUDA) the cuda backend is refused; with one, a hidden
       // size no thread block can hold is
-      {"run " + config + " --backend cuda --set hidden=4096", no_gpu_here() ? "--backend cuda: " : "supports hidden <="},
+      {"run " + config + " --backend cuda --set hidden=4096",
+       no_gpu_here() ? "--backend cuda: " : "supports hidden <="},
       {"run " + dir + "/missing.toml", "cannot read config"},
       {"trials --task xor --data-seed 0 --iteration 0 --batch 1", "romo, 2af, dms"},
       {"trials --task romo --data-seed 0 --iteration 0 --batch 0", "--batch"},

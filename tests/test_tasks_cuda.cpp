@@ -22,7 +22,8 @@ TEST(CudaTasks, DeviceTrialsEqualHostTrials) {
     // Same words, same double arithmetic; cos, log and sqrt may differ by an ulp of double
     // between glibc and CUDA, which can move the float result by at most one float ulp.
     for (size_t i = 0; i < host.x.size(); ++i)
-      ASSERT_NEAR(dev.x[i], host.x[i], 2e-7f * (1 + std::fabs(host.x[i]))) << task_name(kind) << " x[" << i << "]";
+      ASSERT_NEAR(dev.x[i], host.x[i], 2e-7f * (1 + std::fabs(host.x[i])))
+          << task_name(kind) << " x[" << i << "]";
     EXPECT_EQ(dev.label, host.label) << task_name(kind);
     EXPECT_EQ(dev.target, host.target) << task_name(kind);
     EXPECT_EQ(dev.mask, host.mask) << task_name(kind);
@@ -34,7 +35,8 @@ TEST(CudaTasks, LauncherRejectsAMismatchedView) {
   const TaskParams task = Config::make_task(TaskKind::romo);
   cuda::DeviceBuffer<float> x(10);
   const TrialView wrong{task.T() + 1, 1, 1, 2, x.get(), x.get(), x.get(), nullptr};
-  EXPECT_THROW(cuda::launch_generate_trials(task, Purpose::trials, 0, 0, wrong, nullptr), std::invalid_argument);
+  EXPECT_THROW(cuda::launch_generate_trials(task, Purpose::trials, 0, 0, wrong, nullptr),
+               std::invalid_argument);
 }
 
 }  // namespace

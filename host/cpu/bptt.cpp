@@ -14,7 +14,7 @@ void bptt_gradient(const Shape& s, Real a, const Real* params, const Forward<Rea
   const ConstNet<Real> net(s, params);
   Net<Real> g(s, grad);
   const Eigen::Index TB = dL_dy.cols(), Bt = fwd.h.cols() - TB, T = TB / Bt;
-    // Scratch reused across calls on this thread (see forward() in model.cpp for why).
+  // Scratch reused across calls on this thread (see forward() in model.cpp for why).
   thread_local Eigen::Array<Real, Eigen::Dynamic, Eigen::Dynamic> active;  // f'(h_1) .. f'(h_T)
   thread_local Mat<Real> delta, through_W;
   active = (fwd.h.rightCols(TB).array() > Real(0)).template cast<Real>();

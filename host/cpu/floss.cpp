@@ -74,7 +74,8 @@ bool floss_chain(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, const Mat<Re
   for (Eigen::Index t = n - 1; t >= 0; --t) {
     R_bar.diagonal() = dL_dlog_growth.cwiseQuotient(triangles[t].diagonal());
     const Mat<Real> J_frame_bar = qr_positive_backward<Real>(frames[t + 1], triangles[t], frame_bar, R_bar);
-    result.dL_dW_h.noalias() += ((Real(1) - a) * J_frame_bar) * (slopes[t].asDiagonal() * frames[t]).transpose();
+    result.dL_dW_h.noalias() +=
+        ((Real(1) - a) * J_frame_bar) * (slopes[t].asDiagonal() * frames[t]).transpose();
     if (t > 0) {
       frame_bar = a * J_frame_bar;
       frame_bar.noalias() += (Real(1) - a) * (slopes[t].asDiagonal() * (W_h.transpose() * J_frame_bar));
@@ -89,7 +90,9 @@ template <typename Real>
 FlossResult<Real> floss_loss_and_gradient(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, int k,
                                           Activation act, const Mat<Real>* Q0) {
   const Eigen::Index H = W_h.rows(), n = hs.cols();
-  auto fail = [](const std::string& what) { throw std::invalid_argument("floss_loss_and_gradient: " + what); };
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("floss_loss_and_gradient: " + what);
+  };
   if (W_h.cols() != H || H == 0) fail("W_h must be square and non-empty");
   if (hs.rows() != H) fail("hs has " + std::to_string(hs.rows()) + " rows, W_h has " + std::to_string(H));
   if (n < 1) fail("need at least one step (hs has no columns)");
@@ -114,10 +117,10 @@ FlossResult<Real> floss_loss_and_gradient(const Mat<Real>& W_h, Real a, const Ma
   return result;
 }
 
-#define RNNSWEEP_INSTANTIATE_FLOSS(Real)                                                                    \
-  template Mat<Real> qr_positive_backward<Real>(const Mat<Real>&, const Mat<Real>&, const Mat<Real>&,       \
-                                                const Mat<Real>&);                                          \
-  template FlossResult<Real> floss_loss_and_gradient<Real>(const Mat<Real>&, Real, const Mat<Real>&, int,    \
+#define RNNSWEEP_INSTANTIATE_FLOSS(Real)                                                                  \
+  template Mat<Real> qr_positive_backward<Real>(const Mat<Real>&, const Mat<Real>&, const Mat<Real>&,     \
+                                                const Mat<Real>&);                                        \
+  template FlossResult<Real> floss_loss_and_gradient<Real>(const Mat<Real>&, Real, const Mat<Real>&, int, \
                                                            Activation, const Mat<Real>*);
 
 RNNSWEEP_INSTANTIATE_FLOSS(float)

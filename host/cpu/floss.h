@@ -18,10 +18,10 @@ namespace rnnsweep::cpu {
 
 template <typename Real>
 struct FlossResult {
-  Real loss;            // sum_{i < k_used} lambda_i^2
-  Vec<Real> lambda;     // k_used exponents, QR order (as lyapunov_spectrum returns them)
-  Mat<Real> dL_dW_h;    // H x H
-  int k_used;           // k, or fewer when a step annihilates a direction (see below)
+  Real loss;          // sum_{i < k_used} lambda_i^2
+  Vec<Real> lambda;   // k_used exponents, QR order (as lyapunov_spectrum returns them)
+  Mat<Real> dL_dW_h;  // H x H
+  int k_used;         // k, or fewer when a step annihilates a direction (see below)
 };
 
 // Adjoint of thin QR (M = Q R, M tall or square, R with positive diagonal): given the loss

@@ -73,7 +73,9 @@ void check_spectrum_inputs(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, co
   const Eigen::Index H = W_h.rows();
   auto fail = [](const std::string& what) { throw std::invalid_argument("lyapunov_spectrum: " + what); };
   if (W_h.cols() != H || H == 0) fail("W_h must be square and non-empty");
-  if (hs.rows() != H) fail("hs has " + std::to_string(hs.rows()) + " rows, W_h is " + std::to_string(H) + " x " + std::to_string(H));
+  if (hs.rows() != H)
+    fail("hs has " + std::to_string(hs.rows()) + " rows, W_h is " + std::to_string(H) + " x " +
+         std::to_string(H));
   if (hs.cols() < 1) fail("need at least one step (hs has no columns)");
   if (opt.k < 1 || opt.k > H) fail("k = " + std::to_string(opt.k) + " must be in 1.." + std::to_string(H));
   if (opt.reortho_every < 1) fail("reortho_every must be >= 1");
@@ -111,15 +113,15 @@ Vec<Real> lyapunov_spectrum(const Mat<Real>& W_h, Real a, const Mat<Real>& hs, c
   return log_growth_sum / Real(n);
 }
 
-#define RNNSWEEP_INSTANTIATE_LYAPUNOV(Real)                                                                 \
-  template Vec<Real> activation_slope<Real>(const Eigen::Ref<const Vec<Real>>&, Activation);               \
-  template void apply_step_jacobian<Real>(const Mat<Real>&, Real, const Vec<Real>&, const Mat<Real>&,       \
-                                          Mat<Real>&);                                                      \
-  template void qr_positive<Real>(const Mat<Real>&, Mat<Real>&, Mat<Real>&);                               \
-  template Real annihilation_floor<Real>(const Mat<Real>&, Real);                                           \
-  template Vec<Real> log_growth<Real>(const Mat<Real>&, Real);                                              \
-  template Vec<Real> lyapunov_spectrum<Real>(const Mat<Real>&, Real, const Mat<Real>&, const SpectrumOptions&, \
-                                             Activation, const Mat<Real>*);
+#define RNNSWEEP_INSTANTIATE_LYAPUNOV(Real)                                                           \
+  template Vec<Real> activation_slope<Real>(const Eigen::Ref<const Vec<Real>>&, Activation);          \
+  template void apply_step_jacobian<Real>(const Mat<Real>&, Real, const Vec<Real>&, const Mat<Real>&, \
+                                          Mat<Real>&);                                                \
+  template void qr_positive<Real>(const Mat<Real>&, Mat<Real>&, Mat<Real>&);                          \
+  template Real annihilation_floor<Real>(const Mat<Real>&, Real);                                     \
+  template Vec<Real> log_growth<Real>(const Mat<Real>&, Real);                                        \
+  template Vec<Real> lyapunov_spectrum<Real>(const Mat<Real>&, Real, const Mat<Real>&,                \
+                                             const SpectrumOptions&, Activation, const Mat<Real>*);
 
 RNNSWEEP_INSTANTIATE_LYAPUNOV(float)
 RNNSWEEP_INSTANTIATE_LYAPUNOV(double)

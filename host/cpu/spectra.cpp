@@ -12,8 +12,9 @@
 
 namespace rnnsweep::cpu {
 
-Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task, Purpose purpose,
-                          std::uint32_t seed, std::uint32_t iteration, long warmup, long steps) {
+Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task,
+                          Purpose purpose, std::uint32_t seed, std::uint32_t iteration, long warmup,
+                          long steps) {
   const ConstNet<float> net(s, params);
   const Mat<double> W_h = net.W_h.cast<double>(), W_x = net.W_x.cast<double>();
   const Vec<double> b = net.b.cast<double>();
@@ -74,8 +75,8 @@ std::vector<double> network_spectrum(const Config& config, const TaskParams& tas
   return lambda;
 }
 
-std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
-                                      std::uint32_t seed) {
+std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s,
+                                      float* params, std::uint32_t seed) {
   const Mat<double> frame = random_frame(s.H, config.floss_k, seed);
   const AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
   AdamState<float> adam(size_t(s.H) * s.H);

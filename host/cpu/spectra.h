@@ -20,8 +20,9 @@ namespace rnnsweep::cpu {
 // max LE makes |h_t| grow like e^(lambda1 t)) it is carried rescaled, which keeps each column's
 // sign pattern, and relu'(h_t) = [h_t > 0] is all the Jacobian uses. Where |h_t| stays below
 // 1e100 no rescaling happens and the columns are the states themselves.
-Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task, Purpose purpose,
-                          std::uint32_t seed, std::uint32_t iteration, long warmup, long steps);
+Mat<double> driven_states(const Shape& s, double a, const float* params, const TaskParams& task,
+                          Purpose purpose, std::uint32_t seed, std::uint32_t iteration, long warmup,
+                          long steps);
 
 // A random H x k orthonormal frame (QR of a Gaussian matrix from the stream
 // (lyapunov_frame, seed)). Starting the QR method from it instead of the identity columns
@@ -38,7 +39,7 @@ std::vector<double> network_spectrum(const Config& config, const TaskParams& tas
 // sum_{i <= floss_k} lambda_i^2, h_t held constant. Returns the loss of every iteration
 // (before its update) and how many exponents it covered (see floss.h: fewer than floss_k
 // when a step annihilates a direction; an iteration that covers none makes no update).
-std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s, float* params,
-                                  std::uint32_t seed);
+std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s,
+                                      float* params, std::uint32_t seed);
 
 }  // namespace rnnsweep::cpu

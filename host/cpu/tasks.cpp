@@ -17,8 +17,14 @@ void shape_trials(const TaskParams& task, int batch, Trials& out) {
 }
 
 TrialView view_of(Trials& t) {
-  return TrialView{t.T, t.Bt, t.I, t.O, t.x.data(), t.target.empty() ? nullptr : t.target.data(),
-                   t.mask.empty() ? nullptr : t.mask.data(), t.label.empty() ? nullptr : t.label.data()};
+  return TrialView{t.T,
+                   t.Bt,
+                   t.I,
+                   t.O,
+                   t.x.data(),
+                   t.target.empty() ? nullptr : t.target.data(),
+                   t.mask.empty() ? nullptr : t.mask.data(),
+                   t.label.empty() ? nullptr : t.label.data()};
 }
 
 void fill_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed, std::uint32_t iteration,

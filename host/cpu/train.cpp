@@ -62,7 +62,8 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     accuracies.reserve(config.iters);
     long diverged_at = -1;
     for (long it = 0; it < config.iters; ++it) {
-      fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch, trials);
+      fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch,
+                  trials);
       forward(shape, a, params.data(), trials, fwd);
       const LossValue lv = task_loss(trials, fwd.y, &dL_dy);
       if (!std::isfinite(lv.loss)) {
@@ -77,12 +78,15 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       if (spec.rule == Rule::bptt) {
         bptt_gradient(shape, a, params.data(), fwd, dL_dy, grad.data());
       } else {
-        const Mat<float> feedback =
-            spec.rule == Rule::rflo ? rflo_B : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
+        const Mat<float> feedback = spec.rule == Rule::rflo
+                                        ? rflo_B
+                                        : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
         eprop_gradient(shape, a, params.data(), fwd, dL_dy, feedback, grad.data());
       }
-      if (config.optimizer == "adam") adam_step(params.data(), grad.data(), params.size(), spec.lr, hyper, adam);
-      else sgd_step(params.data(), grad.data(), params.size(), spec.lr);
+      if (config.optimizer == "adam")
+        adam_step(params.data(), grad.data(), params.size(), spec.lr, hyper, adam);
+      else
+        sgd_step(params.data(), grad.data(), params.size(), spec.lr);
       ++progress;
     }
     // An update in the very last iteration that broke the weights is caught here.
@@ -91,8 +95,10 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   }
   // A diverged network's weights may hold NaN or Inf: it has no meaningful trained spectrum.
   if (options.train && options.spectra) {
-    if (r.diverged) progress += config.le_batch;
-    else r.spectrum_trained = spectrum();
+    if (r.diverged)
+      progress += config.le_batch;
+    else
+      r.spectrum_trained = spectrum();
   }
   if (options.keep_weights) r.params_final = params;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -27,10 +27,10 @@ struct FlossPoint {
 
 struct NetworkResult {
   NetworkSpec spec;
-  bool trained = false;   // false for `rnnsweep lyapunov`: no training statistics
+  bool trained = false;  // false for `rnnsweep lyapunov`: no training statistics
   bool diverged = false;
-  long diverged_at = -1;  // first iteration whose loss was NaN or Inf
-  long iterations = 0;    // iterations trained (== iters unless diverged)
+  long diverged_at = -1;                      // first iteration whose loss was NaN or Inf
+  long iterations = 0;                        // iterations trained (== iters unless diverged)
   double final_loss = 0, final_accuracy = 0;  // at the last trained iteration
   double tail_loss = 0, tail_accuracy = 0;    // means over the last 10% of the iterations
   double best_loss = 0;
@@ -46,8 +46,8 @@ struct NetworkResult {
 
 struct RunOptions {
   bool keep_weights = false;
-  bool train = true;        // false: only the initial spectra (`rnnsweep lyapunov`)
-  bool spectra = true;      // compute Lyapunov spectra before and after training
+  bool train = true;    // false: only the initial spectra (`rnnsweep lyapunov`)
+  bool spectra = true;  // compute Lyapunov spectra before and after training
 };
 
 // Work done so far, in units the backend chooses and announces in `total`; read by the

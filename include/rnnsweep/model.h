@@ -54,7 +54,8 @@ inline void init_params(const Shape& s, double gain, std::uint32_t seed, float* 
   if (s.bias) {
     // fan_in of the recurrent bias is H (the W_h input); of the readout bias, H.
     for (int r = 0; r < s.H; ++r) params[L.b + r] = static_cast<float>(uniform_at(bh, r, -h_bound, h_bound));
-    for (int r = 0; r < s.O; ++r) params[L.b_out + r] = static_cast<float>(uniform_at(bo, r, -h_bound, h_bound));
+    for (int r = 0; r < s.O; ++r)
+      params[L.b_out + r] = static_cast<float>(uniform_at(bo, r, -h_bound, h_bound));
   }
 }
 

@@ -32,7 +32,7 @@ enum class Purpose : std::uint32_t {
   init_b = 4,
   init_b_out = 5,
   rflo_B = 6,
-  trials = 7,         // task trials used for training, keyed by data_seed
+  trials = 7,           // task trials used for training, keyed by data_seed
   lyapunov_trials = 8,  // task inputs that drive the Lyapunov trajectories, keyed by seed
   floss_trials = 9,     // task inputs for flossing iterations, keyed by seed
   lyapunov_frame = 10,  // random orthonormal starting frame of the QR method, keyed by seed
@@ -45,8 +45,8 @@ struct Philox {
   RNNSWEEP_HD Philox(Purpose p, std::uint32_t s) : purpose(static_cast<std::uint32_t>(p)), seed(s) {}
 
   // Four 32-bit words for counter (c0, c1, c2, c3).
-  RNNSWEEP_HD r123::Philox4x32::ctr_type words(std::uint32_t c0, std::uint32_t c1 = 0,
-                                               std::uint32_t c2 = 0, std::uint32_t c3 = 0) const {
+  RNNSWEEP_HD r123::Philox4x32::ctr_type words(std::uint32_t c0, std::uint32_t c1 = 0, std::uint32_t c2 = 0,
+                                               std::uint32_t c3 = 0) const {
     r123::Philox4x32 gen;
     r123::Philox4x32::ctr_type ctr = {{c0, c1, c2, c3}};
     r123::Philox4x32::key_type key = {{purpose, seed}};

@@ -29,10 +29,10 @@ struct TaskParams {
   int romo_T = 56;
   double romo_f_min = 0.5, romo_f_max = 1.5, romo_min_diff = 0.2;
   double romo_delay_min = 2.0, romo_delay_max = 8.0;  // in units of tau
-  int romo_f1_onset = 6;       // step at which f1 starts
-  int romo_pulse = 2;          // steps each stimulus lasts
-  int romo_response_gap = 10;  // steps from the end of f2 to the response
-  int romo_response_len = 20;  // steps of response
+  int romo_f1_onset = 6;                              // step at which f1 starts
+  int romo_pulse = 2;                                 // steps each stimulus lasts
+  int romo_response_gap = 10;                         // steps from the end of f2 to the response
+  int romo_response_len = 20;                         // steps of response
   double romo_target = 0.5;
 
   // 2af and dms (neurogym conventions: ms, a = 1 - dt / tau)
@@ -47,17 +47,16 @@ struct TaskParams {
       dms_decision_ms = 900;
 
   RNNSWEEP_HD int steps(int ms) const { return static_cast<int>(ms / dt + 0.5); }
-  RNNSWEEP_HD double leak() const {
-    return kind == TaskKind::romo ? 1.0 - romo_dt_over_tau : 1.0 - dt / tau;
-  }
+  RNNSWEEP_HD double leak() const { return kind == TaskKind::romo ? 1.0 - romo_dt_over_tau : 1.0 - dt / tau; }
   RNNSWEEP_HD int T() const {
     switch (kind) {
-      case TaskKind::romo: return romo_T;
+      case TaskKind::romo:
+        return romo_T;
       case TaskKind::two_af:
         return steps(fixation_ms) + steps(stimulus_ms) + steps(delay_ms) + steps(decision_ms);
       default:
-        return steps(dms_fixation_ms) + steps(dms_sample_ms) + steps(dms_delay_ms) +
-               steps(dms_test_ms) + steps(dms_decision_ms);
+        return steps(dms_fixation_ms) + steps(dms_sample_ms) + steps(dms_delay_ms) + steps(dms_test_ms) +
+               steps(dms_decision_ms);
     }
   }
   RNNSWEEP_HD int inputs() const { return kind == TaskKind::romo ? 1 : 3; }
