@@ -1,6 +1,9 @@
 // Grid expansion: the Cartesian product in a fixed order, ids by position.
 #include "rnnsweep/grid.h"
 
+#include <algorithm>
+#include <numeric>
+
 namespace rnnsweep {
 
 std::vector<NetworkSpec> expand_grid(const Config& c) {
@@ -17,6 +20,37 @@ std::vector<NetworkSpec> expand_grid(const Config& c) {
               out.push_back({id++, parse_task(task), parse_rule(rule), gain, lr, s, data, floss});
             }
   return out;
+}
+
+double network_cost(const Config& c, const NetworkSpec& n) {
+  const TaskParams& task = c.task(n.task);
+  // A BPTT iteration is about three forward passes, an e-prop or RFLO one about two (the
+  // matrix products per step); a QR step of k columns about k / 8 forward steps at H = 64.
+  const double per_iteration = double(task.T()) * c.batch * (n.rule == Rule::bptt ? 3 : 2);
+  const double spectrum = double(c.le_batch) * (c.le_warmup + c.le_steps) * (1 + c.spectrum_k() / 8.0);
+  const double floss = n.floss ? double(c.floss_iters) * (c.floss_warmup + c.floss_steps) * (1 + c.floss_k / 4.0)
+                               : 0.0;
+  return double(c.iters) * per_iteration + (n.floss ? 3 : 2) * spectrum + floss;
+}
+
+std::vector<NetworkSpec> shard_of(const Config& c, const std::vector<NetworkSpec>& networks, int index,
+                                  int count) {
+  std::vector<size_t> order(networks.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::vector<double> cost(networks.size());
+  for (size_t i = 0; i < networks.size(); ++i) cost[i] = network_cost(c, networks[i]);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return cost[a] != cost[b] ? cost[a] > cost[b] : networks[a].id < networks[b].id;
+  });
+  std::vector<double> load(count, 0.0);
+  std::vector<NetworkSpec> mine;
+  for (size_t i : order) {
+    const int lightest = int(std::min_element(load.begin(), load.end()) - load.begin());
+    load[lightest] += cost[i];
+    if (lightest == index) mine.push_back(networks[i]);
+  }
+  std::sort(mine.begin(), mine.end(), [](const NetworkSpec& a, const NetworkSpec& b) { return a.id < b.id; });
+  return mine;
 }
 
 }  // namespace rnnsweep

@@ -2,6 +2,10 @@
 // crash never leaves a half-written table that looks complete.
 #include "host/writers.h"
 
+#include <sstream>
+
+#include "host/run_store.h"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -13,22 +17,18 @@
 namespace rnnsweep {
 namespace {
 
-// Writes through a temporary file and renames it into place when done.
+// Collects a file's text and writes it durably when done (host/run_store.h,
+// write_file_durably): a crash or a full disk never leaves a half-written table that looks
+// complete, and never destroys the previous version.
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp"), out_(tmp_) {
-    if (!out_) throw std::runtime_error("cannot write " + tmp_);
-  }
-  std::ofstream& stream() { return out_; }
-  void commit() {
-    out_.close();
-    if (!out_) throw std::runtime_error("error while writing " + tmp_);
-    std::filesystem::rename(tmp_, path_);
-  }
+  explicit AtomicFile(std::string path) : path_(std::move(path)) {}
+  std::ostringstream& stream() { return out_; }
+  void commit() { write_file_durably(path_, out_.str()); }
 
  private:
-  std::string path_, tmp_;
-  std::ofstream out_;
+  std::string path_;
+  std::ostringstream out_;
 };
 
 const char* bool_text(bool b) { return b ? "true" : "false"; }

@@ -127,7 +127,10 @@ class Chunk {
           spectra(results, &NetworkResult::spectrum_flossed, &active);
         }
       }
-      train(results);
+      if (!train(results)) {
+        for (auto& r : results) r.interrupted = true;
+        return results;
+      }
       if (options_.spectra) {
         std::vector<int> active(K_);
         for (int n = 0; n < K_; ++n) active[n] = !results[n].diverged;
@@ -274,7 +277,9 @@ class Chunk {
     }
   }
 
-  void train(std::vector<NetworkResult>& results) {
+  // Returns false when the run was stopped (RunControl::stop) before the chunk finished: a chunk
+  // is the unit of work the CUDA backend keeps, so its networks are retrained on resume.
+  bool train(std::vector<NetworkResult>& results) {
     const size_t K = K_, H = c_.shape.H, I = c_.shape.I, O = c_.shape.O, T = c_.T, Bt = c_.Bt, P = c_.P;
     const bool classification = c_.task.classification();
     DeviceBuffer<float> m(K * P), v(K * P);
@@ -342,6 +347,7 @@ class Chunk {
         }
       progress_.done += long(K) * (it - window_start + 1);
       window_start = it + 1;
+      if (options_.control && options_.control->stopping()) return false;
     }
     std::vector<float> params(K * P);
     params_.download(params.data(), params.size());
@@ -351,6 +357,7 @@ class Chunk {
       results[n].trained = true;
       summarise_training(config_, losses[n], accuracies[n], diverged_host[n], finite, results[n]);
     }
+    return true;
   }
 
   const Config& config_;
@@ -411,9 +418,20 @@ class CudaBackend : public Backend {
         const std::vector<NetworkSpec> specs(
             group.second.begin() + first,
             group.second.begin() + std::min(group.second.size(), first + chunk));
+        const RunControl* control = options.control;
+        if (control && control->stopping()) {
+          for (const auto& spec : specs) {
+            results[position.at(spec.id)].spec = spec;
+            results[position.at(spec.id)].interrupted = true;
+          }
+          continue;
+        }
         std::vector<NetworkResult> chunk_results =
             Chunk(config, shape, specs, options, device_.max_shared, progress).run();
-        for (auto& r : chunk_results) results[position.at(r.spec.id)] = std::move(r);
+        for (auto& r : chunk_results) {
+          if (!r.interrupted && control && control->finished) control->finished(r);
+          results[position.at(r.spec.id)] = std::move(r);
+        }
       }
     }
     return results;

@@ -42,8 +42,17 @@ class CpuBackend : public Backend {
     std::mutex failure_mutex;
     auto worker = [&] {
       try {
-        for (size_t i; (i = next++) < networks.size();)
+        for (size_t i; (i = next++) < networks.size();) {
+          // A stopped run starts no new network; the ones in flight checkpoint and return.
+          if (options.control && options.control->stopping()) {
+            results[i].spec = networks[i];
+            results[i].interrupted = true;
+            continue;
+          }
           results[i] = cpu::train_network(config, networks[i], options, progress.done);
+          if (!results[i].interrupted && options.control && options.control->finished)
+            options.control->finished(results[i]);
+        }
       } catch (...) {
         // Stop handing out work and report the first failure from the calling thread.
         next = networks.size();

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <stdexcept>
 
 #include "host/cpu/adam.h"
 #include "host/cpu/model.h"
@@ -24,6 +26,8 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   const Shape shape{config.hidden, task.inputs(), task.outputs(), config.bias};
   const ParamLayout layout(shape);
   const float a = static_cast<float>(task.leak());
+  const RunControl no_control;
+  const RunControl& control = options.control ? *options.control : no_control;
 
   NetworkResult r;
   r.spec = spec;
@@ -42,28 +46,79 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     progress += config.le_batch;
     return lambda;
   };
-  if (options.spectra) r.spectrum_init = spectrum();
-  if (options.train && spec.floss) {
-    r.floss_curve = floss_network(config, task, shape, params.data(), spec.seed);
-    progress += config.floss_iters;
-    if (options.spectra) r.spectrum_flossed = spectrum();
+  auto interrupted = [&r] {
+    r.interrupted = true;
+    return r;
+  };
+
+  // A checkpoint from an interrupted run continues the training loop where it stopped, with
+  // everything computed before it (spectra, flossing) restored rather than recomputed.
+  std::optional<NetworkCheckpoint> saved;
+  if (options.train && control.resume) saved = control.resume(spec.id);
+  AdamState<float> adam(params.size());
+  // Loss and accuracy of every iteration, for the curve and the tail means.
+  std::vector<double> losses, accuracies;
+  long first_iteration = 0;
+  if (saved) {
+    if (saved->params.size() != params.size() || saved->adam_m.size() != params.size() ||
+        saved->adam_v.size() != params.size() || saved->iteration < 0 || saved->iteration > config.iters ||
+        saved->losses.size() != size_t(saved->iteration))
+      throw std::runtime_error("the checkpoint of network " + std::to_string(spec.id) +
+                               " does not fit this config's shapes or iterations");
+    params = saved->params;
+    adam.m = saved->adam_m;
+    adam.v = saved->adam_v;
+    adam.step = saved->adam_step;
+    losses = saved->losses;
+    accuracies = saved->accuracies;
+    first_iteration = saved->iteration;
+    r.spectrum_init = saved->spectrum_init;
+    r.spectrum_flossed = saved->spectrum_flossed;
+    r.floss_curve = saved->floss_curve;
+    progress += work_units(config, spec, options) - (config.iters - first_iteration) -
+                (options.spectra ? config.le_batch : 0);
+  } else {
+    if (options.spectra) r.spectrum_init = spectrum();
+    if (options.train && spec.floss) {
+      if (control.stopping()) return interrupted();
+      r.floss_curve = floss_network(config, task, shape, params.data(), spec.seed);
+      progress += config.floss_iters;
+      if (options.spectra) r.spectrum_flossed = spectrum();
+    }
   }
 
   r.trained = options.train;
   if (options.train) {
     AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
-    AdamState<float> adam(params.size());
     Trials trials;
     Forward<float> fwd;
     Mat<float> dL_dy;
-    // Loss and accuracy of every iteration, for the curve and the tail means.
-    std::vector<double> losses, accuracies;
     losses.reserve(config.iters);
     accuracies.reserve(config.iters);
+    auto save = [&](long next_iteration) {
+      if (!control.checkpoint) return;
+      NetworkCheckpoint c;
+      c.id = spec.id;
+      c.iteration = next_iteration;
+      c.params = params;
+      c.adam_m = adam.m;
+      c.adam_v = adam.v;
+      c.adam_step = adam.step;
+      c.losses = losses;
+      c.accuracies = accuracies;
+      c.spectrum_init = r.spectrum_init;
+      c.spectrum_flossed = r.spectrum_flossed;
+      c.floss_curve = r.floss_curve;
+      control.checkpoint(c);
+    };
     long diverged_at = -1;
-    for (long it = 0; it < config.iters; ++it) {
-      fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch,
-                  trials);
+    for (long it = first_iteration; it < config.iters; ++it) {
+      if (control.stopping()) {
+        save(it);
+        return interrupted();
+      }
+      if (control.checkpoint_every > 0 && it > first_iteration && it % control.checkpoint_every == 0) save(it);
+      fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch, trials);
       forward(shape, a, params.data(), trials, fwd);
       const LossValue lv = task_loss(trials, fwd.y, &dL_dy);
       if (!std::isfinite(lv.loss)) {
@@ -78,9 +133,8 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       if (spec.rule == Rule::bptt) {
         bptt_gradient(shape, a, params.data(), fwd, dL_dy, grad.data());
       } else {
-        const Mat<float> feedback = spec.rule == Rule::rflo
-                                        ? rflo_B
-                                        : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
+        const Mat<float> feedback =
+            spec.rule == Rule::rflo ? rflo_B : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
         eprop_gradient(shape, a, params.data(), fwd, dL_dy, feedback, grad.data());
       }
       if (config.optimizer == "adam")

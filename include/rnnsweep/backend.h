@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,12 +44,41 @@ struct NetworkResult {
 
   std::vector<float> params_init, params_final;  // only with RunOptions::keep_weights
   double seconds = 0;
+  // Stopped by RunControl::stop before it finished: its state, if any, is in a checkpoint and
+  // nothing else of this result is meaningful.
+  bool interrupted = false;
+};
+
+// The whole training state of one network in flight, written every checkpoint_every
+// iterations and when a run is stopped, so that `rnnsweep run --resume` continues it exactly.
+struct NetworkCheckpoint {
+  long id = -1;
+  long iteration = 0;  // the next iteration to train
+  std::vector<float> params, adam_m, adam_v;
+  long adam_step = 0;
+  std::vector<double> losses, accuracies;  // of every iteration so far
+  std::vector<double> spectrum_init, spectrum_flossed;
+  std::vector<FlossPoint> floss_curve;
+};
+
+// How a run is steered from outside the backend: stopping, finished results, checkpoints.
+// Every member is optional. The callbacks may be called from several threads at once (the CPU
+// backend's workers); the caller makes them thread-safe.
+struct RunControl {
+  const std::atomic<bool>* stop = nullptr;  // set (e.g. by a signal): checkpoint and return soon
+  std::function<void(const NetworkResult&)> finished;        // each network as soon as it is done
+  std::function<void(const NetworkCheckpoint&)> checkpoint;  // save (atomically)
+  std::function<std::optional<NetworkCheckpoint>(long id)> resume;  // a saved one, if any
+  long checkpoint_every = 0;  // training iterations between checkpoints; 0: only when stopped
+
+  bool stopping() const { return stop && stop->load(); }
 };
 
 struct RunOptions {
   bool keep_weights = false;
   bool train = true;    // false: only the initial spectra (`rnnsweep lyapunov`)
   bool spectra = true;  // compute Lyapunov spectra before and after training
+  const RunControl* control = nullptr;
 };
 
 // Work done so far, in units the backend chooses and announces in `total`; read by the

@@ -23,4 +23,14 @@ struct NetworkSpec {
 // so ids are stable across runs, shards and backends.
 std::vector<NetworkSpec> expand_grid(const Config& c);
 
+// The estimated cost of a network, in time steps of one trial (training, flossing and spectra),
+// used to balance shards; only ratios between networks of one grid matter.
+double network_cost(const Config& c, const NetworkSpec& n);
+
+// Shard `index` of `count` (0 <= index < count) of `networks`: a deterministic partition that
+// balances the estimated cost (largest first, each to the lightest shard, ties by id and by
+// shard index), returned in id order. The union of all shards is `networks`, each once.
+std::vector<NetworkSpec> shard_of(const Config& c, const std::vector<NetworkSpec>& networks, int index,
+                                  int count);
+
 }  // namespace rnnsweep

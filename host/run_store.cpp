@@ -1,0 +1,371 @@
+// The durable record of a run; see run_store.h for the folder's layout.
+#include "host/run_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include "host/writers.h"
+
+namespace fs = std::filesystem;
+
+namespace rnnsweep {
+namespace {
+
+[[noreturn]] void system_error(const std::string& what, const std::string& path) {
+  throw std::runtime_error("cannot " + what + " '" + path + "': " + std::strerror(errno));
+}
+
+// Writes all of `bytes` to fd (write may stop short).
+void write_all(int fd, const std::string& bytes, const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) system_error("write", path);
+    done += size_t(n);
+  }
+}
+
+void fsync_folder(const std::string& path) {
+  const std::string folder = fs::path(path).parent_path().string();
+  const int fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // best effort: the file itself is already on disk
+  ::fsync(fd);
+  ::close(fd);
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) system_error("read", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json number(double v) { return format_number(v); }
+double number_of(const nlohmann::json& j) {
+  const std::string text = j.get<std::string>();
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0') throw std::runtime_error("not a number: '" + text + "'");
+  return v;
+}
+
+nlohmann::json numbers(const std::vector<double>& values) {
+  nlohmann::json a = nlohmann::json::array();
+  for (double v : values) a.push_back(number(v));
+  return a;
+}
+std::vector<double> numbers_of(const nlohmann::json& j) {
+  std::vector<double> v;
+  for (const auto& x : j) v.push_back(number_of(x));
+  return v;
+}
+
+// FNV-1a, 64 bits: enough to tell a damaged or truncated checkpoint from a good one.
+std::uint64_t checksum(const char* data, size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ std::uint8_t(data[i])) * 1099511628211ull;
+  return h;
+}
+
+constexpr char kCheckpointMagic[8] = {'R', 'N', 'S', 'W', 'C', 'K', 'P', '1'};
+
+class Writer {
+ public:
+  template <typename T>
+  void put(const T& v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  template <typename T>
+  void put_vector(const std::vector<T>& v) {
+    put(std::uint64_t(v.size()));
+    out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  }
+  std::string& bytes() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  Reader(const std::string& bytes, size_t end, std::string name) : bytes_(bytes), end_(end), name_(std::move(name)) {}
+  template <typename T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, bytes_.data() + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  template <typename T>
+  std::vector<T> get_vector() {
+    const auto n = get<std::uint64_t>();
+    if (n > (end_ - at_) / sizeof(T)) fail("an array runs past the end of the file");
+    std::vector<T> v(n);
+    std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(T));
+    at_ += n * sizeof(T);
+    return v;
+  }
+  bool done() const { return at_ == end_; }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw std::runtime_error("checkpoint '" + name_ + "' is damaged (" + why + ")");
+  }
+
+ private:
+  void need(size_t n) {
+    if (end_ - at_ < n) fail("it ends too early");
+  }
+  const std::string& bytes_;
+  size_t end_, at_ = 0;
+  std::string name_;
+};
+
+}  // namespace
+
+void write_file_durably(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) system_error("write", tmp);
+  try {
+    write_all(fd, bytes, tmp);
+    if (::fsync(fd) != 0) system_error("flush", tmp);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    system_error("rename into", path);
+  }
+  fsync_folder(path);
+}
+
+nlohmann::json result_to_json(const NetworkResult& r) {
+  nlohmann::json curve = nlohmann::json::array(), floss = nlohmann::json::array();
+  for (const auto& p : r.curve) curve.push_back({p.iteration, number(p.loss), number(p.accuracy)});
+  for (const auto& p : r.floss_curve) floss.push_back({p.iteration, number(p.loss), p.k_used});
+  return {{"network", r.spec.id},
+          {"trained", r.trained},
+          {"diverged", r.diverged},
+          {"diverged_at", r.diverged_at},
+          {"iterations", r.iterations},
+          {"final_loss", number(r.final_loss)},
+          {"final_accuracy", number(r.final_accuracy)},
+          {"tail_loss", number(r.tail_loss)},
+          {"tail_accuracy", number(r.tail_accuracy)},
+          {"best_loss", number(r.best_loss)},
+          {"curve", curve},
+          {"spectrum_init", numbers(r.spectrum_init)},
+          {"spectrum_flossed", numbers(r.spectrum_flossed)},
+          {"spectrum_trained", numbers(r.spectrum_trained)},
+          {"floss_curve", floss},
+          {"seconds", number(r.seconds)}};
+}
+
+NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec) {
+  NetworkResult r;
+  r.spec = spec;
+  if (j.at("network").get<long>() != spec.id) throw std::runtime_error("result of another network");
+  r.trained = j.at("trained").get<bool>();
+  r.diverged = j.at("diverged").get<bool>();
+  r.diverged_at = j.at("diverged_at").get<long>();
+  r.iterations = j.at("iterations").get<long>();
+  r.final_loss = number_of(j.at("final_loss"));
+  r.final_accuracy = number_of(j.at("final_accuracy"));
+  r.tail_loss = number_of(j.at("tail_loss"));
+  r.tail_accuracy = number_of(j.at("tail_accuracy"));
+  r.best_loss = number_of(j.at("best_loss"));
+  for (const auto& p : j.at("curve"))
+    r.curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), number_of(p.at(2))});
+  r.spectrum_init = numbers_of(j.at("spectrum_init"));
+  r.spectrum_flossed = numbers_of(j.at("spectrum_flossed"));
+  r.spectrum_trained = numbers_of(j.at("spectrum_trained"));
+  for (const auto& p : j.at("floss_curve"))
+    r.floss_curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), p.at(2).get<int>()});
+  r.seconds = number_of(j.at("seconds"));
+  return r;
+}
+
+std::string encode_checkpoint(const NetworkCheckpoint& c) {
+  Writer w;
+  w.bytes().append(kCheckpointMagic, sizeof kCheckpointMagic);
+  w.put(std::int64_t(c.id));
+  w.put(std::int64_t(c.iteration));
+  w.put(std::int64_t(c.adam_step));
+  w.put_vector(c.params);
+  w.put_vector(c.adam_m);
+  w.put_vector(c.adam_v);
+  w.put_vector(c.losses);
+  w.put_vector(c.accuracies);
+  w.put_vector(c.spectrum_init);
+  w.put_vector(c.spectrum_flossed);
+  w.put(std::uint64_t(c.floss_curve.size()));
+  for (const auto& p : c.floss_curve) {
+    w.put(std::int64_t(p.iteration));
+    w.put(p.loss);
+    w.put(std::int32_t(p.k_used));
+  }
+  w.put(checksum(w.bytes().data(), w.bytes().size()));
+  return w.bytes();
+}
+
+NetworkCheckpoint decode_checkpoint(const std::string& bytes, const std::string& name) {
+  const size_t tail = sizeof(std::uint64_t);
+  if (bytes.size() < sizeof kCheckpointMagic + tail || std::memcmp(bytes.data(), kCheckpointMagic, 8) != 0)
+    throw std::runtime_error("checkpoint '" + name + "' is damaged (not an rnnsweep checkpoint)");
+  std::uint64_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - tail, tail);
+  if (stored != checksum(bytes.data(), bytes.size() - tail))
+    throw std::runtime_error("checkpoint '" + name + "' is damaged (checksum mismatch)");
+  std::string body = bytes.substr(sizeof kCheckpointMagic, bytes.size() - tail - sizeof kCheckpointMagic);
+  Reader r(body, body.size(), name);
+  NetworkCheckpoint c;
+  c.id = long(r.get<std::int64_t>());
+  c.iteration = long(r.get<std::int64_t>());
+  c.adam_step = long(r.get<std::int64_t>());
+  c.params = r.get_vector<float>();
+  c.adam_m = r.get_vector<float>();
+  c.adam_v = r.get_vector<float>();
+  c.losses = r.get_vector<double>();
+  c.accuracies = r.get_vector<double>();
+  c.spectrum_init = r.get_vector<double>();
+  c.spectrum_flossed = r.get_vector<double>();
+  const auto n = r.get<std::uint64_t>();
+  if (n > body.size()) r.fail("an array runs past the end of the file");
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const long it = long(r.get<std::int64_t>());
+    const double loss = r.get<double>();
+    const int k = int(r.get<std::int32_t>());
+    c.floss_curve.push_back({it, loss, k});
+  }
+  if (!r.done()) r.fail("bytes left after the last field");
+  return c;
+}
+
+RunStore::RunStore(std::string dir) : dir_(std::move(dir)) {
+  // A crash can leave the last line of the journal incomplete: cut it off, so that the next
+  // append starts on a line of its own.
+  const std::string path = dir_ + "/results.jsonl";
+  if (!fs::exists(path)) return;
+  const std::string text = read_bytes(path);
+  const size_t keep = text.empty() ? 0 : text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  if (keep < text.size() && ::truncate(path.c_str(), off_t(keep)) != 0) system_error("repair", path);
+}
+
+void RunStore::append_result(const NetworkResult& r) {
+  const std::string line = result_to_json(r).dump() + "\n";
+  const std::string path = dir_ + "/results.jsonl";
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) system_error("append to", path);
+  try {
+    write_all(fd, line, path);
+    if (::fsync(fd) != 0) system_error("flush", path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  std::error_code ignored;
+  fs::remove(checkpoint_path(r.spec.id), ignored);
+}
+
+std::vector<nlohmann::json> RunStore::read_journal() const {
+  std::vector<nlohmann::json> lines;
+  const std::string path = dir_ + "/results.jsonl";
+  if (!fs::exists(path)) return lines;
+  std::ifstream in(path);
+  long number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    try {
+      lines.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error("'" + path + "' line " + std::to_string(number) + " is damaged: " + e.what());
+    }
+  }
+  return lines;
+}
+
+std::set<long> RunStore::finished_ids() const {
+  std::set<long> ids;
+  for (const auto& j : read_journal()) ids.insert(j.at("network").get<long>());
+  return ids;
+}
+
+std::vector<NetworkResult> RunStore::results_of(const std::vector<NetworkSpec>& networks) const {
+  std::map<long, nlohmann::json> by_id;
+  for (auto& j : read_journal()) {
+    const long id = j.at("network").get<long>();  // before j is moved from
+    by_id[id] = std::move(j);
+  }
+  std::vector<NetworkResult> results;
+  results.reserve(networks.size());
+  for (const auto& spec : networks) {
+    const auto it = by_id.find(spec.id);
+    if (it == by_id.end())
+      throw std::runtime_error("'" + dir_ + "/results.jsonl' has no result for network " + std::to_string(spec.id));
+    try {
+      results.push_back(result_from_json(it->second, spec));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("'" + dir_ + "/results.jsonl': the result of network " + std::to_string(spec.id) +
+                               " is damaged: " + e.what());
+    }
+  }
+  return results;
+}
+
+std::string RunStore::checkpoint_path(long id) const {
+  return dir_ + "/checkpoints/net" + std::to_string(id) + ".ckpt";
+}
+
+void RunStore::save_checkpoint(const NetworkCheckpoint& c) const {
+  std::error_code ec;
+  fs::create_directories(dir_ + "/checkpoints", ec);
+  if (ec) throw std::runtime_error("cannot create '" + dir_ + "/checkpoints': " + ec.message());
+  write_file_durably(checkpoint_path(c.id), encode_checkpoint(c));
+}
+
+std::optional<NetworkCheckpoint> RunStore::load_checkpoint(long id) const {
+  const std::string path = checkpoint_path(id);
+  if (!fs::exists(path)) return std::nullopt;
+  NetworkCheckpoint c = decode_checkpoint(read_bytes(path), path);
+  if (c.id != id) throw std::runtime_error("checkpoint '" + path + "' is damaged (it holds network " +
+                                           std::to_string(c.id) + ")");
+  return c;
+}
+
+std::vector<std::string> write_tables(const std::string& dir, const std::vector<NetworkResult>& results,
+                                      bool trained) {
+  write_networks_csv(dir + "/networks.csv", results);
+  write_lyapunov_csv(dir + "/lyapunov.csv", results);
+  write_timings_csv(dir + "/timings.csv", results);
+  std::vector<std::string> files = {"networks.csv", "lyapunov.csv", "timings.csv"};
+  if (trained) {
+    write_curves_csv(dir + "/curves.csv", results);
+    write_floss_curves_csv(dir + "/floss_curves.csv", results);
+    write_summary_csv(dir + "/summary.csv", summarize(results));
+    files.insert(files.end(), {"curves.csv", "floss_curves.csv", "summary.csv"});
+  }
+  return files;
+}
+
+}  // namespace rnnsweep

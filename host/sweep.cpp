@@ -1,0 +1,485 @@
+// Running, resuming, merging and planning sweeps. What survives what is in the README ("Runs
+// that survive clusters"); the folder's durable layout is in host/run_store.h.
+#include "host/sweep.h"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "host/progress.h"
+#include "host/run_store.h"
+#include "host/writers.h"
+#include "rnnsweep/backend.h"
+#include "rnnsweep/config.h"
+#include "rnnsweep/grid.h"
+
+#ifndef RNNSWEEP_VERSION
+#define RNNSWEEP_VERSION "unknown"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace rnnsweep {
+namespace {
+
+using json = nlohmann::json;
+
+// Set by SIGTERM (Slurm's preemption and scancel), SIGINT (Ctrl-C) and SIGUSR1 (Slurm's
+// warning before the time limit): the backends checkpoint the networks in flight and return.
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "a signal handler may only touch lock-free atomics");
+
+extern "C" void request_stop(int) { g_stop.store(true); }
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int signal : {SIGTERM, SIGINT, SIGUSR1}) sigaction(signal, &action, nullptr);
+  // A file-size limit (ulimit -f) then makes writes fail with EFBIG, a clear error, instead of
+  // killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+struct Shard {
+  int index = 0, count = 1;
+};
+
+Shard parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  auto bad = [&] {
+    return UsageError("--shard '" + text + "': allowed: I/N with integers 0 <= I < N (e.g. --shard 0/4)");
+  };
+  if (slash == std::string::npos) throw bad();
+  try {
+    size_t used_i = 0, used_n = 0;
+    const std::string i_text = text.substr(0, slash), n_text = text.substr(slash + 1);
+    const long i = std::stol(i_text, &used_i), n = std::stol(n_text, &used_n);
+    if (used_i != i_text.size() || used_n != n_text.size() || n < 1 || i < 0 || i >= n || n > 1000000) throw bad();
+    return {int(i), int(n)};
+  } catch (const std::logic_error&) {
+    throw bad();
+  }
+}
+
+// Inside a Slurm array task: shard (task id - min task id) of the array's task count.
+bool shard_from_slurm(Shard& shard) {
+  const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* min = std::getenv("SLURM_ARRAY_TASK_MIN");
+  const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (!id || !min || !count) return false;
+  shard = parse_shard(std::to_string(std::atol(id) - std::atol(min)) + "/" + count);
+  return true;
+}
+
+std::string default_out_dir(const std::string& config_path, const Shard& shard) {
+  std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
+  std::string base = "results/" + fs::path(config_path).stem().string() + "-" + stamp;
+  if (shard.count > 1) base += "-shard" + std::to_string(shard.index) + "of" + std::to_string(shard.count);
+  std::string out = base;
+  for (int n = 2; fs::exists(out); ++n) out = base + "-" + std::to_string(n);
+  return out;
+}
+
+const char* kResultFiles[] = {"manifest.json",    "networks.csv", "curves.csv",    "summary.csv",  "lyapunov.csv",
+                              "floss_curves.csv", "timings.csv",  "results.jsonl", "checkpoints", "weights"};
+
+// The output folder: a fresh one by default; an existing one only if it holds no results, or
+// with --force (then the previous results are removed first, never mixed with new ones).
+std::string prepare_out_dir(const std::string& out, bool force) {
+  if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out '" + out + "' exists and is not a folder");
+  bool has_results = false;
+  for (const char* f : kResultFiles) has_results |= fs::exists(fs::path(out) / f);
+  if (has_results && !force)
+    throw UsageError("--out '" + out +
+                     "' already holds results; choose another folder, pass --force to replace them, or "
+                     "continue an interrupted run with rnnsweep run --resume '" +
+                     out + "'");
+  std::error_code ec;
+  if (has_results)
+    for (const char* f : kResultFiles) fs::remove_all(fs::path(out) / f, ec);
+  fs::create_directories(out, ec);
+  if (ec || !fs::is_directory(out))
+    throw UsageError("--out '" + out + "': cannot create the folder" + (ec ? ": " + ec.message() : ""));
+  return out;
+}
+
+json read_manifest(const std::string& dir, const std::string& flag) {
+  const std::string path = dir + "/manifest.json";
+  std::ifstream in(path);
+  if (!in) throw UsageError(flag + " '" + dir + "': not an rnnsweep results folder (no manifest.json)");
+  try {
+    return json::parse(in);
+  } catch (const json::exception&) {
+    throw UsageError(flag + " '" + dir + "': manifest.json is damaged");
+  }
+}
+
+// The config a manifest was run with: every key set back from its resolved value (the config
+// file itself may have changed since).
+Config config_from_manifest(const json& manifest, const std::string& dir) {
+  std::vector<std::string> overrides;
+  for (const auto& [key, value] : manifest.at("config").items()) overrides.push_back(key + "=" + value.dump());
+  Config config = default_config_with(overrides);
+  if (config_to_json(config) != manifest.at("config"))
+    throw UsageError("'" + dir + "/manifest.json': its config does not read back the same in this version");
+  return config;
+}
+
+Shard shard_of_manifest(const json& manifest) {
+  Shard s;
+  if (manifest.contains("shard")) s = {manifest["shard"].at("index").get<int>(), manifest["shard"].at("count").get<int>()};
+  return s;
+}
+
+// A run's bookkeeping of finished networks for the manifest, shared by the workers.
+struct Counts {
+  std::mutex mutex;
+  long finished = 0;
+  std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+int run_sweep(const SweepArgs& args, const std::string& command_line) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool resuming = !args.resume_dir.empty();
+  Config config;
+  Shard shard;
+  bool spectra_only = args.spectra_only, save_weights = args.save_weights;
+  std::string out;
+  json manifest;
+  if (resuming) {
+    out = args.resume_dir;
+    manifest = read_manifest(out, "--resume");
+    if (manifest.value("status", "") == "complete") {
+      std::fprintf(stderr, "rnnsweep: '%s' is already complete; nothing to do\n", out.c_str());
+      std::printf("%s\n", out.c_str());
+      return 0;
+    }
+    if (manifest.value("rnnsweep_version", "") != RNNSWEEP_VERSION)
+      throw UsageError("--resume '" + out + "': it was run by rnnsweep " + manifest.value("rnnsweep_version", "?") +
+                       ", this is " + RNNSWEEP_VERSION + "; resume it with that version");
+    config = config_from_manifest(manifest, out);
+    shard = shard_of_manifest(manifest);
+    spectra_only = manifest.value("mode", "run") == "lyapunov";
+    save_weights = manifest.value("save_weights", false);
+  } else {
+    config = load_config(args.config_path, args.overrides);
+    if (!args.shard.empty())
+      shard = parse_shard(args.shard);
+    else
+      shard_from_slurm(shard);
+  }
+  if (args.threads < 0)
+    throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
+  auto backend = make_backend(args.backend, args.threads);
+  const auto grid = expand_grid(config);
+  const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
+  RunOptions options;
+  options.keep_weights = save_weights;
+  options.train = !spectra_only;
+  // The backend checks it can run this grid (shapes, memory) before anything is written.
+  const std::string plan = backend->plan(config, networks, options);
+  if (!resuming) out = prepare_out_dir(args.out.empty() ? default_out_dir(args.config_path, shard) : args.out, args.force);
+
+  RunStore store(out);
+  const std::set<long> already = store.finished_ids();
+  std::vector<NetworkSpec> remaining;
+  for (const auto& n : networks)
+    if (!already.count(n.id)) remaining.push_back(n);
+
+  if (!resuming) {
+    manifest = {{"rnnsweep_version", RNNSWEEP_VERSION},
+                {"command", command_line},
+                {"config_file", args.config_path},
+                {"config", config_to_json(config)},
+                {"mode", spectra_only ? "lyapunov" : "run"},
+                {"save_weights", save_weights},
+                {"shard", {{"index", shard.index}, {"count", shard.count}}},
+                {"grid_networks", grid.size()},
+                {"networks", networks.size()},
+                {"started_at", utc_now()}};
+  } else {
+    manifest["resumed"] = manifest.value("resumed", 0) + 1;
+    manifest["resumed_at"] = utc_now();
+    manifest["resume_command"] = command_line;
+  }
+  manifest["backend"] = backend->name();
+  manifest["device"] = backend->device();
+  manifest["plan"] = plan;
+  manifest["status"] = "running";
+  manifest["networks_finished"] = already.size();
+  write_json(out + "/manifest.json", manifest);  // also proves the folder is writable
+
+  std::fprintf(stderr, "rnnsweep: %zu networks%s on %s (%s) -> %s\n", networks.size(),
+               shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
+                                  " of " + std::to_string(grid.size()) + ")")
+                                     .c_str()
+                               : "",
+               backend->name().c_str(), backend->device().c_str(), out.c_str());
+  if (resuming)
+    std::fprintf(stderr, "rnnsweep: resuming: %zu finished, %zu to go\n", already.size(), remaining.size());
+  if (!plan.empty()) std::fprintf(stderr, "rnnsweep: %s\n", plan.c_str());
+
+  // Finished networks go to the journal (and their weights to weights/) as they finish; the
+  // manifest's count follows at most every few seconds.
+  Counts counts;
+  counts.finished = long(already.size());
+  std::mutex manifest_mutex;
+  RunControl control;
+  control.stop = &g_stop;
+  control.checkpoint_every = config.checkpoint_every;
+  control.finished = [&](const NetworkResult& r) {
+    if (save_weights) write_weights(out + "/weights", config, {r});
+    store.append_result(r);
+    std::lock_guard<std::mutex> lock(counts.mutex);
+    ++counts.finished;
+    if (std::chrono::steady_clock::now() - counts.last_write > std::chrono::seconds(5)) {
+      counts.last_write = std::chrono::steady_clock::now();
+      std::lock_guard<std::mutex> m(manifest_mutex);
+      manifest["networks_finished"] = counts.finished;
+      write_json(out + "/manifest.json", manifest);
+    }
+  };
+  control.checkpoint = [&](const NetworkCheckpoint& c) { store.save_checkpoint(c); };
+  control.resume = [&](long id) { return store.load_checkpoint(id); };
+  options.control = &control;
+  install_stop_handlers();
+
+  Progress progress;
+  const auto train_start = std::chrono::steady_clock::now();
+  std::vector<NetworkResult> results;
+  try {
+    ProgressPrinter printer(progress, "work units (iterations, spectrum trajectories)", args.quiet);
+    results = backend->train(config, remaining, options, progress);
+  } catch (const std::exception& e) {
+    // Record the failure where a batch system's user looks; the journal and checkpoints on
+    // disk are intact (every write is atomic), so the run can be resumed once the cause is gone.
+    std::lock_guard<std::mutex> m(manifest_mutex);
+    manifest["status"] = "failed";
+    manifest["error"] = e.what();
+    manifest["networks_finished"] = counts.finished;
+    try {
+      write_json(out + "/manifest.json", manifest);
+    } catch (const std::exception&) {
+    }
+    throw std::runtime_error(std::string(e.what()) + " (finished results are kept; after fixing the cause: " +
+                             "rnnsweep run --resume '" + out + "')");
+  }
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  long long iterations = 0;
+  bool interrupted = g_stop.load();
+  for (const auto& r : results) interrupted |= r.interrupted, iterations += r.interrupted ? 0 : r.iterations;
+  manifest["networks_finished"] = counts.finished;
+  manifest["timings"] = {{"train_s", train_seconds},
+                         {"network_iterations", iterations},
+                         {"network_iterations_per_s", train_seconds > 0 ? iterations / train_seconds : 0.0}};
+  if (interrupted) {
+    manifest["status"] = "interrupted";
+    manifest["interrupted_at"] = utc_now();
+    write_json(out + "/manifest.json", manifest);
+    std::fprintf(stderr,
+                 "rnnsweep: interrupted: %ld of %zu networks finished, the ones in flight checkpointed; continue "
+                 "with: rnnsweep run --resume %s\n",
+                 counts.finished, networks.size(), out.c_str());
+    return kExitInterrupted;
+  }
+
+  // The tables come from the journal, the same way for a plain, a resumed and a merged run.
+  const std::vector<NetworkResult> all = store.results_of(networks);
+  std::vector<std::string> files = write_tables(out, all, !spectra_only);
+  if (save_weights) files.push_back("weights/");
+  files.push_back("results.jsonl");
+  long diverged = 0;
+  for (const auto& r : all) diverged += r.diverged;
+  const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  manifest["status"] = "complete";
+  manifest["finished_at"] = utc_now();
+  manifest["diverged"] = diverged;
+  manifest["files"] = files;
+  manifest["timings"]["total_s"] = total_seconds;
+  write_json(out + "/manifest.json", manifest);
+  std::error_code ignored;
+  fs::remove_all(out + "/checkpoints", ignored);  // every network is finished: nothing to resume
+  std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n", clock_text(total_seconds).c_str(),
+               diverged, out.c_str());
+  std::printf("%s\n", out.c_str());
+  return 0;
+}
+
+int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& out_arg, bool force,
+               const std::string& command_line) {
+  if (shard_dirs.empty()) throw UsageError("merge: name the shard folders to join");
+  if (out_arg.empty()) throw UsageError("merge: --out DIR is required");
+  std::vector<json> manifests;
+  for (const auto& dir : shard_dirs) manifests.push_back(read_manifest(dir, "merge:"));
+  const json& first = manifests.front();
+  std::map<int, std::string> by_index;
+  int count = 0;
+  for (size_t i = 0; i < shard_dirs.size(); ++i) {
+    const json& m = manifests[i];
+    const std::string& dir = shard_dirs[i];
+    if (m.value("status", "") != "complete")
+      throw UsageError("merge: '" + dir + "' is unfinished (status " + m.value("status", "unknown") +
+                       "); finish it first: rnnsweep run --resume '" + dir + "'");
+    if (m.value("rnnsweep_version", "") != first.value("rnnsweep_version", ""))
+      throw UsageError("merge: '" + dir + "' was run by rnnsweep " + m.value("rnnsweep_version", "?") + ", '" +
+                       shard_dirs[0] + "' by " + first.value("rnnsweep_version", "?"));
+    if (m.at("config") != first.at("config") || m.value("mode", "") != first.value("mode", ""))
+      throw UsageError("merge: '" + dir + "' was run with a different config than '" + shard_dirs[0] + "'");
+    const Shard s = shard_of_manifest(m);
+    if (i == 0) count = s.count;
+    if (s.count != count)
+      throw UsageError("merge: '" + dir + "' is one of " + std::to_string(s.count) + " shards, '" + shard_dirs[0] +
+                       "' one of " + std::to_string(count));
+    const auto [it, fresh] = by_index.emplace(s.index, dir);
+    if (!fresh)
+      throw UsageError("merge: shard " + std::to_string(s.index) + "/" + std::to_string(count) + " appears twice ('" +
+                       it->second + "' and '" + dir + "')");
+  }
+  for (int i = 0; i < count; ++i)
+    if (!by_index.count(i))
+      throw UsageError("merge: shard " + std::to_string(i) + "/" + std::to_string(count) + " is missing");
+
+  const Config config = config_from_manifest(first, shard_dirs[0]);
+  const auto grid = expand_grid(config);
+  std::vector<NetworkResult> all;
+  for (const auto& [index, dir] : by_index) {
+    auto part = RunStore(dir).results_of(count > 1 ? shard_of(config, grid, index, count) : grid);
+    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  std::sort(all.begin(), all.end(), [](const NetworkResult& a, const NetworkResult& b) { return a.spec.id < b.spec.id; });
+
+  const std::string out = prepare_out_dir(out_arg, force);
+  const bool spectra_only = first.value("mode", "run") == "lyapunov";
+  std::vector<std::string> files = write_tables(out, all, !spectra_only);
+  for (const auto& [index, dir] : by_index) {
+    if (!fs::exists(dir + "/weights")) continue;
+    fs::create_directories(out + "/weights");
+    for (const auto& entry : fs::directory_iterator(dir + "/weights"))
+      fs::copy_file(entry.path(), fs::path(out) / "weights" / entry.path().filename(),
+                    fs::copy_options::overwrite_existing);
+  }
+  if (fs::exists(out + "/weights")) files.push_back("weights/");
+  long diverged = 0;
+  for (const auto& r : all) diverged += r.diverged;
+  json manifest = first;
+  manifest["command"] = command_line;
+  manifest["merged_from"] = shard_dirs;
+  manifest["shard"] = {{"index", 0}, {"count", 1}};
+  manifest["networks"] = all.size();
+  manifest["networks_finished"] = all.size();
+  manifest["diverged"] = diverged;
+  manifest["files"] = files;
+  manifest["finished_at"] = utc_now();
+  manifest.erase("timings");
+  write_json(out + "/manifest.json", manifest);
+  std::fprintf(stderr, "rnnsweep: merged %d shards, %zu networks -> %s\n", count, all.size(), out.c_str());
+  std::printf("%s\n", out.c_str());
+  return 0;
+}
+
+int plan_sweep(const SweepArgs& args) {
+  const Config config = load_config(args.config_path, args.overrides);
+  Shard shard;
+  if (!args.shard.empty())
+    shard = parse_shard(args.shard);
+  else
+    shard_from_slurm(shard);
+  if (args.threads < 0)
+    throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
+  auto backend = make_backend(args.backend, args.threads);
+  const auto grid = expand_grid(config);
+  const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
+  RunOptions options;
+  const std::string chunking = backend->plan(config, networks, options);
+
+  std::printf("grid: %zu networks (%zu tasks x %zu rules x %zu gains x %zu lrs x %zu seeds x %zu floss)\n", grid.size(),
+              config.tasks.size(), config.rules.size(), config.gains.size(), config.lrs.size(), config.seeds.size(),
+              config.floss.size());
+  if (shard.count > 1) std::printf("shard %d/%d: %zu networks\n", shard.index, shard.count, networks.size());
+  long long iterations = 0, flossing = 0, trajectories = 0;
+  size_t params = 0;
+  double state_bytes = 0;
+  for (const auto& n : networks) {
+    const TaskParams& task = config.task(n.task);
+    const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
+    iterations += config.iters;
+    flossing += n.floss ? config.floss_iters : 0;
+    trajectories += config.le_batch * (n.floss ? 3 : 2);
+    params = std::max<size_t>(params, ParamLayout(s).size);
+    // parameters and Adam moments, plus BPTT's history of the hidden state
+    state_bytes = std::max(state_bytes, 3.0 * ParamLayout(s).size * 4 +
+                                            (n.rule == Rule::bptt ? 2.0 * (task.T() + 1) * s.H * config.batch * 4 : 0));
+  }
+  std::printf("work: %lld network-iterations, %lld flossing iterations, %lld spectrum trajectories of %ld steps\n",
+              iterations, flossing, trajectories, config.le_warmup + config.le_steps);
+  std::printf("memory: %zu parameters per network; training state up to %.1f MiB per network in flight\n", params,
+              state_bytes / (1 << 20));
+  std::printf("backend: %s on %s\n", backend->name().c_str(), backend->device().c_str());
+  if (!chunking.empty()) std::printf("%s\n", chunking.c_str());
+
+  // Calibration: the first networks of each task trained for a few iterations, their spectra
+  // over a few steps and a flossing iteration, timed on this backend and scaled up.
+  const int sample_size = backend->name() == "cuda" ? 256 : std::max(1, int(std::thread::hardware_concurrency()));
+  double estimate = 0;
+  for (const auto& task : config.tasks) {
+    std::vector<NetworkSpec> of_task, sample;
+    for (const auto& n : networks)
+      if (task_name(n.task) == task) of_task.push_back(n);
+    if (of_task.empty()) continue;
+    for (size_t i = 0; i < of_task.size() && int(sample.size()) < sample_size; ++i) sample.push_back(of_task[i]);
+    auto time_of = [&](Config c, std::vector<NetworkSpec> specs, bool train, bool spectra) {
+      RunOptions o;
+      o.train = train;
+      o.spectra = spectra;
+      Progress p;
+      const auto t0 = std::chrono::steady_clock::now();
+      backend->train(c, specs, o, p);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    Config c = config;
+    c.iters = std::min<long>(config.iters, 10);
+    c.log_every = c.iters;
+    std::vector<NetworkSpec> no_floss = sample;
+    for (auto& n : no_floss) n.floss = false;
+    const double per_iteration = time_of(c, no_floss, true, false) / (double(c.iters) * sample.size());
+    c.le_steps = std::min<long>(config.le_steps, 30);
+    c.le_warmup = 0;
+    c.le_batch = 1;
+    const double per_step = time_of(c, no_floss, false, true) / (double(c.le_steps) * sample.size());
+    const double scale = double(of_task.size());
+    double task_seconds = scale * (config.iters * per_iteration);
+    long long task_trajectories = 0, task_flossing = 0;
+    for (const auto& n : of_task) {
+      task_trajectories += config.le_batch * (n.floss ? 3 : 2);
+      task_flossing += n.floss ? config.floss_iters : 0;
+    }
+    task_seconds += double(task_trajectories) * (config.le_warmup + config.le_steps) * per_step;
+    if (task_flossing > 0) {
+      Config f = config;
+      f.iters = 1;
+      f.log_every = 1;
+      f.floss_iters = 1;
+      std::vector<NetworkSpec> flossed = sample;
+      for (auto& n : flossed) n.floss = true;
+      const double per_floss = std::max(0.0, time_of(f, flossed, true, false) / sample.size() - per_iteration);
+      task_seconds += double(task_flossing) * per_floss;
+    }
+    estimate += task_seconds;
+  }
+  std::printf("estimated time: %s (from a calibration run of up to %d networks per task on this machine)\n",
+              clock_text(estimate).c_str(), sample_size);
+  return 0;
+}
+
+}  // namespace rnnsweep

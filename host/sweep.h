@@ -1,0 +1,32 @@
+// The commands that run sweeps: run (and --resume), lyapunov, merge and plan. host/main.cpp
+// parses the command line into these and turns their exceptions into exit codes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace rnnsweep {
+
+// Exit code of a run stopped by SIGTERM, SIGINT or SIGUSR1 after checkpointing: resume it.
+constexpr int kExitInterrupted = 3;
+
+struct SweepArgs {
+  std::string config_path, out, backend = "auto", shard, resume_dir;
+  std::vector<std::string> overrides;
+  int threads = 0;
+  bool force = false, save_weights = false, quiet = false;
+  bool spectra_only = false;  // `rnnsweep lyapunov`
+};
+
+// `rnnsweep run` / `rnnsweep lyapunov` (and `run --resume DIR`). Returns the exit code.
+int run_sweep(const SweepArgs& args, const std::string& command_line);
+
+// `rnnsweep merge SHARD_DIR... --out DIR`.
+int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& out, bool force,
+               const std::string& command_line);
+
+// `rnnsweep plan CONFIG`: grid size, memory, chunking and a time estimate from a short
+// calibration run, printed on stdout.
+int plan_sweep(const SweepArgs& args);
+
+}  // namespace rnnsweep
