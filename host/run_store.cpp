@@ -276,10 +276,14 @@ void RunStore::append_result(const NetworkResult& r) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) system_error("append to", path);
+  struct stat before {};
+  ::fstat(fd, &before);
   try {
     write_all(fd, line, path);
     if (::fsync(fd) != 0) system_error("flush", path);
   } catch (...) {
+    // A full disk can take part of the line: cut it off, so the journal stays whole lines.
+    if (::ftruncate(fd, before.st_size) == 0) ::fsync(fd);
     ::close(fd);
     throw;
   }

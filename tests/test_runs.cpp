@@ -1,0 +1,280 @@
+// Runs that survive: interrupted by SIGTERM, killed between checkpoints, split into shards,
+// stopped by a full disk or a damaged checkpoint; each then finishes with the same tables as an
+// uninterrupted run, or fails with one clear line and loses nothing already written.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "tests/cli_support.h"
+
+namespace fs = std::filesystem;
+using namespace rnnsweep::test;
+
+namespace {
+
+const char* kTables[] = {"networks.csv", "curves.csv", "floss_curves.csv", "lyapunov.csv", "summary.csv"};
+
+void expect_same_tables(const std::string& got, const std::string& want) {
+  for (const char* table : kTables) {
+    const std::string w = read_file(want + "/" + table);
+    ASSERT_FALSE(w.empty()) << want << "/" << table;
+    EXPECT_EQ(read_file(got + "/" + table), w) << table << " of " << got << " differs from " << want;
+  }
+}
+
+// A sweep long enough (a few seconds on two cores) to be interrupted mid-training, with a
+// checkpoint every 100 iterations.
+std::string long_config(const std::string& dir) {
+  const std::string path = dir + "/long.toml";
+  std::ofstream(path) << "tasks = ['romo', '2af']\nrules = ['bptt', 'eprop']\ngains = [0.5, 1.5]\nlrs = [1e-3]\n"
+                         "seeds = [0, 1, 2]\nfloss = [false, true]\nhidden = 16\nbatch = 8\niters = 2000\n"
+                         "log_every = 50\nle_steps = 60\nle_warmup = 10\nle_batch = 2\nfloss_iters = 4\n"
+                         "floss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\ncheckpoint_every = 100\n";
+  return path;
+}
+
+// rnnsweep started in the background; stderr to `err_file`.
+pid_t spawn(const std::string& args, const std::string& err_file) {
+  const std::string cmd = "exec " + std::string(RNNSWEEP_BINARY) + " " + args + " > /dev/null 2> " + err_file;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits until `done()` holds or 60 s pass; false on timeout.
+template <typename Condition>
+bool wait_until(Condition done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool has_checkpoint(const std::string& dir) {
+  if (!fs::exists(dir + "/checkpoints")) return false;
+  for (const auto& e : fs::directory_iterator(dir + "/checkpoints"))
+    if (e.path().extension() == ".ckpt") return true;
+  return false;
+}
+
+// Starts a run of `config` into `dir`, waits until at least one network has finished and one
+// has written a checkpoint, sends `signal`, and returns the wait status.
+int interrupt_run(const std::string& config, const std::string& dir, int signal) {
+  const pid_t pid = spawn("run " + config + " --quiet --threads 2 --out " + dir, dir + ".err");
+  const bool progressed = wait_until([&] { return fs::exists(dir + "/results.jsonl") && has_checkpoint(dir); });
+  kill(pid, signal);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(progressed) << "the run never reached a checkpoint: " << read_file(dir + ".err");
+  return status;
+}
+
+// The uninterrupted reference run of `config`, in dir/reference.
+std::string reference_run(const std::string& config, const std::string& dir) {
+  const std::string out = dir + "/reference";
+  EXPECT_EQ(rnnsweep_cli("run " + config + " --quiet --threads 2 --out " + out).code, 0);
+  return out;
+}
+
+TEST(Runs, SigtermMidTrainingThenResumeGivesTheUninterruptedTables) {
+  const std::string dir = scratch("sigterm");
+  const std::string config = long_config(dir);
+  const std::string run = dir + "/run";
+  const int status = interrupt_run(config, run, SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << "SIGTERM is handled, not fatal";
+  ASSERT_EQ(WEXITSTATUS(status), 3) << "exit code 3: interrupted, resumable. " << read_file(run + ".err");
+  EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"interrupted\""), std::string::npos);
+  EXPECT_NE(read_file(run + ".err").find("rnnsweep run --resume"), std::string::npos);
+  EXPECT_FALSE(fs::exists(run + "/networks.csv")) << "no tables until every network is done";
+
+  const Outcome resumed = rnnsweep_cli("run --resume " + run + " --quiet");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming"), std::string::npos) << resumed.err;
+  EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"complete\""), std::string::npos);
+  expect_same_tables(run, reference_run(config, dir));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints")) << "a complete run keeps no checkpoints";
+  // and once complete, a resume has nothing to do
+  EXPECT_EQ(rnnsweep_cli("run --resume " + run + " --quiet").code, 0);
+}
+
+TEST(Runs, SigkillBetweenCheckpointsThenResumeGivesTheUninterruptedTables) {
+  const std::string dir = scratch("sigkill");
+  const std::string config = long_config(dir);
+  const std::string run = dir + "/run";
+  const int status = interrupt_run(config, run, SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "killed outright";
+  // the manifest still says running: nothing had the chance to update it
+  EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"running\""), std::string::npos);
+  const Outcome resumed = rnnsweep_cli("run --resume " + run + " --quiet --threads 1");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  expect_same_tables(run, reference_run(config, dir));
+}
+
+TEST(Runs, ADamagedCheckpointIsAClearErrorAndNothingElseIsLost) {
+  const std::string dir = scratch("damaged");
+  const std::string config = long_config(dir);
+  const std::string run = dir + "/run";
+  ASSERT_EQ(WEXITSTATUS(interrupt_run(config, run, SIGTERM)), 3);
+  std::string damaged;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
+    if (e.path().extension() == ".ckpt") damaged = e.path().string();
+  ASSERT_FALSE(damaged.empty());
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  const std::string journal = read_file(run + "/results.jsonl");
+  const Outcome bad = rnnsweep_cli("run --resume " + run + " --quiet");
+  EXPECT_EQ(bad.code, 1) << bad.err;
+  EXPECT_NE(bad.err.find(damaged), std::string::npos) << "names the file: " << bad.err;
+  EXPECT_NE(bad.err.find("damaged"), std::string::npos) << bad.err;
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 3) << "header lines and one error line: " << bad.err;
+  EXPECT_EQ(read_file(run + "/results.jsonl").substr(0, journal.size()), journal) << "finished results survive";
+  // Without the damaged checkpoint its network starts over, and the run still ends the same.
+  fs::remove(damaged);
+  ASSERT_EQ(rnnsweep_cli("run --resume " + run + " --quiet").code, 0);
+  expect_same_tables(run, reference_run(config, dir));
+}
+
+TEST(Runs, AFullDiskFailsClearlyAndTheRunResumesAfterwards) {
+  const std::string dir = scratch("fulldisk");
+  const std::string config = small_config(dir);
+  const std::string run = dir + "/run";
+  // A file-size limit of 24 KiB stands in for a full disk: the journal outgrows it after a few
+  // networks, and every write past it fails (EFBIG) as writes to a full disk do (ENOSPC).
+  const std::string cmd = "ulimit -f 24; exec " + std::string(RNNSWEEP_BINARY) + " run " + config +
+                          " --quiet --threads 1 --out " + run + " > /dev/null 2> " + dir + "/err";
+  const int status = std::system(("/bin/sh -c '" + cmd + "'").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string err = read_file(dir + "/err");
+  EXPECT_NE(err.find("results.jsonl"), std::string::npos) << "names the file: " << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << "says how to continue: " << err;
+  const std::string journal = read_file(run + "/results.jsonl");
+  ASSERT_FALSE(journal.empty()) << "the networks finished before the disk filled are kept";
+  EXPECT_EQ(journal.back(), '\n') << "no torn line";
+  EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"failed\""), std::string::npos);
+  const Outcome resumed = rnnsweep_cli("run --resume " + run + " --quiet");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  expect_same_tables(run, reference_run(config, dir));
+}
+
+TEST(Runs, ShardsMergedInAnyOrderEqualTheUnshardedRun) {
+  const std::string dir = scratch("shards");
+  const std::string config = small_config(dir);
+  size_t networks = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string shard = dir + "/shard" + std::to_string(i);
+    ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --shard " + std::to_string(i) + "/3 --out " + shard).code, 0);
+    const std::string journal = read_file(shard + "/results.jsonl");
+    const size_t lines = size_t(std::count(journal.begin(), journal.end(), '\n'));
+    EXPECT_GE(lines, 15u) << "cost-balanced: 48 equal-cost networks split 16/16/16";
+    networks += lines;
+  }
+  EXPECT_EQ(networks, 48u);
+  const Outcome merged = rnnsweep_cli("merge " + dir + "/shard2 " + dir + "/shard0 " + dir + "/shard1 --out " + dir +
+                                      "/merged");
+  ASSERT_EQ(merged.code, 0) << merged.err;
+  expect_same_tables(dir + "/merged", reference_run(config, dir));
+}
+
+TEST(Runs, MergeRefusesMismatchedMissingDuplicatedOrUnfinishedShards) {
+  const std::string dir = scratch("merge_refusals");
+  const std::string config = small_config(dir);
+  const std::string narrow = "--set tasks=romo --set rules=bptt";
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(rnnsweep_cli("run " + config + " " + narrow + " --quiet --shard " + std::to_string(i) + "/2 --out " +
+                           dir + "/s" + std::to_string(i))
+                  .code,
+              0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " " + narrow + " --set iters=3 --quiet --shard 1/2 --out " + dir + "/other")
+                .code,
+            0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " " + narrow + " --quiet --shard 1/3 --out " + dir + "/three").code, 0);
+  // an unfinished shard: its manifest says interrupted
+  fs::copy(dir + "/s1", dir + "/unfinished", fs::copy_options::recursive);
+  {
+    std::string m = read_file(dir + "/unfinished/manifest.json");
+    m.replace(m.find("\"complete\""), 10, "\"interrupted\"");
+    std::ofstream(dir + "/unfinished/manifest.json") << m;
+  }
+  struct Refusal {
+    std::string shards, says;
+  };
+  const Refusal cases[] = {
+      {dir + "/s0 " + dir + "/other", "different config"},
+      {dir + "/s0", "shard 1/2 is missing"},
+      {dir + "/s0 " + dir + "/s1 " + dir + "/s1", "appears twice"},
+      {dir + "/s0 " + dir + "/unfinished", "unfinished"},
+      {dir + "/s0 " + dir + "/three", "one of 3 shards"},
+      {dir + "/s0 " + dir + "/nothing", "not an rnnsweep results folder"},
+  };
+  for (const auto& c : cases) {
+    const Outcome o = rnnsweep_cli("merge " + c.shards + " --out " + dir + "/never");
+    EXPECT_EQ(o.code, 2) << c.shards << "\n" << o.err;
+    EXPECT_NE(o.err.find(c.says), std::string::npos) << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << "one line: " << o.err;
+    EXPECT_FALSE(fs::exists(dir + "/never")) << "nothing written on a refusal";
+  }
+  ASSERT_EQ(rnnsweep_cli("merge " + dir + "/s1 " + dir + "/s0 --out " + dir + "/merged").code, 0);
+}
+
+TEST(Runs, InsideASlurmArrayTaskTheShardComesFromItsVariables) {
+  const std::string dir = scratch("slurm_env");
+  const std::string config = small_config(dir);
+  const Outcome o = rnnsweep_cli("run " + config + " --set tasks=romo --quiet --out " + dir + "/o",
+                                 "SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3");
+  ASSERT_EQ(o.code, 0) << o.err;
+  EXPECT_NE(o.err.find("shard 1/3"), std::string::npos) << o.err;
+  const std::string manifest = read_file(dir + "/o/manifest.json");
+  EXPECT_NE(manifest.find("\"count\": 3"), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"index\": 1"), std::string::npos) << manifest;
+}
+
+TEST(Runs, ResumeAndShardRefuseBadInputBeforeAnyWork) {
+  const std::string dir = scratch("resume_refusals");
+  const std::string config = small_config(dir);
+  struct Bad {
+    std::string args, says;
+  };
+  const Bad cases[] = {
+      {"run --resume " + dir + "/nothing", "not an rnnsweep results folder"},
+      {"run " + config + " --resume " + dir + "/nothing", "drop the config file"},
+      {"run " + config + " --shard 3/3 --out " + dir + "/never", "--shard '3/3'"},
+      {"run " + config + " --shard two --out " + dir + "/never", "allowed: I/N"},
+      {"plan " + config + " --shard 0/0", "--shard '0/0'"},
+  };
+  for (const auto& c : cases) {
+    const Outcome o = rnnsweep_cli(c.args);
+    EXPECT_EQ(o.code, 2) << c.args << "\n" << o.err;
+    EXPECT_NE(o.err.find(c.says), std::string::npos) << c.args << "\n" << o.err;
+    EXPECT_FALSE(fs::exists(dir + "/never"));
+  }
+}
+
+TEST(Runs, PlanPrintsTheGridTheMemoryAndAnEstimate) {
+  const std::string dir = scratch("plan");
+  const std::string config = small_config(dir);
+  const Outcome o = rnnsweep_cli("plan " + config + " --shard 1/4 --threads 1", "", dir + "/plan.txt");
+  ASSERT_EQ(o.code, 0) << o.err;
+  const std::string text = read_file(dir + "/plan.txt");
+  for (const char* says : {"grid: 48 networks", "shard 1/4: 12 networks", "parameters per network",
+                           "network-iterations", "estimated time:"})
+    EXPECT_NE(text.find(says), std::string::npos) << says << " in:\n" << text;
+}
+
+}  // namespace
