@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "host/cpu/train.h"
@@ -114,11 +115,16 @@ class Chunk {
     for (int n = 0; n < K_; ++n) results[n].spec = specs_[n];
     upload_networks();
     if (options_.keep_weights) download_params_into(results, &NetworkResult::params_init);
-    if (options_.spectra) spectra(results, &NetworkResult::spectrum_init, nullptr);
+    // Networks checkpointed by an interrupted run continue from there: their spectra and
+    // flossing are restored, not recomputed, and their training resumes at its iteration.
+    const int restored = restore_checkpoints(results);
+    std::vector<int> fresh(K_);
+    for (int n = 0; n < K_; ++n) fresh[n] = !saved_[n];
+    if (options_.spectra && restored < K_) spectra(results, &NetworkResult::spectrum_init, &fresh);
     if (options_.train) {
       std::vector<int> flossed;
       for (int n = 0; n < K_; ++n)
-        if (specs_[n].floss) flossed.push_back(n);
+        if (specs_[n].floss && !saved_[n]) flossed.push_back(n);
       if (!flossed.empty()) {
         floss(flossed, results);
         if (options_.spectra) {
@@ -178,6 +184,65 @@ class Chunk {
     data_seed_.upload(data_seed.data(), K_);
     seed_ = DeviceBuffer<std::uint32_t>(K_);
     seed_.upload(seed.data(), K_);
+  }
+
+  // Loads the checkpoints of this chunk's networks (RunControl::resume) into saved_, their
+  // parameters into params_ and their pre-training results into `results`; returns how many.
+  int restore_checkpoints(std::vector<NetworkResult>& results) {
+    saved_.assign(K_, std::nullopt);
+    const RunControl* control = options_.control;
+    if (!options_.train || !control || !control->resume) return 0;
+    int restored = 0;
+    for (int n = 0; n < K_; ++n) {
+      saved_[n] = control->resume(specs_[n].id);
+      if (!saved_[n]) continue;
+      const NetworkCheckpoint& c = *saved_[n];
+      if (c.params.size() != size_t(c_.P) || c.adam_m.size() != size_t(c_.P) || c.adam_v.size() != size_t(c_.P) ||
+          c.iteration < 0 || c.iteration > config_.iters || c.losses.size() > size_t(c.iteration))
+        throw std::runtime_error("the checkpoint of network " + std::to_string(specs_[n].id) +
+                                 " does not fit this config's shapes or iterations");
+      CUDA_CHECK(cudaMemcpy(params_.get() + size_t(n) * c_.P, c.params.data(), c_.P * sizeof(float),
+                            cudaMemcpyHostToDevice));
+      results[n].spectrum_init = c.spectrum_init;
+      results[n].spectrum_flossed = c.spectrum_flossed;
+      results[n].floss_curve = c.floss_curve;
+      // what the interrupted run had done of this network counts as done now
+      RunOptions counted = options_;
+      progress_.done += cpu::work_units(config_, specs_[n], counted) - (config_.iters - c.iteration) -
+                        (options_.spectra ? config_.le_batch : 0);
+      ++restored;
+    }
+    return restored;
+  }
+
+  // Writes a checkpoint of every network of the chunk at `next_iteration` (RunControl).
+  void checkpoint_all(long next_iteration, const DeviceBuffer<float>& m, const DeviceBuffer<float>& v,
+                      const std::vector<std::vector<double>>& losses,
+                      const std::vector<std::vector<double>>& accuracies, const std::vector<NetworkResult>& results) {
+    const RunControl* control = options_.control;
+    if (!control || !control->checkpoint) return;
+    const size_t P = c_.P;
+    std::vector<float> params(K_ * P), m_host(K_ * P), v_host(K_ * P);
+    params_.download(params.data(), params.size());
+    m.download(m_host.data(), m_host.size());
+    v.download(v_host.data(), v_host.size());
+    for (int n = 0; n < K_; ++n) {
+      NetworkCheckpoint c;
+      c.id = specs_[n].id;
+      // A network resumed further on than the chunk keeps its own place.
+      const long first = saved_[n] ? saved_[n]->iteration : 0;
+      c.iteration = std::max(first, next_iteration);
+      c.params.assign(params.begin() + n * P, params.begin() + (n + 1) * P);
+      c.adam_m.assign(m_host.begin() + n * P, m_host.begin() + (n + 1) * P);
+      c.adam_v.assign(v_host.begin() + n * P, v_host.begin() + (n + 1) * P);
+      c.adam_step = (saved_[n] ? saved_[n]->adam_step : 0) + std::max(0L, next_iteration - first);
+      c.losses = losses[n];
+      c.accuracies = accuracies[n];
+      c.spectrum_init = results[n].spectrum_init;
+      c.spectrum_flossed = results[n].spectrum_flossed;
+      c.floss_curve = results[n].floss_curve;
+      control->checkpoint(c);
+    }
   }
 
   void download_params_into(std::vector<NetworkResult>& results, std::vector<float> NetworkResult::*field) {
@@ -291,7 +356,9 @@ class Chunk {
     DeviceBuffer<float> history(c_.any_bptt ? K * (T + 1) * H * Bt : 0),
         output_grad(c_.any_bptt ? K * T * O * Bt : 0);
     DeviceBuffer<float> grad_global(c_.train_plan.grad_shared ? 0 : K * P);
-    const int window = int(std::min<long>(kLogWindow, config_.iters));
+    // The log window ends on checkpoint iterations, so that checkpoints fall where asked.
+    const long every = options_.control ? options_.control->checkpoint_every : 0;
+    const int window = int(std::min<long>({kLogWindow, config_.iters, every > 0 ? every : kLogWindow}));
     DeviceBuffer<double> loss_log(K * window), accuracy_log(K * window);
     DeviceBuffer<int> diverged_at(K);
     const std::vector<int> not_diverged(K, -1);
@@ -330,24 +397,79 @@ class Chunk {
 
     std::vector<std::vector<double>> losses(K), accuracies(K);
     std::vector<double> loss_host(K * window), accuracy_host(K * window);
-    std::vector<int> diverged_host(K);
-    long window_start = 0;
-    for (long it = 0; it < config_.iters; ++it) {
+    std::vector<int> diverged_host(K, -1);
+
+    // Resumed networks: their state, their place in the iterations, their Adam step.
+    long first_iteration = 0;
+    std::vector<int> first(K, 0);
+    std::vector<long long> steps_before(K, 0);
+    DeviceBuffer<int> first_dev;
+    DeviceBuffer<long long> steps_before_dev;
+    DeviceBuffer<double> bc1_dev, bc2_dev;
+    if (std::any_of(saved_.begin(), saved_.end(), [](const auto& c) { return c.has_value(); })) {
+      std::vector<float> m_host(K * P, 0.0f), v_host(K * P, 0.0f);
+      long long max_step = config_.iters;
+      for (size_t n = 0; n < K; ++n) {
+        if (!saved_[n]) continue;
+        const NetworkCheckpoint& c = *saved_[n];
+        std::copy(c.adam_m.begin(), c.adam_m.end(), m_host.begin() + n * P);
+        std::copy(c.adam_v.begin(), c.adam_v.end(), v_host.begin() + n * P);
+        first[n] = int(c.iteration);
+        steps_before[n] = c.adam_step;
+        losses[n] = c.losses;
+        accuracies[n] = c.accuracies;
+        // a checkpoint holding fewer losses than iterations is of a network that had diverged
+        if (c.losses.size() < size_t(c.iteration)) diverged_host[n] = int(c.losses.size());
+        max_step = std::max<long long>(max_step, c.adam_step + config_.iters);
+      }
+      first_iteration = *std::min_element(first.begin(), first.end());
+      m.upload(m_host.data(), m_host.size());
+      v.upload(v_host.data(), v_host.size());
+      diverged_at.upload(diverged_host.data(), K);
+      std::vector<double> bc1(max_step + 2), bc2(max_step + 2);
+      for (long long step = 1; step < max_step + 2; ++step) {
+        bc1[step] = 1.0 - std::pow(config_.adam_beta1, double(step));
+        bc2[step] = 1.0 - std::pow(config_.adam_beta2, double(step));
+      }
+      first_dev = DeviceBuffer<int>(K);
+      first_dev.upload(first.data(), K);
+      steps_before_dev = DeviceBuffer<long long>(K);
+      steps_before_dev.upload(steps_before.data(), K);
+      bc1_dev = DeviceBuffer<double>(bc1.size());
+      bc1_dev.upload(bc1.data(), bc1.size());
+      bc2_dev = DeviceBuffer<double>(bc2.size());
+      bc2_dev.upload(bc2.data(), bc2.size());
+      t.first_iteration = first_dev.get();
+      t.adam_steps_before = steps_before_dev.get();
+      t.bias_correction1 = bc1_dev.get();
+      t.bias_correction2 = bc2_dev.get();
+    }
+
+    long window_start = first_iteration;
+    for (long it = first_iteration; it < config_.iters; ++it) {
       launch_train_step(t, c_.train_plan, std::uint32_t(it), int(it - window_start), it + 1, nullptr);
       const bool window_full = it - window_start + 1 == window || it == config_.iters - 1;
       if (!window_full) continue;
       loss_log.download(loss_host.data(), loss_host.size());  // synchronises
       accuracy_log.download(accuracy_host.data(), accuracy_host.size());
       diverged_at.download(diverged_host.data(), K);
-      for (size_t n = 0; n < K; ++n)
-        for (long i = window_start; i <= it; ++i) {
+      long trained = 0;  // work units, counted as the CPU counts them (a diverged network's too)
+      for (size_t n = 0; n < K; ++n) {
+        trained += std::max(0L, it - std::max<long>(window_start, first[n]) + 1);
+        for (long i = std::max<long>(window_start, first[n]); i <= it; ++i) {
           if (diverged_host[n] >= 0 && i >= diverged_host[n]) break;
           losses[n].push_back(loss_host[n * window + (i - window_start)]);
           accuracies[n].push_back(accuracy_host[n * window + (i - window_start)]);
         }
-      progress_.done += long(K) * (it - window_start + 1);
-      window_start = it + 1;
-      if (options_.control && options_.control->stopping()) return false;
+      }
+      progress_.done += trained;
+      const long next = it + 1;
+      window_start = next;
+      const RunControl* control = options_.control;
+      const bool stopping = control && control->stopping();
+      const bool due = every > 0 && next < config_.iters && (next / every) > ((next - window) / every);
+      if (stopping || due) checkpoint_all(next, m, v, losses, accuracies, results);
+      if (stopping) return false;
     }
     std::vector<float> params(K * P);
     params_.download(params.data(), params.size());
@@ -371,6 +493,7 @@ class Chunk {
   DeviceBuffer<int> rule_;
   DeviceBuffer<double> lr_;
   DeviceBuffer<std::uint32_t> data_seed_, seed_;
+  std::vector<std::optional<NetworkCheckpoint>> saved_;  // per network, from an interrupted run
 };
 
 class CudaBackend : public Backend {

@@ -49,6 +49,15 @@ struct TrainChunk {
   int* diverged_at = nullptr;  // K: -1 while training, else the first iteration whose loss was NaN/Inf
   float* grad_out = nullptr;   // K x P: optional copy of each gradient (tests)
 
+  // Resumed networks (all null otherwise): network n trains only from iteration
+  // first_iteration[n] on, its Adam step then being adam_steps_before[n] + (iteration -
+  // first_iteration[n]) + 1, whose bias corrections 1 - beta^step are read from the tables
+  // (computed on the host with std::pow, as the CPU does, so resumed runs match exactly).
+  const int* first_iteration = nullptr;         // K
+  const long long* adam_steps_before = nullptr;  // K
+  const double* bias_correction1 = nullptr;     // indexed by Adam step
+  const double* bias_correction2 = nullptr;
+
   Optimizer optimizer = Optimizer::adam;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -157,6 +159,54 @@ TEST(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
     FAIL() << "hidden = 4096 does not fit a thread block";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("supports hidden <= "), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo"};
+  config.rules = {"bptt", "eprop"};
+  config.iters = 40;
+  config.log_every = 5;
+  RunOptions options;
+  options.keep_weights = true;
+  auto cuda = make_cuda_backend();
+  const auto reference = run(*cuda, config, options);
+
+  // The first checkpoint (iteration 10 of 40) raises the stop flag, which the backend sees at
+  // the next window boundary (20): it checkpoints there and returns with the chunk in flight.
+  std::atomic<bool> stop{false};
+  std::map<long, NetworkCheckpoint> saved;
+  RunControl control;
+  control.stop = &stop;
+  control.checkpoint_every = 10;
+  control.checkpoint = [&](const NetworkCheckpoint& c) {
+    saved[c.id] = c;
+    stop = true;
+  };
+  options.control = &control;
+  Progress progress;
+  const auto stopped = cuda->train(config, expand_grid(config), options, progress);
+  ASSERT_EQ(saved.size(), stopped.size());
+  for (const auto& r : stopped) EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(saved.begin()->second.iteration, 20);
+
+  RunControl resume;
+  resume.resume = [&](long id) -> std::optional<NetworkCheckpoint> { return saved.at(id); };
+  options.control = &resume;
+  const auto resumed = run(*cuda, config, options);
+  ASSERT_EQ(resumed.size(), reference.size());
+  for (size_t n = 0; n < reference.size(); ++n) {
+    // Same trials, same Adam steps (bias corrections from the same std::pow): bit for bit.
+    EXPECT_EQ(resumed[n].params_final, reference[n].params_final) << "network " << n;
+    ASSERT_EQ(resumed[n].curve.size(), reference[n].curve.size());
+    for (size_t i = 0; i < reference[n].curve.size(); ++i)
+      EXPECT_EQ(resumed[n].curve[i].loss, reference[n].curve[i].loss) << "network " << n;
+    EXPECT_EQ(resumed[n].tail_loss, reference[n].tail_loss);
+    EXPECT_EQ(resumed[n].spectrum_init, reference[n].spectrum_init);
+    EXPECT_EQ(resumed[n].spectrum_trained, reference[n].spectrum_trained);
+    ASSERT_EQ(resumed[n].floss_curve.size(), reference[n].floss_curve.size());
   }
 }
 

@@ -60,9 +60,11 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   std::vector<double> losses, accuracies;
   long first_iteration = 0;
   if (saved) {
+    // (A checkpoint with fewer losses than iterations is of a network that had diverged; the
+    // CUDA backend writes those, since its networks stay in their chunk until it finishes.)
     if (saved->params.size() != params.size() || saved->adam_m.size() != params.size() ||
         saved->adam_v.size() != params.size() || saved->iteration < 0 || saved->iteration > config.iters ||
-        saved->losses.size() != size_t(saved->iteration))
+        saved->losses.size() > size_t(saved->iteration))
       throw std::runtime_error("the checkpoint of network " + std::to_string(spec.id) +
                                " does not fit this config's shapes or iterations");
     params = saved->params;
@@ -112,6 +114,11 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       control.checkpoint(c);
     };
     long diverged_at = -1;
+    if (losses.size() < size_t(first_iteration)) {
+      diverged_at = long(losses.size());
+      progress += config.iters - first_iteration;
+      first_iteration = config.iters;  // nothing left to train
+    }
     for (long it = first_iteration; it < config.iters; ++it) {
       if (control.stopping()) {
         save(it);
