@@ -221,6 +221,11 @@ void write_weights(const std::string& dir, const Config& config, const std::vect
       write_npy(stem + "W_x.npy", p->data() + L.W_x, s.H, s.I);
       write_npy(stem + "w.npy", p->data() + L.w, s.O, s.H);
     }
+    // RFLO's fixed feedback, so that every result can be re-derived from the files.
+    if (r.spec.rule == Rule::rflo && !r.params_init.empty()) {
+      const std::vector<float> B = rflo_feedback(s, r.spec.seed);
+      write_npy(dir + "/net" + std::to_string(r.spec.id) + "_B.npy", B.data(), s.H, s.O);
+    }
   }
 }
 

@@ -115,6 +115,18 @@ TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
     }
   EXPECT_TRUE(fs::exists(dir + "/o/weights/net0_final_w.npy"));
   EXPECT_NE(read_file(dir + "/o/weights/net0_final_W_x.npy").find("'shape': (16, 1)"), std::string::npos);
+  // RFLO networks also get their fixed feedback B (H x O); network 8 is the first rflo one.
+  EXPECT_FALSE(fs::exists(dir + "/o/weights/net0_B.npy")) << "bptt has no B";
+  const std::string b = read_file(dir + "/o/weights/net8_B.npy");
+  ASSERT_NE(b.find("'shape': (16, 2)"), std::string::npos);
+  const std::vector<float> B = rflo_feedback(s, 0);
+  const size_t b_header = 10 + (unsigned char)b[8] + 256 * (unsigned char)b[9];
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 2; ++c) {
+      float v;
+      std::memcpy(&v, b.data() + b_header + 4 * (r * 2 + c), 4);
+      ASSERT_EQ(v, B[c * 16 + r]) << r << "," << c;
+    }
 }
 
 TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
