@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./build/bench/bench_train "$@"
 ./build/bench/bench_lyapunov
-"${PYTHON:-python3}" bench/peers/torch_rnn.py --threads "$(nproc)" || true
+"${PYTHON:-python3}" bench/peers/run_peers.py --threads "$(nproc)" --repeats 3 || true
