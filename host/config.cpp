@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <sstream>
 
 namespace rnnsweep {
@@ -22,14 +25,35 @@ struct KeyDef {
   std::function<json(const Config&)> get;
 };
 
+// The value as the user wrote it, near enough. Containers are printed here, not by toml++'s
+// formatter, which breaks long arrays over lines and (3.3) converts a negative log10 to size_t
+// when weighing an array that holds a float in (-1, 1).
+void describe(std::ostream& os, const toml::node& n) {
+  if (auto arr = n.as_array()) {
+    os << '[';
+    for (size_t i = 0; i < arr->size(); ++i) describe(os << (i ? ", " : ""), *arr->get(i));
+    os << ']';
+  } else if (auto table = n.as_table()) {
+    os << '{';
+    bool first = true;
+    for (const auto& [key, value] : *table) {
+      describe(os << (first ? "" : ", ") << key.str() << " = ", value);
+      first = false;
+    }
+    os << '}';
+  } else {
+    n.visit([&](const auto& v) {
+      if constexpr (toml::is_string<decltype(v)>)
+        os << '"' << v.get() << '"';
+      else if constexpr (!toml::is_container<decltype(v)>)
+        os << v;
+    });
+  }
+}
+
 [[noreturn]] void bad_value(const toml::node& n) {
   std::ostringstream os;
-  n.visit([&](const auto& v) {
-    if constexpr (toml::is_string<decltype(v)>)
-      os << '"' << v.get() << '"';
-    else
-      os << v;
-  });
+  describe(os, n);
   throw std::invalid_argument(os.str());
 }
 
@@ -41,8 +65,9 @@ double as_double(const toml::node& n) {
 
 long as_long(const toml::node& n) {
   if (auto v = n.as_integer()) return long(v->get());
+  // a whole float outside [-2^63, 2^63) (or infinite) has no long: converting it is undefined
   if (auto v = n.as_floating_point())
-    if (std::floor(v->get()) == v->get()) return long(v->get());
+    if (std::floor(v->get()) == v->get() && v->get() >= -0x1p63 && v->get() < 0x1p63) return long(v->get());
   bad_value(n);
 }
 
@@ -178,6 +203,9 @@ std::vector<KeyDef> make_keys() {
       "iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
   k.push_back(int_key(
       "log_every", [](Config& c) -> long& { return c.log_every; }, 1, kMaxLong, "an integer >= 1"));
+  k.push_back(int_key(
+      "checkpoint_every", [](Config& c) -> long& { return c.checkpoint_every; }, 0, kMaxLong,
+      "0 (only on SIGTERM/SIGINT/SIGUSR1) or an integer >= 1 (training iterations)"));
   k.push_back(choice_key("optimizer", [](Config & c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
   k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
                [](const Config& c) { return json(c.bias); }});
@@ -275,8 +303,28 @@ const std::vector<KeyDef>& keys() {
   return k;
 }
 
+// Messages quote the input (keys, values, --set text), which may hold newlines or other control
+// characters (TOML escapes, a quoted key): escaped, a rejection stays one line on the terminal.
+UsageError usage_error(const std::string& msg) {
+  std::string out;
+  for (unsigned char ch : msg) {
+    if (ch == '\n')
+      out += "\\n";
+    else if (ch == '\t')
+      out += "\\t";
+    else if (ch == '\r')
+      out += "\\r";
+    else if (ch < 0x20 || ch == 0x7f) {
+      const char* hex = "0123456789abcdef";
+      out += std::string("\\x") + hex[ch >> 4] + hex[ch & 15];
+    } else
+      out += char(ch);
+  }
+  return UsageError(out);
+}
+
 [[noreturn]] void fail(const std::string& key, const std::string& what) {
-  throw UsageError("config key '" + key + "': " + what);
+  throw usage_error("config key '" + key + "': " + what);
 }
 
 void set_key(Config& c, const std::string& name, const toml::node& value, const std::string& where) {
@@ -293,7 +341,7 @@ void set_key(Config& c, const std::string& name, const toml::node& value, const 
   std::string near = nearest(name, config_key_names());
   if (!near.empty()) msg += "; did you mean '" + near + "'?";
   msg += " (the README lists every key)";
-  throw UsageError(msg);
+  throw usage_error(msg);
 }
 
 void apply_table(Config& c, const toml::table& t, const std::string& prefix, const std::string& where) {
@@ -309,7 +357,7 @@ void apply_table(Config& c, const toml::table& t, const std::string& prefix, con
 void apply_override(Config& c, const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw UsageError("--set '" + assignment + "': expected key=value, e.g. --set iters=200");
+    throw usage_error("--set '" + assignment + "': expected key=value, e.g. --set iters=200");
   std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
   toml::table parsed;
   try {
@@ -370,6 +418,12 @@ void validate(const Config& c) {
     fail("romo.min_diff",
          "must be smaller than romo.f_max - romo.f_min, or no pair of frequencies qualifies");
   if (!(r.romo_delay_max > r.romo_delay_min)) fail("romo.delay_max", "must be larger than romo.delay_min");
+  // Checked before romo_max_delay_steps() converts it to int (undefined past INT_MAX): no delay
+  // longer than the longest trial (romo.T <= 10^5) can fit anyway.
+  if (!(r.romo_delay_max / r.romo_dt_over_tau <= 100000))
+    fail("romo.delay_max",
+         "romo.delay_max / romo.dt_over_tau is more than 10^5 steps, longer than any "
+         "trial; allowed: a number <= 10^5 * romo.dt_over_tau");
   const int romo_needs = r.romo_f1_onset + 2 * r.romo_pulse + r.romo_max_delay_steps() + r.romo_response_gap +
                          r.romo_response_len;
   if (r.romo_T < romo_needs)
@@ -395,6 +449,12 @@ void validate(const Config& c) {
                               {"test", c.dms.dms_test_ms},
                               {"decision", c.dms.dms_decision_ms}}}};
   for (const auto& t : timings) {
+    // TaskParams::T() counts the steps in int; beyond kMaxSteps a trial is memory, not science.
+    double steps = 0;
+    for (const auto& [name, ms] : t.ms) steps += ms / t.p.dt;
+    if (!(steps <= kMaxSteps))
+      fail(std::string(t.table) + ".dt", "the trial would be longer than 10^7 steps of " +
+                                             std::to_string(t.p.dt) + " ms; allowed: a larger dt");
     if (t.p.tau < t.p.dt)
       fail(std::string(t.table) + ".tau",
            "must be >= " + std::string(t.table) + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
@@ -444,21 +504,36 @@ Config default_config_with(const std::vector<std::string>& overrides) {
   return c;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config_text(const std::string& text, const std::vector<std::string>& overrides,
+                        const std::string& source_name) {
   Config c;
   toml::table file;
   try {
-    file = toml::parse_file(path);
+    file = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
     std::ostringstream os;
-    os << "cannot read config '" << path << "': " << e.description();
+    os << "cannot read config '" << source_name << "': " << e.description();
     if (e.source().begin.line > 0) os << " (line " << e.source().begin.line << ")";
-    throw UsageError(os.str());
+    throw usage_error(os.str());
   }
-  apply_table(c, file, "", " in " + path);
+  apply_table(c, file, "", " in " + source_name);
   for (const auto& o : overrides) apply_override(c, o);
   validate(c);
   return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // A folder opens as a file and reads as nothing: it would run the defaults, the paper grid.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw usage_error("cannot read config '" + path + "': it is a folder, not a file");
+  std::ifstream in(path, std::ios::binary);
+  // the words of toml::parse_file, which this replaced
+  if (!in) throw usage_error("cannot read config '" + path + "': File could not be opened for reading");
+  std::ostringstream text;
+  text << in.rdbuf();  // sets failbit on `text` for an empty file, which is a valid config
+  if (in.bad()) throw usage_error("cannot read config '" + path + "': File could not be read");
+  return load_config_text(text.str(), overrides, path);
 }
 
 json config_to_json(const Config& c) {

@@ -116,7 +116,8 @@ class Reader {
     const auto n = get<std::uint64_t>();
     if (n > (end_ - at_) / sizeof(T)) fail("an array runs past the end of the file");
     std::vector<T> v(n);
-    std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(T));
+    // data() of an empty vector may be null, and memcpy from or to null is undefined even for 0 bytes
+    if (n > 0) std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(T));
     at_ += n * sizeof(T);
     return v;
   }

@@ -123,6 +123,43 @@ TEST(Config, UnreadableFilesAreUsageErrors) {
   EXPECT_NE(error_of("", {"noequals"}).find("key=value"), std::string::npos);
 }
 
+// Found by fuzzing (tests/fuzz/): each was a crash, undefined behaviour or a message of several
+// lines, or (a folder) a silent run of the default grid.
+TEST(Config, FuzzFindingsAreOneLineUsageErrors) {
+  struct Bad {
+    std::string text;
+    std::vector<std::string> overrides;
+    std::string says;
+  };
+  const Bad cases[] = {
+      {"optimizer = \"a\\nb\"", {}, "\"a\\nb\""},  // a TOML escape: the newline is shown escaped
+      {"\"ga\\nins\" = 1", {}, "unknown config key 'ga\\nins'"},
+      {"", {"tasks=romo\ndms"}, "config key 'tasks'"},
+      {"gains = [[0.5, -0.25]]", {}, "invalid value [0.5, -0.25]"},
+      {"iters = 1e300", {}, "config key 'iters'"},
+      {"iters = inf", {}, "config key 'iters'"},
+      {"[romo]\ndelay_max = 1e300", {}, "config key 'romo.delay_max'"},
+      {"[2af]\ndt = 1e-9", {}, "config key '2af.dt'"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = error_of(c.text, c.overrides);
+    EXPECT_NE(e.find(c.says), std::string::npos) << c.text << " -> " << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << "one line: " << e;
+  }
+  try {
+    load_config(testing::TempDir(), {});
+    ADD_FAILURE() << "a folder was read as a config";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a folder"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, TextAndFileAgree) {
+  const std::string text = "gains = [0.5]\n[2af]\nsigma = 0.3\n";
+  EXPECT_EQ(config_to_json(load_config_text(text, {"iters=9"}, "x.toml")),
+            config_to_json(load_config(write_config(text), {"iters=9"})));
+}
+
 TEST(Config, NearestIgnoresFarWords) {
   EXPECT_EQ(nearest("threads", {"--threads", "threads"}), "threads");
   EXPECT_EQ(nearest("zzzzzzzzzz", {"gains", "lrs"}), "");

@@ -33,6 +33,9 @@ struct Config {
   int batch = 32;
   long iters = 5000;
   long log_every = 10;
+  // Training iterations between checkpoints of the networks in flight (also written on SIGTERM,
+  // SIGINT and SIGUSR1); 0 writes them only on those signals.
+  long checkpoint_every = 1000;
   std::string optimizer = "adam";
   bool bias = false;
   long data_seed = -1;  // -1: each network trains on the trials of its own seed
@@ -67,6 +70,10 @@ struct Config {
 // Defaults, then the file, then the overrides (each "key=value", value in TOML syntax; a list
 // may also be written a,b,c). Throws UsageError naming the key and its allowed values.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+// The same from the text of a config: `source_name` stands for the file in messages. Every
+// rejection is a UsageError of one line (control characters in the input are escaped).
+Config load_config_text(const std::string& text, const std::vector<std::string>& overrides,
+                        const std::string& source_name);
 Config default_config_with(const std::vector<std::string>& overrides);
 
 // Every key with its resolved value.
