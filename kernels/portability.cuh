@@ -27,6 +27,8 @@
 #define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   kernel<<<(grid), (block), (shared_bytes), (stream)>>>
 #define RNNSWEEP_EMULATED 0
+// Unroll the next loop (its trip count is a compile-time constant).
+#define RNNSWEEP_UNROLL _Pragma("unroll")
 
 #else
 
@@ -39,5 +41,6 @@
 #define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   ::rnnsweep::emu::launcher((kernel), (grid), (block), (shared_bytes), (stream))
 #define RNNSWEEP_EMULATED 1
+#define RNNSWEEP_UNROLL _Pragma("GCC unroll 8")
 
 #endif

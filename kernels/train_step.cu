@@ -30,6 +30,10 @@
 namespace rnnsweep::cuda {
 namespace {
 
+// Batch columns a thread sums at once in the step products (kernels/block_ops.cuh,
+// owned_products): 8 covers H = 64, batch 32 at 256 threads in one pass.
+constexpr int kGroup = 8;
+
 // Offsets (in floats) of the arrays in a block's dynamic shared memory. Computed by the same
 // function on the host (to size the launch) and in the kernel (to find the arrays).
 struct TrainShared {
@@ -170,14 +174,13 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
   for (int t = 0; t < T; ++t) {
     const float* x_t = trials.x + size_t(t) * Bt * I;
     // h_{t+1} = a h_t + (1 - a)(W_h f(h_t) + W_x x_t + b); each thread its own entries.
-    for (int e = tid; e < HB; e += threads) {
-      const int i = e % H, b = e / H;
-      float recurrent = 0;
-      for (int j = 0; j < H; ++j) recurrent += W_h[i + j * ld_W] * f[j + b * H];
-      float drive = bias_h[i];
-      for (int k = 0; k < I; ++k) drive += W_x[i + k * H] * x_t[b * I + k];
-      h[e] = a * h[e] + (1 - a) * (recurrent + drive);
-    }
+    owned_products<kGroup>(
+        H, Bt, f, [&](int i, int j) { return W_h[i + j * ld_W]; },
+        [&](int e, int i, int b, float recurrent) {
+          float drive = bias_h[i];
+          for (int k = 0; k < I; ++k) drive += W_x[i + k * H] * x_t[b * I + k];
+          h[e] = a * h[e] + (1 - a) * (recurrent + drive);
+        });
     __syncthreads();  // everyone is done reading f(h_t)
     for (int e = tid; e < HB; e += threads) {
       if (eprop_like) e_trace[e] = a * e_trace[e] + (1 - a) * f[e];  // e_{t+1}, from f(h_t)
@@ -320,16 +323,15 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
     for (int t = T - 1; t >= 0; --t) {
       __syncthreads();  // the previous step's readers of delta, f_prev and x_prev are done
       const float* g_t = output_grad + size_t(t) * O * Bt;
-      for (int e = tid; e < HB; e += threads) {
-        const int i = e % H, b = e / H;
-        float direct = 0;
-        for (int o = 0; o < O; ++o) direct += w[o + i * O] * g_t[o + b * O];
-        float through_W = 0;
-        for (int j = 0; j < H; ++j) through_W += W_h[j + i * ld_W] * delta[j + b * H];
-        const bool active = history[size_t(t + 1) * HB + e] > 0;
-        delta_next[e] = (active ? direct + (1 - a) * through_W : 0.0f) + a * delta[e];
-        f_prev[e] = history[size_t(t) * HB + e];
-      }
+      owned_products<kGroup>(
+          H, Bt, delta, [&](int i, int j) { return W_h[j + i * ld_W]; },  // W_h^T
+          [&](int e, int i, int b, float through_W) {
+            float direct = 0;
+            for (int o = 0; o < O; ++o) direct += w[o + i * O] * g_t[o + b * O];
+            const bool active = history[size_t(t + 1) * HB + e] > 0;
+            delta_next[e] = (active ? direct + (1 - a) * through_W : 0.0f) + a * delta[e];
+            f_prev[e] = history[size_t(t) * HB + e];
+          });
       for (int e = tid; e < I * Bt; e += threads) x_prev[e] = trials.x[size_t(t) * Bt * I + e];
       __syncthreads();
       float* done = delta;  // every thread swaps the same way

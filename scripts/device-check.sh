@@ -37,7 +37,7 @@ fi
 
 step "configure and build (sm_90)"
 jobs="$(nproc)"
-{ cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRNNSWEEP_NATIVE=OFF &&
+{ cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRNNSWEEP_NATIVE=OFF -DRNNSWEEP_GPU_PROGRAMS=ON &&
   cmake --build build-device -j"$jobs"; } > "$out/build.log" 2>&1 || { fail "build (see build.log)"; exit 1; }
 
 step "tests (RNNSWEEP_REQUIRE_GPU=1)"

@@ -59,12 +59,13 @@ struct TrainHarness {
   cuda::TrainChunk chunk;
   cuda::TrainLaunchPlan plan;
 
-  TrainHarness(TaskKind kind, const std::vector<NetworkSpec>& networks, bool bias, cuda::Optimizer optimizer)
+  TrainHarness(TaskKind kind, const std::vector<NetworkSpec>& networks, bool bias, cuda::Optimizer optimizer,
+               int hidden = test::kHidden, int batch = test::kBatch)
       : task(Config::make_task(kind)),
-        shape{test::kHidden, task.inputs(), task.outputs(), bias},
+        shape{hidden, task.inputs(), task.outputs(), bias},
         K(int(networks.size())),
         T(task.T()),
-        Bt(test::kBatch),
+        Bt(batch),
         P(ParamLayout(shape).size),
         specs(networks) {
     params.resize(size_t(K) * P);
@@ -258,6 +259,22 @@ INSTANTIATE_TEST_SUITE_P(AllTasksRulesBias, TrainStep, testing::ValuesIn([] {
                            return cases;
                          }()),
                          case_name);
+
+TEST(TrainStepShapes, SizesThatDoNotDivideTheBlockMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  // H = 20, batch 3 (64 threads) and H = 7, batch 9 (64 threads): a thread's entries are not
+  // one row, so the step products take their entry-by-entry path; H = 16, batch 20 (256
+  // threads): the grouped path, whose second group of columns is only partly filled. All must
+  // give the CPU's gradient.
+  for (const auto& [hidden, batch] : {std::pair{20, 3}, std::pair{7, 9}, std::pair{16, 20}})
+    for (Rule rule : {Rule::bptt, Rule::eprop}) {
+      TrainHarness h(TaskKind::dms, {spec(rule, 1.2, 5, 1e-3)}, true, cuda::Optimizer::sgd, hidden, batch);
+      const auto dev = h.device_step(0);
+      const auto ref = h.cpu_step(0, cuda::Optimizer::sgd);
+      EXPECT_NEAR(dev.loss[0], ref.loss[0], 1e-5 * ref.loss[0]) << "H " << hidden << " batch " << batch;
+      EXPECT_LT(scaled_error(dev.grad, ref.grad), 2e-5) << "H " << hidden << " batch " << batch << " " << rule_name(rule);
+    }
+}
 
 TEST(TrainStepAdam, LossesFollowTheCpuOverIterations) {
   RNNSWEEP_NEED_DEVICE();
