@@ -257,6 +257,8 @@ TEST(Runs, ResumeAndShardRefuseBadInputBeforeAnyWork) {
       {"run " + config + " --shard 3/3 --out " + dir + "/never", "--shard '3/3'"},
       {"run " + config + " --shard two --out " + dir + "/never", "allowed: I/N"},
       {"plan " + config + " --shard 0/0", "--shard '0/0'"},
+      // a folder that cannot be made (its parent is a file): refused before any work
+      {"run " + config + " --out /dev/null/never", "cannot create the folder"},
   };
   for (const auto& c : cases) {
     const Outcome o = rnnsweep_cli(c.args);
