@@ -71,6 +71,45 @@ RNNSWEEP_DEVICE void owned_products(int H, int Bt, const float* v, const Matrix&
   }
 }
 
+// For every entry e = i + j H of an H x H matrix that this thread owns (e = tid, tid + threads,
+// ...): finish(e, sum_b u[i + b H] v[j + b H]), the sum in ascending b over the Bt columns of
+// the H x Bt arrays u and v in shared memory. This is the rank-Bt update of dW_h every step
+// (e-prop: signal x trace; BPTT: delta x f). As in owned_products, when the block size is a
+// multiple of H a thread's entries share one row i, so u[i + b H] is loaded once for up to
+// kGroup columns j kept in registers; same sums, same order, identical results.
+template <int kGroup, typename Finish>
+RNNSWEEP_DEVICE void owned_outer_products(int H, int Bt, const float* u, const float* v, const Finish& finish) {
+  const int tid = threadIdx.x, threads = blockDim.x;
+  if (threads % H != 0) {
+    for (int e = tid; e < H * H; e += threads) {
+      const int i = e % H, j = e / H;
+      float sum = 0;
+      for (int b = 0; b < Bt; ++b) sum += u[i + b * H] * v[j + b * H];
+      finish(e, sum);
+    }
+    return;
+  }
+  const int i = tid % H, j_step = threads / H;
+  for (int j0 = tid / H; j0 < H; j0 += j_step * kGroup) {
+    float sum[kGroup];
+    RNNSWEEP_UNROLL
+    for (int g = 0; g < kGroup; ++g) sum[g] = 0;
+    for (int b = 0; b < Bt; ++b) {
+      const float left = u[i + b * H];
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroup; ++g) {
+        const int j = j0 + g * j_step;
+        if (j < H) sum[g] += left * v[j + b * H];
+      }
+    }
+    RNNSWEEP_UNROLL
+    for (int g = 0; g < kGroup; ++g) {
+      const int j = j0 + g * j_step;
+      if (j < H) finish(i + j * H, sum[g]);
+    }
+  }
+}
+
 // True for a finite number (NaN and +-Inf fail); written out so that it means the same in
 // device code and under every host compiler.
 RNNSWEEP_DEVICE bool is_finite(double x) { return x - x == 0.0; }

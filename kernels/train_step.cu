@@ -247,12 +247,8 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
       }
       __syncthreads();
       // dW_h += L_t e_{t+1}^T, dW_x += L_t q_{t+1}^T, db += c_{t+1} L_t 1
-      for (int e = tid; e < H * H; e += threads) {
-        const int i = e % H, j = e / H;
-        float sum = 0;
-        for (int b = 0; b < Bt; ++b) sum += signal[i + b * H] * e_trace[j + b * H];
-        grad[layout.W_h + e] += sum;
-      }
+      owned_outer_products<kGroup>(H, Bt, signal, e_trace,
+                                   [&](int e, float sum) { grad[layout.W_h + e] += sum; });
       for (int e = tid; e < H * I; e += threads) {
         const int i = e % H, k = e / H;
         float sum = 0;
@@ -338,12 +334,8 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
       delta = delta_next;
       delta_next = done;
       // dW_h += (1 - a) delta_{t+1} f(h_t)^T, dW_x += (1 - a) delta_{t+1} x_t^T, db += (1 - a) delta 1
-      for (int e = tid; e < H * H; e += threads) {
-        const int i = e % H, j = e / H;
-        float sum = 0;
-        for (int b = 0; b < Bt; ++b) sum += delta[i + b * H] * f_prev[j + b * H];
-        grad[layout.W_h + e] += (1 - a) * sum;
-      }
+      owned_outer_products<kGroup>(H, Bt, delta, f_prev,
+                                   [&](int e, float sum) { grad[layout.W_h + e] += (1 - a) * sum; });
       for (int e = tid; e < H * I; e += threads) {
         const int i = e % H, k = e / H;
         float sum = 0;
