@@ -103,7 +103,10 @@ int main(int argc, char** argv) {
     // one value per --set, so that `run --set iters=5 CONFIG` leaves CONFIG to the positional
     sub->add_option("--set", a.overrides, "override a config key: --set key=value (repeatable)")
         ->allow_extra_args(false);
-    sub->add_option("--backend", a.backend, "auto (CUDA where a GPU is usable, else CPU) | cpu | cuda");
+    sub->add_option(
+        "--backend", a.backend,
+        "auto (CUDA where a GPU is usable, else CPU; the default) | cpu | cuda; with --resume the "
+        "run's own by default");
     sub->add_option("--threads", a.threads, "CPU threads (0: all cores)");
     sub->add_option("--shard", a.shard,
                     "run slice I of N of the grid (I/N, 0 <= I < N); inside a Slurm array task it is taken "

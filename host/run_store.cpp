@@ -102,7 +102,8 @@ class Writer {
 
 class Reader {
  public:
-  Reader(const std::string& bytes, size_t end, std::string name) : bytes_(bytes), end_(end), name_(std::move(name)) {}
+  Reader(const std::string& bytes, size_t end, std::string name)
+      : bytes_(bytes), end_(end), name_(std::move(name)) {}
   template <typename T>
   T get() {
     need(sizeof(T));
@@ -275,10 +276,15 @@ void RunStore::append_result(const NetworkResult& r) {
   const std::string line = result_to_json(r).dump() + "\n";
   const std::string path = dir_ + "/results.jsonl";
   std::lock_guard<std::mutex> lock(mutex_);
+  const bool created = !fs::exists(path);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) system_error("append to", path);
   struct stat before {};
-  ::fstat(fd, &before);
+  if (::fstat(fd, &before) != 0) {
+    ::close(fd);
+    system_error("append to", path);  // without the size, a failed append could not be cut back
+  }
+  if (created) fsync_folder(path);  // the journal's own entry in the folder, once
   try {
     write_all(fd, line, path);
     if (::fsync(fd) != 0) system_error("flush", path);
@@ -327,12 +333,13 @@ std::vector<NetworkResult> RunStore::results_of(const std::vector<NetworkSpec>& 
   for (const auto& spec : networks) {
     const auto it = by_id.find(spec.id);
     if (it == by_id.end())
-      throw std::runtime_error("'" + dir_ + "/results.jsonl' has no result for network " + std::to_string(spec.id));
+      throw std::runtime_error("'" + dir_ + "/results.jsonl' has no result for network " +
+                               std::to_string(spec.id));
     try {
       results.push_back(result_from_json(it->second, spec));
     } catch (const std::exception& e) {
-      throw std::runtime_error("'" + dir_ + "/results.jsonl': the result of network " + std::to_string(spec.id) +
-                               " is damaged: " + e.what());
+      throw std::runtime_error("'" + dir_ + "/results.jsonl': the result of network " +
+                               std::to_string(spec.id) + " is damaged: " + e.what());
     }
   }
   return results;
@@ -344,7 +351,7 @@ std::string RunStore::checkpoint_path(long id) const {
 
 void RunStore::save_checkpoint(const NetworkCheckpoint& c) const {
   std::error_code ec;
-  fs::create_directories(dir_ + "/checkpoints", ec);
+  if (fs::create_directories(dir_ + "/checkpoints", ec)) fsync_folder(dir_ + "/checkpoints");
   if (ec) throw std::runtime_error("cannot create '" + dir_ + "/checkpoints': " + ec.message());
   write_file_durably(checkpoint_path(c.id), encode_checkpoint(c));
 }
@@ -353,8 +360,9 @@ std::optional<NetworkCheckpoint> RunStore::load_checkpoint(long id) const {
   const std::string path = checkpoint_path(id);
   if (!fs::exists(path)) return std::nullopt;
   NetworkCheckpoint c = decode_checkpoint(read_bytes(path), path);
-  if (c.id != id) throw std::runtime_error("checkpoint '" + path + "' is damaged (it holds network " +
-                                           std::to_string(c.id) + ")");
+  if (c.id != id)
+    throw std::runtime_error("checkpoint '" + path + "' is damaged (it holds network " +
+                             std::to_string(c.id) + ")");
   return c;
 }
 

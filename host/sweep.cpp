@@ -61,7 +61,8 @@ Shard parse_shard(const std::string& text) {
     size_t used_i = 0, used_n = 0;
     const std::string i_text = text.substr(0, slash), n_text = text.substr(slash + 1);
     const long i = std::stol(i_text, &used_i), n = std::stol(n_text, &used_n);
-    if (used_i != i_text.size() || used_n != n_text.size() || n < 1 || i < 0 || i >= n || n > 1000000) throw bad();
+    if (used_i != i_text.size() || used_n != n_text.size() || n < 1 || i < 0 || i >= n || n > 1000000)
+      throw bad();
     return {int(i), int(n)};
   } catch (const std::logic_error&) {
     throw bad();
@@ -89,13 +90,15 @@ std::string default_out_dir(const std::string& config_path, const Shard& shard) 
   return out;
 }
 
-const char* kResultFiles[] = {"manifest.json",    "networks.csv", "curves.csv",    "summary.csv",  "lyapunov.csv",
-                              "floss_curves.csv", "timings.csv",  "results.jsonl", "checkpoints", "weights"};
+const char* kResultFiles[] = {"manifest.json", "networks.csv",     "curves.csv",  "summary.csv",
+                              "lyapunov.csv",  "floss_curves.csv", "timings.csv", "results.jsonl",
+                              "checkpoints",   "weights"};
 
 // The output folder: a fresh one by default; an existing one only if it holds no results, or
 // with --force (then the previous results are removed first, never mixed with new ones).
 std::string prepare_out_dir(const std::string& out, bool force) {
-  if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out '" + out + "' exists and is not a folder");
+  if (fs::exists(out) && !fs::is_directory(out))
+    throw UsageError("--out '" + out + "' exists and is not a folder");
   bool has_results = false;
   for (const char* f : kResultFiles) has_results |= fs::exists(fs::path(out) / f);
   if (has_results && !force)
@@ -127,7 +130,8 @@ json read_manifest(const std::string& dir, const std::string& flag) {
 // file itself may have changed since).
 Config config_from_manifest(const json& manifest, const std::string& dir) {
   std::vector<std::string> overrides;
-  for (const auto& [key, value] : manifest.at("config").items()) overrides.push_back(key + "=" + value.dump());
+  for (const auto& [key, value] : manifest.at("config").items())
+    overrides.push_back(key + "=" + value.dump());
   Config config = default_config_with(overrides);
   if (config_to_json(config) != manifest.at("config"))
     throw UsageError("'" + dir + "/manifest.json': its config does not read back the same in this version");
@@ -136,7 +140,8 @@ Config config_from_manifest(const json& manifest, const std::string& dir) {
 
 Shard shard_of_manifest(const json& manifest) {
   Shard s;
-  if (manifest.contains("shard")) s = {manifest["shard"].at("index").get<int>(), manifest["shard"].at("count").get<int>()};
+  if (manifest.contains("shard"))
+    s = {manifest["shard"].at("index").get<int>(), manifest["shard"].at("count").get<int>()};
   return s;
 }
 
@@ -166,8 +171,9 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
       return 0;
     }
     if (manifest.value("rnnsweep_version", "") != RNNSWEEP_VERSION)
-      throw UsageError("--resume '" + out + "': it was run by rnnsweep " + manifest.value("rnnsweep_version", "?") +
-                       ", this is " + RNNSWEEP_VERSION + "; resume it with that version");
+      throw UsageError("--resume '" + out + "': it was run by rnnsweep " +
+                       manifest.value("rnnsweep_version", "?") + ", this is " + RNNSWEEP_VERSION +
+                       "; resume it with that version");
     config = config_from_manifest(manifest, out);
     shard = shard_of_manifest(manifest);
     spectra_only = manifest.value("mode", "run") == "lyapunov";
@@ -180,8 +186,18 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
       shard_from_slurm(shard);
   }
   if (args.threads < 0)
-    throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
-  auto backend = make_backend(args.backend, args.threads);
+    throw UsageError("--threads " + std::to_string(args.threads) +
+                     ": allowed: 0 (all cores) or a positive integer");
+  // A resumed run keeps its backend unless told otherwise: float results are identical only
+  // on the same backend (and device).
+  std::string backend_name = args.backend.empty() ? "auto" : args.backend;
+  if (resuming && args.backend.empty()) backend_name = manifest.value("backend", "auto");
+  auto backend = make_backend(backend_name, args.threads);
+  if (resuming && backend->name() != manifest.value("backend", backend->name()))
+    std::fprintf(stderr,
+                 "rnnsweep: warning: resuming a run made on %s with %s: its tables will agree with an "
+                 "uninterrupted run within float rounding, not byte for byte\n",
+                 manifest.value("backend", "?").c_str(), backend->name().c_str());
   const auto grid = expand_grid(config);
   const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
   RunOptions options;
@@ -189,7 +205,8 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   options.train = !spectra_only;
   // The backend checks it can run this grid (shapes, memory) before anything is written.
   const std::string plan = backend->plan(config, networks, options);
-  if (!resuming) out = prepare_out_dir(args.out.empty() ? default_out_dir(args.config_path, shard) : args.out, args.force);
+  if (!resuming)
+    out = prepare_out_dir(args.out.empty() ? default_out_dir(args.config_path, shard) : args.out, args.force);
 
   RunStore store(out);
   const std::set<long> already = store.finished_ids();
@@ -221,8 +238,8 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   write_json(out + "/manifest.json", manifest);  // also proves the folder is writable
 
   std::fprintf(stderr, "rnnsweep: %zu networks%s on %s (%s) -> %s\n", networks.size(),
-               shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
-                                  " of " + std::to_string(grid.size()) + ")")
+               shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" +
+                                  std::to_string(shard.count) + " of " + std::to_string(grid.size()) + ")")
                                      .c_str()
                                : "",
                backend->name().c_str(), backend->device().c_str(), out.c_str());
@@ -275,7 +292,8 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
     throw std::runtime_error(std::string(e.what()) + " (finished results are kept; after fixing the cause: " +
                              "rnnsweep run --resume '" + out + "')");
   }
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  const double train_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
   long long iterations = 0;
   bool interrupted = g_stop.load();
   for (const auto& r : results) interrupted |= r.interrupted, iterations += r.interrupted ? 0 : r.iterations;
@@ -287,10 +305,11 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
     manifest["status"] = "interrupted";
     manifest["interrupted_at"] = utc_now();
     write_json(out + "/manifest.json", manifest);
-    std::fprintf(stderr,
-                 "rnnsweep: interrupted: %ld of %zu networks finished, the ones in flight checkpointed; continue "
-                 "with: rnnsweep run --resume %s\n",
-                 counts.finished, networks.size(), out.c_str());
+    std::fprintf(
+        stderr,
+        "rnnsweep: interrupted: %ld of %zu networks finished, the ones in flight checkpointed; continue "
+        "with: rnnsweep run --resume %s\n",
+        counts.finished, networks.size(), out.c_str());
     return kExitInterrupted;
   }
 
@@ -301,7 +320,8 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   files.push_back("results.jsonl");
   long diverged = 0;
   for (const auto& r : all) diverged += r.diverged;
-  const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double total_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   manifest["status"] = "complete";
   manifest["finished_at"] = utc_now();
   manifest["diverged"] = diverged;
@@ -310,8 +330,8 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   write_json(out + "/manifest.json", manifest);
   std::error_code ignored;
   fs::remove_all(out + "/checkpoints", ignored);  // every network is finished: nothing to resume
-  std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n", clock_text(total_seconds).c_str(),
-               diverged, out.c_str());
+  std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n",
+               clock_text(total_seconds).c_str(), diverged, out.c_str());
   std::printf("%s\n", out.c_str());
   return 0;
 }
@@ -332,19 +352,19 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
       throw UsageError("merge: '" + dir + "' is unfinished (status " + m.value("status", "unknown") +
                        "); finish it first: rnnsweep run --resume '" + dir + "'");
     if (m.value("rnnsweep_version", "") != first.value("rnnsweep_version", ""))
-      throw UsageError("merge: '" + dir + "' was run by rnnsweep " + m.value("rnnsweep_version", "?") + ", '" +
-                       shard_dirs[0] + "' by " + first.value("rnnsweep_version", "?"));
+      throw UsageError("merge: '" + dir + "' was run by rnnsweep " + m.value("rnnsweep_version", "?") +
+                       ", '" + shard_dirs[0] + "' by " + first.value("rnnsweep_version", "?"));
     if (m.at("config") != first.at("config") || m.value("mode", "") != first.value("mode", ""))
       throw UsageError("merge: '" + dir + "' was run with a different config than '" + shard_dirs[0] + "'");
     const Shard s = shard_of_manifest(m);
     if (i == 0) count = s.count;
     if (s.count != count)
-      throw UsageError("merge: '" + dir + "' is one of " + std::to_string(s.count) + " shards, '" + shard_dirs[0] +
-                       "' one of " + std::to_string(count));
+      throw UsageError("merge: '" + dir + "' is one of " + std::to_string(s.count) + " shards, '" +
+                       shard_dirs[0] + "' one of " + std::to_string(count));
     const auto [it, fresh] = by_index.emplace(s.index, dir);
     if (!fresh)
-      throw UsageError("merge: shard " + std::to_string(s.index) + "/" + std::to_string(count) + " appears twice ('" +
-                       it->second + "' and '" + dir + "')");
+      throw UsageError("merge: shard " + std::to_string(s.index) + "/" + std::to_string(count) +
+                       " appears twice ('" + it->second + "' and '" + dir + "')");
   }
   for (int i = 0; i < count; ++i)
     if (!by_index.count(i))
@@ -357,7 +377,8 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
     auto part = RunStore(dir).results_of(count > 1 ? shard_of(config, grid, index, count) : grid);
     all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
-  std::sort(all.begin(), all.end(), [](const NetworkResult& a, const NetworkResult& b) { return a.spec.id < b.spec.id; });
+  std::sort(all.begin(), all.end(),
+            [](const NetworkResult& a, const NetworkResult& b) { return a.spec.id < b.spec.id; });
 
   const std::string out = prepare_out_dir(out_arg, force);
   const bool spectra_only = first.value("mode", "run") == "lyapunov";
@@ -396,16 +417,17 @@ int plan_sweep(const SweepArgs& args) {
   else
     shard_from_slurm(shard);
   if (args.threads < 0)
-    throw UsageError("--threads " + std::to_string(args.threads) + ": allowed: 0 (all cores) or a positive integer");
-  auto backend = make_backend(args.backend, args.threads);
+    throw UsageError("--threads " + std::to_string(args.threads) +
+                     ": allowed: 0 (all cores) or a positive integer");
+  auto backend = make_backend(args.backend.empty() ? "auto" : args.backend, args.threads);
   const auto grid = expand_grid(config);
   const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
   RunOptions options;
   const std::string chunking = backend->plan(config, networks, options);
 
-  std::printf("grid: %zu networks (%zu tasks x %zu rules x %zu gains x %zu lrs x %zu seeds x %zu floss)\n", grid.size(),
-              config.tasks.size(), config.rules.size(), config.gains.size(), config.lrs.size(), config.seeds.size(),
-              config.floss.size());
+  std::printf("grid: %zu networks (%zu tasks x %zu rules x %zu gains x %zu lrs x %zu seeds x %zu floss)\n",
+              grid.size(), config.tasks.size(), config.rules.size(), config.gains.size(), config.lrs.size(),
+              config.seeds.size(), config.floss.size());
   if (shard.count > 1) std::printf("shard %d/%d: %zu networks\n", shard.index, shard.count, networks.size());
   long long iterations = 0, flossing = 0, trajectories = 0;
   size_t params = 0;
@@ -418,26 +440,30 @@ int plan_sweep(const SweepArgs& args) {
     trajectories += config.le_batch * (n.floss ? 3 : 2);
     params = std::max<size_t>(params, ParamLayout(s).size);
     // parameters and Adam moments, plus BPTT's history of the hidden state
-    state_bytes = std::max(state_bytes, 3.0 * ParamLayout(s).size * 4 +
-                                            (n.rule == Rule::bptt ? 2.0 * (task.T() + 1) * s.H * config.batch * 4 : 0));
+    state_bytes =
+        std::max(state_bytes, 3.0 * ParamLayout(s).size * 4 +
+                                  (n.rule == Rule::bptt ? 2.0 * (task.T() + 1) * s.H * config.batch * 4 : 0));
   }
-  std::printf("work: %lld network-iterations, %lld flossing iterations, %lld spectrum trajectories of %ld steps\n",
-              iterations, flossing, trajectories, config.le_warmup + config.le_steps);
-  std::printf("memory: %zu parameters per network; training state up to %.1f MiB per network in flight\n", params,
-              state_bytes / (1 << 20));
+  std::printf(
+      "work: %lld network-iterations, %lld flossing iterations, %lld spectrum trajectories of %ld steps\n",
+      iterations, flossing, trajectories, config.le_warmup + config.le_steps);
+  std::printf("memory: %zu parameters per network; training state up to %.1f MiB per network in flight\n",
+              params, state_bytes / (1 << 20));
   std::printf("backend: %s on %s\n", backend->name().c_str(), backend->device().c_str());
   if (!chunking.empty()) std::printf("%s\n", chunking.c_str());
 
   // Calibration: the first networks of each task trained for a few iterations, their spectra
   // over a few steps and a flossing iteration, timed on this backend and scaled up.
-  const int sample_size = backend->name() == "cuda" ? 256 : std::max(1, int(std::thread::hardware_concurrency()));
+  const int sample_size =
+      backend->name() == "cuda" ? 256 : std::max(1, int(std::thread::hardware_concurrency()));
   double estimate = 0;
   for (const auto& task : config.tasks) {
     std::vector<NetworkSpec> of_task, sample;
     for (const auto& n : networks)
       if (task_name(n.task) == task) of_task.push_back(n);
     if (of_task.empty()) continue;
-    for (size_t i = 0; i < of_task.size() && int(sample.size()) < sample_size; ++i) sample.push_back(of_task[i]);
+    for (size_t i = 0; i < of_task.size() && int(sample.size()) < sample_size; ++i)
+      sample.push_back(of_task[i]);
     auto time_of = [&](Config c, std::vector<NetworkSpec> specs, bool train, bool spectra) {
       RunOptions o;
       o.train = train;
@@ -472,7 +498,8 @@ int plan_sweep(const SweepArgs& args) {
       f.floss_iters = 1;
       std::vector<NetworkSpec> flossed = sample;
       for (auto& n : flossed) n.floss = true;
-      const double per_floss = std::max(0.0, time_of(f, flossed, true, false) / sample.size() - per_iteration);
+      const double per_floss =
+          std::max(0.0, time_of(f, flossed, true, false) / sample.size() - per_iteration);
       task_seconds += double(task_flossing) * per_floss;
     }
     estimate += task_seconds;

@@ -11,7 +11,8 @@ namespace rnnsweep {
 constexpr int kExitInterrupted = 3;
 
 struct SweepArgs {
-  std::string config_path, out, backend = "auto", shard, resume_dir;
+  std::string config_path, out, shard, resume_dir;
+  std::string backend;  // "" = not given: auto for a new run, the run's own for --resume
   std::vector<std::string> overrides;
   int threads = 0;
   bool force = false, save_weights = false, quiet = false;

@@ -120,23 +120,27 @@ class Chunk {
     const int restored = restore_checkpoints(results);
     std::vector<int> fresh(K_);
     for (int n = 0; n < K_; ++n) fresh[n] = !saved_[n];
+    // A stop before training starts loses only this chunk's spectra and flossing so far, which
+    // a resume recomputes; checked between the phases, which can each take a while.
+    auto stopped = [&] {
+      for (auto& r : results) r.interrupted = true;
+      return results;
+    };
     if (options_.spectra && restored < K_) spectra(results, &NetworkResult::spectrum_init, &fresh);
     if (options_.train) {
       std::vector<int> flossed;
       for (int n = 0; n < K_; ++n)
         if (specs_[n].floss && !saved_[n]) flossed.push_back(n);
+      if (stopping()) return stopped();
       if (!flossed.empty()) {
-        floss(flossed, results);
+        if (!floss(flossed, results) || stopping()) return stopped();
         if (options_.spectra) {
           std::vector<int> active(K_, 0);
           for (int n : flossed) active[n] = 1;
           spectra(results, &NetworkResult::spectrum_flossed, &active);
         }
       }
-      if (!train(results)) {
-        for (auto& r : results) r.interrupted = true;
-        return results;
-      }
+      if (stopping() || !train(results)) return stopped();
       if (options_.spectra) {
         std::vector<int> active(K_);
         for (int n = 0; n < K_; ++n) active[n] = !results[n].diverged;
@@ -186,6 +190,8 @@ class Chunk {
     seed_.upload(seed.data(), K_);
   }
 
+  bool stopping() const { return options_.control && options_.control->stopping(); }
+
   // Loads the checkpoints of this chunk's networks (RunControl::resume) into saved_, their
   // parameters into params_ and their pre-training results into `results`; returns how many.
   int restore_checkpoints(std::vector<NetworkResult>& results) {
@@ -197,8 +203,9 @@ class Chunk {
       saved_[n] = control->resume(specs_[n].id);
       if (!saved_[n]) continue;
       const NetworkCheckpoint& c = *saved_[n];
-      if (c.params.size() != size_t(c_.P) || c.adam_m.size() != size_t(c_.P) || c.adam_v.size() != size_t(c_.P) ||
-          c.iteration < 0 || c.iteration > config_.iters || c.losses.size() > size_t(c.iteration))
+      if (c.params.size() != size_t(c_.P) || c.adam_m.size() != size_t(c_.P) ||
+          c.adam_v.size() != size_t(c_.P) || c.iteration < 0 || c.iteration > config_.iters ||
+          c.losses.size() > size_t(c.iteration))
         throw std::runtime_error("the checkpoint of network " + std::to_string(specs_[n].id) +
                                  " does not fit this config's shapes or iterations");
       CUDA_CHECK(cudaMemcpy(params_.get() + size_t(n) * c_.P, c.params.data(), c_.P * sizeof(float),
@@ -218,7 +225,8 @@ class Chunk {
   // Writes a checkpoint of every network of the chunk at `next_iteration` (RunControl).
   void checkpoint_all(long next_iteration, const DeviceBuffer<float>& m, const DeviceBuffer<float>& v,
                       const std::vector<std::vector<double>>& losses,
-                      const std::vector<std::vector<double>>& accuracies, const std::vector<NetworkResult>& results) {
+                      const std::vector<std::vector<double>>& accuracies,
+                      const std::vector<NetworkResult>& results) {
     const RunControl* control = options_.control;
     if (!control || !control->checkpoint) return;
     const size_t P = c_.P;
@@ -290,7 +298,8 @@ class Chunk {
     }
   }
 
-  void floss(const std::vector<int>& flossed, std::vector<NetworkResult>& results) {
+  // Returns false when the run was stopped midway (checked every 10 iterations).
+  bool floss(const std::vector<int>& flossed, std::vector<NetworkResult>& results) {
     const int F = int(flossed.size()), H = c_.shape.H;
     const long iters = config_.floss_iters;
     DeviceBuffer<int> network(F);
@@ -329,6 +338,7 @@ class Chunk {
       if (it % 10 == 9 || it == iters - 1) {
         CUDA_CHECK(cudaDeviceSynchronize());
         progress_.done += F * (it % 10 + 1);
+        if (stopping()) return false;
       }
     }
     std::vector<double> loss_host(loss.size());
@@ -340,6 +350,7 @@ class Chunk {
       for (long it = 0; it < iters; ++it)
         curve.push_back({it, loss_host[size_t(slot) * iters + it], k_host[size_t(slot) * iters + it]});
     }
+    return true;
   }
 
   // Returns false when the run was stopped (RunControl::stop) before the chunk finished: a chunk
@@ -448,7 +459,10 @@ class Chunk {
     long window_start = first_iteration;
     for (long it = first_iteration; it < config_.iters; ++it) {
       launch_train_step(t, c_.train_plan, std::uint32_t(it), int(it - window_start), it + 1, nullptr);
-      const bool window_full = it - window_start + 1 == window || it == config_.iters - 1;
+      // A window ends when the log is full, on a multiple of checkpoint_every (so that
+      // checkpoints fall where asked), or at the last iteration.
+      const bool on_checkpoint = every > 0 && (it + 1) % every == 0;
+      const bool window_full = it - window_start + 1 == window || on_checkpoint || it == config_.iters - 1;
       if (!window_full) continue;
       loss_log.download(loss_host.data(), loss_host.size());  // synchronises
       accuracy_log.download(accuracy_host.data(), accuracy_host.size());
@@ -467,7 +481,7 @@ class Chunk {
       window_start = next;
       const RunControl* control = options_.control;
       const bool stopping = control && control->stopping();
-      const bool due = every > 0 && next < config_.iters && (next / every) > ((next - window) / every);
+      const bool due = on_checkpoint && next < config_.iters;
       if (stopping || due) checkpoint_all(next, m, v, losses, accuracies, results);
       if (stopping) return false;
     }
@@ -509,6 +523,10 @@ class CudaBackend : public Backend {
 
   std::string plan(const Config& config, const std::vector<NetworkSpec>& networks,
                    const RunOptions& options) const override {
+    // Iterations index 32-bit signed counters on the device.
+    if (config.iters > 2147483647L)
+      throw UsageError("config key 'iters' = " + std::to_string(config.iters) +
+                       " with --backend cuda: allowed: at most 2^31 - 1");
     std::ostringstream o;
     size_t free_memory = 0, total_memory = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));

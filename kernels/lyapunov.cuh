@@ -162,7 +162,7 @@ struct DrivenTrajectory {
     __syncthreads();
     largest = 0;
     for (int w = 0; w < int(blockDim.x / 32); ++w) largest = fmax(largest, reduce[w]);
-    const bool renormalise = largest > kRenormaliseAbove;
+    const bool renormalise = largest > kRenormaliseAbove && is_finite(largest);  // as the CPU
     for (int i = threadIdx.x; i < H; i += blockDim.x) u[i] = renormalise ? next[i] / largest : next[i];
     if (renormalise) {
       log_scale += log(largest);

@@ -44,7 +44,7 @@ struct TrainShared {
   size_t buf_a, buf_b, buf_c;         // H x Bt: e-prop trace and signal; BPTT delta, next delta, f(h_t)
   size_t q;                           // I x Bt: e-prop input trace; BPTT x_t
   size_t y, g;                        // O x Bt: outputs and dL/dy of the current step
-  size_t resp;                        // O x Bt: romo's response-period sums of y
+  size_t resp;                        // O x Bt doubles: romo's response-period sums of y
   size_t correct;                     // Bt: romo's correct channel (as float)
   size_t grad;                        // P when grad_shared
   size_t total;
@@ -75,7 +75,7 @@ RNNSWEEP_HD inline TrainShared train_shared_layout(const Shape& s, int Bt, bool 
   L.q = take(size_t(s.I) * Bt);
   L.y = take(size_t(s.O) * Bt);
   L.g = take(size_t(s.O) * Bt);
-  L.resp = take(size_t(s.O) * Bt);
+  L.resp = take(2 * size_t(s.O) * Bt);  // doubles, as the CPU sums them
   L.correct = take(Bt);
   L.grad = take(grad_shared ? size_t(ParamLayout(s).size) : 0);
   L.total = at;
@@ -148,7 +148,8 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
   }
   for (int e = tid; e < HB; e += threads) h[e] = f[e] = shared[L.buf_a + e] = 0.0f;
   for (int e = tid; e < I * Bt; e += threads) shared[L.q + e] = 0.0f;
-  for (int e = tid; e < O * Bt; e += threads) shared[L.resp + e] = 0.0f;
+  double* resp = reinterpret_cast<double*>(shared + L.resp);
+  for (int e = tid; e < O * Bt; e += threads) resp[e] = 0.0;
   for (int b = tid; b < Bt; b += threads) shared[L.correct + b] = -1.0f;
   for (int e = tid; e < P; e += threads) grad[e] = 0.0f;
   float* history = rule == Rule::bptt ? c.history + size_t(n) * (T + 1) * HB : nullptr;
@@ -216,7 +217,7 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
           }
         }
         if (response)
-          for (int o = 0; o < O; ++o) shared[L.resp + o + b * O] += y[o + b * O];
+          for (int o = 0; o < O; ++o) resp[o + b * O] += double(y[o + b * O]);
       } else {
         const int label = trials.label[col];
         double mx = y[b * O];
@@ -288,7 +289,7 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
     for (int b = tid; b < Bt; b += threads) {
       int best = 0;
       for (int o = 1; o < O; ++o)
-        if (shared[L.resp + o + b * O] > shared[L.resp + best + b * O]) best = o;
+        if (resp[o + b * O] > resp[best + b * O]) best = o;
       right += (best == int(shared[L.correct + b]));
     }
     accuracy = block_sum(right, reduce) / Bt;

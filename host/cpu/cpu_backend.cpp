@@ -40,21 +40,28 @@ class CpuBackend : public Backend {
     std::atomic<size_t> next{0};
     std::exception_ptr failure;
     std::mutex failure_mutex;
+    // When one worker fails (a full disk, a damaged checkpoint), the others checkpoint the
+    // networks they are training and return at once, rather than finish them first.
+    std::atomic<bool> failed{false};
+    RunControl control = options.control ? *options.control : RunControl{};
+    control.abort = &failed;
+    RunOptions worker_options = options;
+    worker_options.control = &control;
     auto worker = [&] {
       try {
         for (size_t i; (i = next++) < networks.size();) {
           // A stopped run starts no new network; the ones in flight checkpoint and return.
-          if (options.control && options.control->stopping()) {
+          if (control.stopping()) {
             results[i].spec = networks[i];
             results[i].interrupted = true;
             continue;
           }
-          results[i] = cpu::train_network(config, networks[i], options, progress.done);
-          if (!results[i].interrupted && options.control && options.control->finished)
-            options.control->finished(results[i]);
+          results[i] = cpu::train_network(config, networks[i], worker_options, progress.done);
+          if (!results[i].interrupted && control.finished) control.finished(results[i]);
         }
       } catch (...) {
         // Stop handing out work and report the first failure from the calling thread.
+        failed = true;
         next = networks.size();
         std::lock_guard<std::mutex> lock(failure_mutex);
         if (!failure) failure = std::current_exception();

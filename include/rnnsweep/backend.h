@@ -65,13 +65,14 @@ struct NetworkCheckpoint {
 // Every member is optional. The callbacks may be called from several threads at once (the CPU
 // backend's workers); the caller makes them thread-safe.
 struct RunControl {
-  const std::atomic<bool>* stop = nullptr;  // set (e.g. by a signal): checkpoint and return soon
-  std::function<void(const NetworkResult&)> finished;        // each network as soon as it is done
-  std::function<void(const NetworkCheckpoint&)> checkpoint;  // save (atomically)
+  const std::atomic<bool>* stop = nullptr;   // set (e.g. by a signal): checkpoint and return soon
+  const std::atomic<bool>* abort = nullptr;  // the same, set by a backend when one of its workers failed
+  std::function<void(const NetworkResult&)> finished;               // each network as soon as it is done
+  std::function<void(const NetworkCheckpoint&)> checkpoint;         // save (atomically)
   std::function<std::optional<NetworkCheckpoint>(long id)> resume;  // a saved one, if any
   long checkpoint_every = 0;  // training iterations between checkpoints; 0: only when stopped
 
-  bool stopping() const { return stop && stop->load(); }
+  bool stopping() const { return (stop && stop->load()) || (abort && abort->load()); }
 };
 
 struct RunOptions {
