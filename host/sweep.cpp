@@ -79,6 +79,22 @@ bool shard_from_slurm(Shard& shard) {
   return true;
 }
 
+// The shard a new run or a plan covers: --shard, else a Slurm array task's, else the whole grid.
+Shard requested_shard(const SweepArgs& args) {
+  Shard shard;
+  if (!args.shard.empty())
+    shard = parse_shard(args.shard);
+  else
+    shard_from_slurm(shard);
+  return shard;
+}
+
+void check_threads(int threads) {
+  if (threads < 0)
+    throw UsageError("--threads " + std::to_string(threads) +
+                     ": allowed: 0 (all cores) or a positive integer");
+}
+
 std::string default_out_dir(const std::string& config_path, const Shard& shard) {
   std::time_t t = std::time(nullptr);
   char stamp[32];
@@ -180,14 +196,9 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
     save_weights = manifest.value("save_weights", false);
   } else {
     config = load_config(args.config_path, args.overrides);
-    if (!args.shard.empty())
-      shard = parse_shard(args.shard);
-    else
-      shard_from_slurm(shard);
+    shard = requested_shard(args);
   }
-  if (args.threads < 0)
-    throw UsageError("--threads " + std::to_string(args.threads) +
-                     ": allowed: 0 (all cores) or a positive integer");
+  check_threads(args.threads);
   // A resumed run keeps its backend unless told otherwise: float results are identical only
   // on the same backend (and device).
   std::string backend_name = args.backend.empty() ? "auto" : args.backend;
@@ -411,14 +422,8 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
 
 int plan_sweep(const SweepArgs& args) {
   const Config config = load_config(args.config_path, args.overrides);
-  Shard shard;
-  if (!args.shard.empty())
-    shard = parse_shard(args.shard);
-  else
-    shard_from_slurm(shard);
-  if (args.threads < 0)
-    throw UsageError("--threads " + std::to_string(args.threads) +
-                     ": allowed: 0 (all cores) or a positive integer");
+  const Shard shard = requested_shard(args);
+  check_threads(args.threads);
   auto backend = make_backend(args.backend.empty() ? "auto" : args.backend, args.threads);
   const auto grid = expand_grid(config);
   const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
