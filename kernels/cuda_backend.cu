@@ -214,8 +214,7 @@ class Chunk {
       results[n].spectrum_flossed = c.spectrum_flossed;
       results[n].floss_curve = c.floss_curve;
       // what the interrupted run had done of this network counts as done now
-      RunOptions counted = options_;
-      progress_.done += cpu::work_units(config_, specs_[n], counted) - (config_.iters - c.iteration) -
+      progress_.done += cpu::work_units(config_, specs_[n], options_) - (config_.iters - c.iteration) -
                         (options_.spectra ? config_.le_batch : 0);
       ++restored;
     }

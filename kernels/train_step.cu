@@ -87,10 +87,12 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
                                        double bias_correction2) {
   const int n = blockIdx.x;
   if (c.diverged_at[n] >= 0) return;  // frozen (the whole block leaves together)
-  long long adam_step = -1;           // -1: the launch's own bias corrections
   if (c.first_iteration) {
+    // A resumed network: trains from its own iteration on, with its own Adam step's bias
+    // corrections (otherwise the launch's own are used).
     if (iteration < std::uint32_t(c.first_iteration[n])) return;  // resumed further on: not yet
-    adam_step = c.adam_steps_before[n] + (iteration - std::uint32_t(c.first_iteration[n])) + 1;
+    const long long adam_step =
+        c.adam_steps_before[n] + (iteration - std::uint32_t(c.first_iteration[n])) + 1;
     bias_correction1 = c.bias_correction1[adam_step];
     bias_correction2 = c.bias_correction2[adam_step];
   }
