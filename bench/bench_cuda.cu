@@ -81,51 +81,20 @@ TrainResult time_training(Rule rule, int K, int iters, const Gpu& g) {
   const std::vector<double> lrs(K, 1e-3);
   std::vector<std::uint32_t> data_seeds(K);
   for (int n = 0; n < K; ++n) data_seeds[n] = n % distinct;
-  const std::vector<int> not_diverged(K, -1);
 
-  DeviceBuffer<float> p(params.size()), m(params.size()), v(params.size()), fb(feedback.size());
+  DeviceBuffer<float> p(params.size()), fb(feedback.size());
   p.upload(params.data(), params.size());
   fb.upload(feedback.data(), feedback.size());
-  m.zero();
-  v.zero();
-  DeviceBuffer<int> rule_dev(K), diverged(K);
+  DeviceBuffer<int> rule_dev(K);
   rule_dev.upload(rules.data(), K);
-  diverged.upload(not_diverged.data(), K);
-  DeviceBuffer<double> lr(K), loss(K), accuracy(K);
+  DeviceBuffer<double> lr(K);
   lr.upload(lrs.data(), K);
   DeviceBuffer<std::uint32_t> seeds(K);
   seeds.upload(data_seeds.data(), K);
-  const size_t steps = size_t(T) * Bt;
-  DeviceBuffer<float> x(K * steps * shape.I), target(K * steps * shape.O), mask(K * steps * shape.O);
-  DeviceBuffer<float> history(rule == Rule::bptt ? size_t(K) * (T + 1) * shape.H * Bt : 0);
-  DeviceBuffer<float> output_grad(rule == Rule::bptt ? K * steps * shape.O : 0);
-
-  cuda::TrainChunk c;
-  c.K = K;
-  c.shape = shape;
-  c.task = task;
-  c.T = T;
-  c.Bt = Bt;
-  c.P = P;
-  c.a = float(task.leak());
-  c.params = p.get();
-  c.adam_m = m.get();
-  c.adam_v = v.get();
-  c.feedback = fb.get();
-  c.rule = rule_dev.get();
-  c.lr = lr.get();
-  c.data_seed = seeds.get();
-  c.trial_x = x.get();
-  c.trial_target = target.get();
-  c.trial_mask = mask.get();
-  c.history = history.get();
-  c.output_grad = output_grad.get();
-  c.loss_log = loss.get();
-  c.accuracy_log = accuracy.get();
-  c.diverged_at = diverged.get();
   const cuda::TrainLaunchPlan plan = cuda::plan_train_step(shape, Bt, g.max_shared);
-  DeviceBuffer<float> grad_global(plan.grad_shared ? 0 : params.size());
-  c.grad_global = grad_global.get();
+  cuda::TrainScratch scratch(task, shape, K, Bt, rule == Rule::bptt, !plan.grad_shared, 1);
+  const cuda::TrainChunk c = scratch.chunk(p.get(), fb.get(), rule_dev.get(), lr.get(), seeds.get());
+  DeviceBuffer<double>& loss = scratch.loss_log;
 
   // Validate iteration 0 against the CPU reference on the same weights and trials.
   cuda::launch_train_step(c, plan, 0, 0, 1, nullptr);

@@ -152,9 +152,19 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   trials->allow_extras();
 
+  TuneArgs tune_args;
+  CLI::App* tune = app.add_subcommand(
+      "tune", "time every kernel instance on this GPU and write the fastest into a tuning table (JSON)");
+  tune->add_option("--out", tune_args.out, "tuning table to write (an existing one is merged into)")->required();
+  tune->add_option("--shapes", tune_args.shapes, "all (default) | paper | TASK:H:BATCH,...");
+  tune->add_option("--networks", tune_args.networks, "networks per launch (default 1024)");
+  tune->add_option("--launches", tune_args.launches, "timed launches per instance (default 3)");
+  tune->add_flag("--quiet", tune_args.quiet, "no line per instance timed");
+  tune->allow_extras();
+
   try {
     app.parse(argc, argv);
-    for (CLI::App* sub : {run, lyap, plan, merge, trials})
+    for (CLI::App* sub : {run, lyap, plan, merge, trials, tune})
       if (sub->parsed()) reject_extras(*sub);
     if (run->parsed()) {
       // --resume takes everything from the folder; a config or grid options would be ignored
@@ -173,6 +183,10 @@ int main(int argc, char** argv) {
     if (lyap->parsed()) return run_sweep(lyap_args, command_line);
     if (plan->parsed()) return plan_sweep(plan_args);
     if (merge->parsed()) return merge_runs(merge_dirs, merge_out, merge_force, command_line);
+    if (tune->parsed()) {
+      tune_kernels(tune_args);
+      return 0;
+    }
     return write_trials(trials_args);
   } catch (const CLI::Success& e) {
     return app.exit(e);

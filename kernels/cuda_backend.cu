@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "host/cpu/train.h"
+#include "host/tuning.h"
 #include "kernels/cuda_backend.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss.cuh"
@@ -45,7 +46,22 @@ DeviceInfo device_info() {
   return {prop.name, size_t(prop.sharedMemPerBlockOptin), size_t(prop.totalGlobalMem)};
 }
 
-// Everything a chunk of networks of one task needs, derived from the config once.
+// The instance to launch among `candidates` (the heuristic's first): the tuning table's winner
+// for this GPU and shape if it has one, else the heuristic's; `why` says which and why.
+template <typename Plan>
+Plan choose_plan(const TuningTable& table, const std::vector<Plan>& candidates, const std::string& gpu,
+                 const char* kernel, const std::string& shape_key, std::string& why) {
+  std::vector<std::string> names;
+  for (const Plan& p : candidates) names.push_back(p.name());
+  const TuningChoice choice = choose_instance(table, gpu, kernel, shape_key, names, candidates.front().name());
+  why = choice.why;
+  for (const Plan& p : candidates)
+    if (p.name() == choice.instance) return p;
+  return candidates.front();
+}
+
+// Everything a chunk of networks of one task needs, derived from the config once: shapes and
+// the kernel instances that run them.
 struct ChunkShape {
   TaskParams task;
   Shape shape;
@@ -53,10 +69,12 @@ struct ChunkShape {
   bool any_bptt, any_floss;
   TrainLaunchPlan train_plan;
   SpectrumLaunchPlan spectrum_plan;
+  FlossLaunchPlan floss_plan;  // when any_floss
+  std::string train_why, spectrum_why, floss_why;
 };
 
 ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<NetworkSpec>& specs,
-                       const DeviceInfo& device) {
+                       const DeviceInfo& device, const TuningTable& table) {
   ChunkShape c;
   c.task = config.task(kind);
   c.shape = Shape{config.hidden, c.task.inputs(), c.task.outputs(), config.bias};
@@ -68,8 +86,13 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
       std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
   c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
   try {
-    c.train_plan = plan_train_step(c.shape, c.Bt, device.max_shared);
-    c.spectrum_plan = plan_spectrum(c.shape, std::max(c.k, config.floss_k), c.task, device.max_shared);
+    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, device.max_shared), device.name, "train_step",
+                               train_shape_key(c.shape, c.Bt), c.train_why);
+    c.spectrum_plan = choose_plan(table, spectrum_candidates(c.shape, c.k, c.task, device.max_shared), device.name,
+                                  "spectrum", spectrum_shape_key(c.shape, c.k, c.task), c.spectrum_why);
+    if (c.any_floss)
+      c.floss_plan = choose_plan(table, floss_candidates(c.shape, config.floss_k, c.task, device.max_shared), device.name,
+                                 "floss", floss_shape_key(c.shape, config.floss_k, c.task), c.floss_why);
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("hidden = ") + std::to_string(config.hidden) +
                      ", batch = " + std::to_string(config.batch) + " with --backend cuda: " + e.what());
@@ -266,7 +289,7 @@ class Chunk {
     const int J = config_.le_batch, k = c_.k;
     DeviceBuffer<int> active_dev(active ? K_ : 0);
     if (active) active_dev.upload(active->data(), K_);
-    const SpectrumLaunchPlan plan = plan_spectrum(c_.shape, k, c_.task, max_shared_);
+    const SpectrumLaunchPlan& plan = c_.spectrum_plan;
     DeviceBuffer<double> lambda(size_t(K_) * J * k);
     DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(K_) * J * 2 * c_.shape.H * k);
     SpectrumChunk s;
@@ -333,7 +356,7 @@ class Chunk {
     f.loss = loss.get();
     f.k_used = k_used.get();
     for (long it = 0; it < iters; ++it) {
-      launch_floss_iteration(f, it, nullptr);
+      launch_floss_iteration(f, c_.floss_plan, it, nullptr);
       if (it % 10 == 9 || it == iters - 1) {
         CUDA_CHECK(cudaDeviceSynchronize());
         progress_.done += F * (it % 10 + 1);
@@ -355,51 +378,17 @@ class Chunk {
   // Returns false when the run was stopped (RunControl::stop) before the chunk finished: a chunk
   // is the unit of work the CUDA backend keeps, so its networks are retrained on resume.
   bool train(std::vector<NetworkResult>& results) {
-    const size_t K = K_, H = c_.shape.H, I = c_.shape.I, O = c_.shape.O, T = c_.T, Bt = c_.Bt, P = c_.P;
-    const bool classification = c_.task.classification();
-    DeviceBuffer<float> m(K * P), v(K * P);
-    m.zero();
-    v.zero();
-    DeviceBuffer<float> trial_x(K * T * Bt * I), trial_target(classification ? 0 : K * T * Bt * O),
-        trial_mask(classification ? 0 : K * T * Bt * O);
-    DeviceBuffer<int> trial_label(classification ? K * T * Bt : 0);
-    DeviceBuffer<float> history(c_.any_bptt ? K * (T + 1) * H * Bt : 0),
-        output_grad(c_.any_bptt ? K * T * O * Bt : 0);
-    DeviceBuffer<float> grad_global(c_.train_plan.grad_shared ? 0 : K * P);
+    const size_t K = K_, P = c_.P;
     // The log window ends on checkpoint iterations, so that checkpoints fall where asked.
     const long every = options_.control ? options_.control->checkpoint_every : 0;
     const int window = int(std::min<long>({kLogWindow, config_.iters, every > 0 ? every : kLogWindow}));
-    DeviceBuffer<double> loss_log(K * window), accuracy_log(K * window);
-    DeviceBuffer<int> diverged_at(K);
-    const std::vector<int> not_diverged(K, -1);
-    diverged_at.upload(not_diverged.data(), K);
-
-    TrainChunk t;
-    t.K = K_;
-    t.shape = c_.shape;
-    t.task = c_.task;
-    t.T = c_.T;
-    t.Bt = c_.Bt;
-    t.P = c_.P;
-    t.a = float(c_.task.leak());
-    t.params = params_.get();
-    t.adam_m = m.get();
-    t.adam_v = v.get();
-    t.feedback = feedback_.get();
-    t.rule = rule_.get();
-    t.lr = lr_.get();
-    t.data_seed = data_seed_.get();
-    t.trial_x = trial_x.get();
-    t.trial_target = trial_target.get();
-    t.trial_mask = trial_mask.get();
-    t.trial_label = trial_label.get();
-    t.history = history.get();
-    t.output_grad = output_grad.get();
-    t.grad_global = grad_global.get();
-    t.loss_log = loss_log.get();
-    t.accuracy_log = accuracy_log.get();
-    t.log_window = window;
-    t.diverged_at = diverged_at.get();
+    TrainScratch scratch(c_.task, c_.shape, K_, c_.Bt, c_.any_bptt, !c_.train_plan.grad_shared, window);
+    DeviceBuffer<float>& m = scratch.adam_m;
+    DeviceBuffer<float>& v = scratch.adam_v;
+    DeviceBuffer<double>& loss_log = scratch.loss_log;
+    DeviceBuffer<double>& accuracy_log = scratch.accuracy_log;
+    DeviceBuffer<int>& diverged_at = scratch.diverged_at;
+    TrainChunk t = scratch.chunk(params_.get(), feedback_.get(), rule_.get(), lr_.get(), data_seed_.get());
     t.optimizer = config_.optimizer == "sgd" ? Optimizer::sgd : Optimizer::adam;
     t.beta1 = config_.adam_beta1;
     t.beta2 = config_.adam_beta2;
@@ -511,7 +500,8 @@ class Chunk {
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(long max_chunk) : max_chunk_(max_chunk), device_(device_info()) {}
+  CudaBackend(long max_chunk, std::shared_ptr<const TuningTable> tuning)
+      : max_chunk_(max_chunk), device_(device_info()), tuning_(std::move(tuning)) {}
 
   std::string name() const override { return "cuda"; }
   std::string device() const override {
@@ -526,21 +516,29 @@ class CudaBackend : public Backend {
     if (config.iters > 2147483647L)
       throw UsageError("config key 'iters' = " + std::to_string(config.iters) +
                        " with --backend cuda: allowed: at most 2^31 - 1");
-    std::ostringstream o;
+    std::ostringstream o, instances;
     size_t free_memory = 0, total_memory = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));
     o << "cuda: ";
     bool first = true;
     for (const auto& group : by_task(networks)) {
-      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
+      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_, table());
       const size_t per = bytes_per_network(config, shape, options);
       const long chunk = chunk_size(per, group.second.size());
       o << (first ? "" : "; ") << task_name(group.first) << " " << group.second.size()
         << " networks in chunks of " << chunk << " (" << per / 1024 << " KiB each, "
         << free_memory / (1 << 20) << " MiB free)";
       first = false;
+      instances << "\n  " << task_name(group.first) << " train_step " << shape.train_plan.name() << " ("
+                << shape.train_why << ")";
+      if (options.spectra)
+        instances << "\n  " << task_name(group.first) << " spectrum " << shape.spectrum_plan.name() << " ("
+                  << shape.spectrum_why << ")";
+      if (shape.any_floss && options.train)
+        instances << "\n  " << task_name(group.first) << " floss " << shape.floss_plan.name() << " ("
+                  << shape.floss_why << ")";
     }
-    return o.str();
+    return o.str() + "\ncuda kernel instances on " + device_.name + ":" + instances.str();
   }
 
   std::vector<NetworkResult> train(const Config& config, const std::vector<NetworkSpec>& networks,
@@ -552,7 +550,7 @@ class CudaBackend : public Backend {
     for (size_t i = 0; i < networks.size(); ++i) position[networks[i].id] = i;
     std::vector<NetworkResult> results(networks.size());
     for (const auto& group : by_task(networks)) {
-      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_);
+      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_, table());
       const size_t chunk = chunk_size(bytes_per_network(config, shape, options), group.second.size());
       for (size_t first = 0; first < group.second.size(); first += chunk) {
         const std::vector<NetworkSpec> specs(
@@ -578,6 +576,8 @@ class CudaBackend : public Backend {
   }
 
  private:
+  const TuningTable& table() const { return tuning_ ? *tuning_ : TuningTable::active(); }
+
   static std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> by_task(
       const std::vector<NetworkSpec>& networks) {
     std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> groups;
@@ -603,6 +603,7 @@ class CudaBackend : public Backend {
 
   long max_chunk_;
   DeviceInfo device_;
+  std::shared_ptr<const TuningTable> tuning_;  // null: TuningTable::active()
 };
 
 }  // namespace
@@ -618,12 +619,12 @@ bool cuda_device_usable(std::string* why) {
   return true;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(long max_chunk) {
+std::unique_ptr<Backend> make_cuda_backend(long max_chunk, std::shared_ptr<const TuningTable> tuning) {
   std::string why;
   if (!cuda_device_usable(&why))
     throw UsageError("--backend cuda: no usable GPU here (CUDA runtime: " + why +
                      "); use --backend cpu or auto");
-  return std::make_unique<cuda::CudaBackend>(max_chunk);
+  return std::make_unique<cuda::CudaBackend>(max_chunk, std::move(tuning));
 }
 
 }  // namespace rnnsweep

@@ -101,7 +101,8 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   for (int e = tid; e < H * s.I; e += threads) W_x[e] = params[layout.W_x + e];
   for (int i = tid; i < H; i += threads) b[i] = s.bias ? params[layout.b + i] : 0.0;
   for (int i = tid; i < k; i += threads) log_sum[i] = 0.0;
-  __syncthreads();
+  // No barrier yet: the floor reads only the entries of W_h this thread loaded, and the other
+  // arrays are first read after block_random_frame's barriers.
   const double a = c.task.leak();
   const double floor = annihilation_floor(W, a, reduce);
   double* frames = scratch + G.frames;
@@ -135,7 +136,8 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   for (long step = 0; step < c.warmup + n; ++step) {
     if (step >= c.warmup) {
       const long t = step - c.warmup;
-      __syncthreads();
+      // u and Q are complete: start() and advance() end in a barrier, and so does the QR that
+      // wrote Q; M is fresh scratch.
       const double* Q = frames + size_t(t) * H * k;
       double* M = frames + size_t(t + 1) * H * k;
       for (int i = tid; i < H; i += threads) slopes[size_t(t) * H + i] = traj.u[i] > 0 ? 1.0 : 0.0;
@@ -154,9 +156,8 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
       if (tid == 0)
         for (int col = 0; col < k; ++col) log_sum[col] += diag[col] > floor ? log(diag[col]) : 0.0;
     }
-    traj.advance(step);
+    traj.advance(step);  // its closing barrier also publishes thread 0's log_sum
   }
-  __syncthreads();
   double loss = 0;
   for (int col = 0; col < k_used; ++col) {
     const double lambda = log_sum[col] / double(n);
@@ -230,13 +231,13 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
         frame_bar[e] = a * M_bar[e] + (1 - a) * through_W;
       }
   }
-  __syncthreads();
-  // The CPU skips the update when the gradient has a NaN or Inf; count them first.
+  // The CPU skips the update when the gradient has a NaN or Inf; count them first. Each thread
+  // reads only the entries of W_bar it wrote, so no barrier is needed before; every thread
+  // reads the step count before block_sum's barriers, and thread 0 writes it after them.
+  const int step = c.adam_steps[slot] + 1;
   double bad = 0;
   for (int e = tid; e < H * H; e += threads) bad += is_finite(W_bar[e]) ? 0.0 : 1.0;
   if (block_sum(bad, reduce) > 0) return;
-  const int step = c.adam_steps[slot] + 1;
-  __syncthreads();  // everyone has read adam_steps before it changes
   if (tid == 0) c.adam_steps[slot] = step;
   const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
   const double bc1 = 1.0 - pow(c.beta1, double(step)), bc2 = 1.0 - pow(c.beta2, double(step));
@@ -259,26 +260,62 @@ size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared) {
 
 size_t floss_scratch_doubles(int H, int k, long steps) { return floss_scratch_layout(H, k, steps).total; }
 
-void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_t stream) {
+std::string FlossLaunchPlan::name() const {
+  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global");
+}
+
+FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
+  FlossLaunchPlan plan;
+  plan.threads = std::min(256, std::max(64, (shape.H + 31) / 32 * 32 * 2));
+  for (bool W_h_shared : {true, false}) {
+    const size_t bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared);
+    if (bytes <= max_shared) {
+      plan.W_h_shared = W_h_shared;
+      plan.shared_bytes = bytes;
+      return plan;
+    }
+  }
+  throw std::invalid_argument("flossing at hidden = " + std::to_string(shape.H) + " needs " +
+                              std::to_string(floss_shared_bytes(shape, k, task.T(), false) / 1024) +
+                              " KiB of shared memory, more than this GPU's " + std::to_string(max_shared / 1024) +
+                              " KiB; use --backend cpu");
+}
+
+std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const TaskParams& task,
+                                              size_t max_shared) {
+  const FlossLaunchPlan heuristic = plan_floss(shape, k, task, max_shared);
+  std::vector<FlossLaunchPlan> out = {heuristic};
+  for (int threads : {64, 128, 256})
+    for (bool W_h_shared : {true, false}) {
+      FlossLaunchPlan plan;
+      plan.threads = threads;
+      plan.W_h_shared = W_h_shared;
+      plan.shared_bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared);
+      if (plan.shared_bytes > max_shared || plan.name() == heuristic.name()) continue;
+      out.push_back(plan);
+    }
+  return out;
+}
+
+std::string floss_shape_key(const Shape& shape, int k, const TaskParams& task) {
+  return "H=" + std::to_string(shape.H) + " k=" + std::to_string(k) + " I=" + std::to_string(shape.I) +
+         " O=" + std::to_string(shape.O) + " T=" + std::to_string(task.T());
+}
+
+void launch_floss_iteration(const FlossChunk& chunk, const FlossLaunchPlan& plan, long iteration,
+                            cudaStream_t stream) {
   const Shape& s = chunk.shape;
   if (chunk.K < 1 || chunk.k < 1 || chunk.k > s.H || chunk.steps < 1 || iteration < 0 ||
       iteration >= chunk.iters)
     throw std::invalid_argument(
         "launch_floss_iteration: need K >= 1, 1 <= k <= H, steps >= 1, 0 <= iteration < iters");
-  int device = 0;
-  CUDA_CHECK(cudaGetDevice(&device));
-  cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  const bool W_h_shared = floss_shared_bytes(s, chunk.k, chunk.task.T(), true) <= prop.sharedMemPerBlockOptin;
-  const size_t bytes = floss_shared_bytes(s, chunk.k, chunk.task.T(), W_h_shared);
-  if (bytes > prop.sharedMemPerBlockOptin)
-    throw std::invalid_argument("launch_floss_iteration: hidden = " + std::to_string(s.H) + " needs " +
-                                std::to_string(bytes / 1024) +
-                                " KiB of shared memory, more than this GPU's " +
-                                std::to_string(prop.sharedMemPerBlockOptin / 1024) + " KiB");
-  const int threads = std::min(256, std::max(64, (s.H + 31) / 32 * 32 * 2));
-  CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  RNNSWEEP_LAUNCH(floss_kernel, chunk.K, threads, bytes, stream)(chunk, W_h_shared, iteration);
+  if (plan.threads % 32 != 0 || plan.threads < 32)
+    throw std::invalid_argument("launch_floss_iteration: threads must be a positive multiple of 32");
+  if (plan.shared_bytes != floss_shared_bytes(s, chunk.k, chunk.task.T(), plan.W_h_shared))
+    throw std::invalid_argument("launch_floss_iteration: the plan was made for another shape");
+  CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  int(plan.shared_bytes)));
+  RNNSWEEP_LAUNCH(floss_kernel, chunk.K, plan.threads, plan.shared_bytes, stream)(chunk, plan.W_h_shared, iteration);
   CUDA_CHECK(cudaGetLastError());
 }
 

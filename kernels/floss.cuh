@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "kernels/portability.cuh"
 #include "rnnsweep/model.h"
@@ -30,6 +32,24 @@ struct FlossChunk {
   int* k_used = nullptr;                // K x iters
 };
 
+// An instance of the flossing kernel: block size and where W_h lives (the rest of its
+// shared memory is small; the chain of frames is always in global scratch).
+struct FlossLaunchPlan {
+  int threads = 64;
+  bool W_h_shared = true;
+  size_t shared_bytes = 0;
+  std::string name() const;  // "threads=64 W_h=shared"
+};
+
+// The heuristic's plan for this shape on a device with `max_shared` bytes of dynamic shared
+// memory per block; throws std::invalid_argument when nothing fits.
+FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, size_t max_shared);
+// Every instance that can run this shape (64 to 256 threads and the heuristic's, each placement
+// that fits), the heuristic's first.
+std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const TaskParams& task,
+                                              size_t max_shared);
+std::string floss_shape_key(const Shape& shape, int k, const TaskParams& task);
+
 // Doubles of global scratch one network needs: the n + 1 frames and n triangles of the forward
 // chain, the slopes, and the backward pass's H x k and k x k work arrays and dL/dW_h.
 size_t floss_scratch_doubles(int H, int k, long steps);
@@ -38,6 +58,7 @@ size_t floss_scratch_doubles(int H, int k, long steps);
 // `iteration` of (floss_trials, seed), the chain of QRs, the loss on the leading exponents no
 // step annihilated, the QR adjoint back through the chain with h_t held constant, and one Adam
 // step on W_h. Asynchronous.
-void launch_floss_iteration(const FlossChunk& chunk, long iteration, cudaStream_t stream);
+void launch_floss_iteration(const FlossChunk& chunk, const FlossLaunchPlan& plan, long iteration,
+                            cudaStream_t stream);
 
 }  // namespace rnnsweep::cuda

@@ -72,7 +72,8 @@ RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool fram
   double* diag = shared + L.diag;
   double* log_sum = shared + L.log_sum;
   for (int i = threadIdx.x; i < k; i += blockDim.x) log_sum[i] = 0.0;
-  __syncthreads();
+  // No barrier yet: the floor reads only the entries of W_h this thread loaded, and the other
+  // arrays are first read after block_random_frame's barriers.
 
   const double a = c.task.leak();
   const double floor = annihilation_floor(W, a, reduce);
@@ -101,8 +102,9 @@ RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool fram
   const long total = c.warmup + c.steps;
   for (long step = 0; step < total; ++step) {
     if (step >= c.warmup) {
-      // J_t Q = a Q + (1 - a) W_h (diag(f'(h_t)) Q), h_t the state before this step's update
-      __syncthreads();
+      // J_t Q = a Q + (1 - a) W_h (diag(f'(h_t)) Q), h_t the state before this step's update.
+      // u and the frame are complete: start() and advance() end in a barrier, and so does the
+      // QR that wrote the frame; `next` was last read before the QR's barriers.
       for (int e = threadIdx.x; e < H * k; e += blockDim.x) {
         const int i = e % H, col = e / H;
         const double* q = frame + size_t(col) * H;
@@ -120,9 +122,8 @@ RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool fram
       frame = next;
       next = done;
     }
-    traj.advance(step);
+    traj.advance(step);  // its closing barrier also publishes thread 0's log_sum
   }
-  __syncthreads();
   for (int col = threadIdx.x; col < k; col += blockDim.x)
     c.lambda[size_t(blockIdx.x) * k + col] = log_sum[col] / double(c.steps);
 }
@@ -149,6 +150,34 @@ SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& ta
       std::to_string(spectrum_shared_layout(shape, k, task.T(), false, false).total * 8 / 1024) +
       " KiB of shared memory per trajectory for hidden = " + std::to_string(shape.H) +
       ", more than this GPU's " + std::to_string(max_shared / 1024) + " KiB; use --backend cpu");
+}
+
+std::string SpectrumLaunchPlan::name() const {
+  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
+         " frames=" + (frames_shared ? "shared" : "global");
+}
+
+std::vector<SpectrumLaunchPlan> spectrum_candidates(const Shape& shape, int k, const TaskParams& task,
+                                                    size_t max_shared) {
+  const SpectrumLaunchPlan heuristic = plan_spectrum(shape, k, task, max_shared);
+  std::vector<SpectrumLaunchPlan> out = {heuristic};
+  const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
+  for (int threads : {64, 128, 256})
+    for (const auto& p : placements) {
+      SpectrumLaunchPlan plan;
+      plan.threads = threads;
+      plan.W_h_shared = p[0];
+      plan.frames_shared = p[1];
+      plan.shared_bytes = spectrum_shared_layout(shape, k, task.T(), p[0], p[1]).total * sizeof(double);
+      if (plan.shared_bytes > max_shared || plan.name() == heuristic.name()) continue;
+      out.push_back(plan);
+    }
+  return out;
+}
+
+std::string spectrum_shape_key(const Shape& shape, int k, const TaskParams& task) {
+  return "H=" + std::to_string(shape.H) + " k=" + std::to_string(k) + " I=" + std::to_string(shape.I) +
+         " O=" + std::to_string(shape.O) + " T=" + std::to_string(task.T());
 }
 
 void launch_spectrum(const SpectrumChunk& chunk, const SpectrumLaunchPlan& plan, cudaStream_t stream) {

@@ -10,6 +10,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "kernels/block_ops.cuh"
 #include "rnnsweep/model.h"
@@ -55,6 +57,10 @@ RNNSWEEP_DEVICE double annihilation_floor(const RecurrentWeights& W, double a, d
 // and diag[j] = R_jj >= 0; if R is not null, the strictly upper part of R (k x k column-major)
 // is written too (the lower part is left alone). Modified Gram-Schmidt, right-looking: warp 0
 // normalises column j, then the warps project it out of the later columns, one column per warp.
+// One barrier per column: warp w projects columns j + 1 + w, j + 1 + w + warps, ..., so column
+// j + 1 is always warp 0's own, which may go on to normalise it while the other warps still
+// project column j out of theirs (they read only column j and their own columns); the barrier
+// after the next normalisation then orders every projection before the next.
 // A column whose norm is at or below `floor` is annihilated: it becomes 0 (so that it carries
 // nothing into the later columns or the next step) and diag[j] keeps its tiny norm.
 // Every thread must call it; diag is in shared memory.
@@ -82,8 +88,8 @@ RNNSWEEP_DEVICE void block_qr_positive(double* M, int H, int k, double floor, do
       for (int i = lane; i < H; i += 32) m[i] -= dot * q[i];
       if (R && lane == 0) R[j + size_t(col) * k] = dot;
     }
-    __syncthreads();
   }
+  // Ends with the barrier after the last normalisation: no projection follows it.
 }
 
 // A random H x k orthonormal frame into M: the QR of the Gaussian matrix of the stream
@@ -123,18 +129,22 @@ struct DrivenTrajectory {
   double* reduce;       // 32 doubles for block reductions
   double log_scale = 0, drive_scale = 1;
 
+  // Ends with a barrier: the callers read every u[l] right after (a Jacobian before any step).
   RNNSWEEP_DEVICE void start() {
     for (int i = threadIdx.x; i < H; i += blockDim.x) u[i] = 0.0;
     log_scale = 0;
     drive_scale = 1;
+    __syncthreads();
   }
 
-  // Advances the state from step `step` to step + 1.
+  // Advances the state from step `step` to step + 1. Ends with a barrier, which the callers rely
+  // on: whatever they wrote before calling it is visible to every thread after it, and the
+  // next call may overwrite what this one's threads read (the trial, the scratch, `reduce`).
   RNNSWEEP_DEVICE void advance(long step) {
     const long trial = step / T;
     const int t = int(step % T);
     if (t == 0) {
-      __syncthreads();  // the previous trial's inputs have been read
+      // the previous trial's inputs were last read before the previous call's closing barrier
       if (threadIdx.x == 0) {
         const TrialView one{T, 1, I, O, trial_x, trial_target, trial_mask, trial_label};
         generate_trial(task, rng, iteration, int(trial), one, 0);
@@ -155,9 +165,10 @@ struct DrivenTrajectory {
       largest = fmax(largest, fabs(next[i]));
     }
     // block-wide max through the sum's scratch: a max of non-negative numbers, warp by warp
+    // (`reduce` was last read before the previous call's closing barrier, or by a block_sum,
+    // which ends in one)
     for (int offset = 16; offset > 0; offset /= 2)
       largest = fmax(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
-    __syncthreads();
     if (threadIdx.x % 32 == 0) reduce[threadIdx.x / 32] = largest;
     __syncthreads();
     largest = 0;
@@ -188,13 +199,23 @@ struct SpectrumChunk {
   double* lambda = nullptr;             // (K J) x k: (1/steps) sum ln R_ii, QR order
 };
 
+// An instance of the spectrum kernel: block size, where W_h and the frames live, the shared
+// memory that needs. Every instance computes the same spectrum (the block size changes who
+// computes an entry, not the order of its sums) up to the last bits of the annihilation floor.
 struct SpectrumLaunchPlan {
   int threads = 128;
   bool W_h_shared = true, frames_shared = true;
   size_t shared_bytes = 0;
+  std::string name() const;  // "threads=128 W_h=shared frames=shared"
 };
 
+// The heuristic's plan; throws std::invalid_argument when nothing fits.
 SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& task, size_t max_shared);
+// Every instance that can run this shape (64 to 256 threads and the heuristic's, each placement
+// that fits), the heuristic's first.
+std::vector<SpectrumLaunchPlan> spectrum_candidates(const Shape& shape, int k, const TaskParams& task,
+                                                    size_t max_shared);
+std::string spectrum_shape_key(const Shape& shape, int k, const TaskParams& task);
 
 // lambda of every (network, trajectory) of the chunk; the caller averages over trajectories
 // and sorts, as network_spectrum does. Asynchronous.

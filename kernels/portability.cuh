@@ -10,7 +10,10 @@
 // - shared memory only through RNNSWEEP_DYNAMIC_SHARED (no static __shared__ arrays);
 // - launches only through RNNSWEEP_LAUNCH;
 // - every thread of a block reaches every __syncthreads (the emulator reports a deadlock
-//   otherwise, as a real GPU may hang), and every lane of a warp every shuffle.
+//   otherwise, as a real GPU may hang), and every lane of a warp every shuffle;
+// - no result may depend on the order threads run in: no float atomics, no reads of shared
+//   memory before it is written. The emulator runs every launch of the tests under several
+//   schedules and fails on any bit that differs (tests/emulator/block_emulator.h).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -39,7 +42,7 @@
 #define RNNSWEEP_DYNAMIC_SHARED(type, name) \
   type* name = reinterpret_cast<type*>(::rnnsweep::emu::dynamic_shared())
 #define RNNSWEEP_LAUNCH(kernel, grid, block, shared_bytes, stream) \
-  ::rnnsweep::emu::launcher((kernel), (grid), (block), (shared_bytes), (stream))
+  ::rnnsweep::emu::launcher((kernel), #kernel, (grid), (block), (shared_bytes), (stream))
 #define RNNSWEEP_EMULATED 1
 #define RNNSWEEP_UNROLL _Pragma("GCC unroll 8")
 

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
@@ -397,6 +398,91 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared) {
       std::to_string(train_shared_layout(shape, Bt, false, false).total * 4 / 1024) +
       " KiB of shared memory per network, the GPU gives " + std::to_string(max_shared / 1024) +
       " KiB); use a smaller hidden or batch, or --backend cpu");
+}
+
+TrainScratch::TrainScratch(const TaskParams& task, const Shape& shape, int K, int Bt, bool any_bptt,
+                           bool grad_global_needed, int log_window)
+    : task_(task), shape_(shape), K_(K), Bt_(Bt), log_window_(log_window) {
+  const size_t k = size_t(K), T = size_t(task.T()), steps = T * Bt, P = size_t(ParamLayout(shape).size);
+  const bool classification = task.classification();
+  adam_m = DeviceBuffer<float>(k * P);
+  adam_v = DeviceBuffer<float>(k * P);
+  trial_x = DeviceBuffer<float>(k * steps * shape.I);
+  trial_target = DeviceBuffer<float>(classification ? 0 : k * steps * shape.O);
+  trial_mask = DeviceBuffer<float>(classification ? 0 : k * steps * shape.O);
+  trial_label = DeviceBuffer<int>(classification ? k * steps : 0);
+  history = DeviceBuffer<float>(any_bptt ? k * (T + 1) * shape.H * Bt : 0);
+  output_grad = DeviceBuffer<float>(any_bptt ? k * steps * shape.O : 0);
+  grad_global = DeviceBuffer<float>(grad_global_needed ? k * P : 0);
+  loss_log = DeviceBuffer<double>(k * log_window);
+  accuracy_log = DeviceBuffer<double>(k * log_window);
+  diverged_at = DeviceBuffer<int>(k);
+  restart();
+}
+
+void TrainScratch::restart() {
+  adam_m.zero();
+  adam_v.zero();
+  const std::vector<int> not_diverged(K_, -1);
+  diverged_at.upload(not_diverged.data(), K_);
+}
+
+TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* rule, const double* lr,
+                               const std::uint32_t* data_seed) const {
+  TrainChunk c;
+  c.K = K_;
+  c.shape = shape_;
+  c.task = task_;
+  c.T = task_.T();
+  c.Bt = Bt_;
+  c.P = ParamLayout(shape_).size;
+  c.a = float(task_.leak());
+  c.params = params;
+  c.adam_m = adam_m.get();
+  c.adam_v = adam_v.get();
+  c.feedback = feedback;
+  c.rule = rule;
+  c.lr = lr;
+  c.data_seed = data_seed;
+  c.trial_x = trial_x.get();
+  c.trial_target = trial_target.get();
+  c.trial_mask = trial_mask.get();
+  c.trial_label = trial_label.get();
+  c.history = history.get();
+  c.output_grad = output_grad.get();
+  c.grad_global = grad_global.get();
+  c.loss_log = loss_log.get();
+  c.accuracy_log = accuracy_log.get();
+  c.log_window = log_window_;
+  c.diverged_at = diverged_at.get();
+  return c;
+}
+
+std::string TrainLaunchPlan::name() const {
+  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
+         " grad=" + (grad_shared ? "shared" : "global");
+}
+
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, size_t max_shared) {
+  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, max_shared);
+  std::vector<TrainLaunchPlan> out = {heuristic};
+  const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
+  for (int threads : {128, 256, 512})
+    for (const auto& p : placements) {
+      TrainLaunchPlan plan;
+      plan.threads = threads;
+      plan.W_h_shared = p[0];
+      plan.grad_shared = p[1];
+      plan.shared_bytes = train_shared_layout(shape, Bt, p[0], p[1]).total * sizeof(float);
+      if (plan.shared_bytes > max_shared || plan.name() == heuristic.name()) continue;
+      out.push_back(plan);
+    }
+  return out;
+}
+
+std::string train_shape_key(const Shape& shape, int Bt) {
+  return "H=" + std::to_string(shape.H) + " Bt=" + std::to_string(Bt) + " I=" + std::to_string(shape.I) +
+         " O=" + std::to_string(shape.O) + " bias=" + (shape.bias ? "1" : "0");
 }
 
 int max_hidden_for(int Bt, int I, int O, size_t max_shared) {

@@ -7,7 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
+#include "kernels/cuda_utils.cuh"
 #include "kernels/portability.cuh"
 #include "rnnsweep/model.h"
 #include "rnnsweep/task.h"
@@ -62,18 +65,56 @@ struct TrainChunk {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 
-// Where the launcher put the large arrays, and the shared memory that needs.
+// The device memory a chunk trains in besides its networks' own arrays (parameters, RFLO's B,
+// rules, learning rates, data seeds, which the caller owns because spectra and flossing use
+// them too): Adam moments, the trials of an iteration, BPTT's history and output gradients, the
+// gradient accumulators when they are not in shared memory, the logs. One place sizes it and
+// fills a TrainChunk from it, for the backend, the tests, the benchmark and the tuner.
+class TrainScratch {
+ public:
+  TrainScratch(const TaskParams& task, const Shape& shape, int K, int Bt, bool any_bptt, bool grad_global,
+               int log_window);
+  // The launch's view of these buffers and of the networks' own arrays; shapes from the
+  // constructor's. The optimizer is Adam with PyTorch's defaults until the caller changes it.
+  TrainChunk chunk(float* params, const float* feedback, const int* rule, const double* lr,
+                   const std::uint32_t* data_seed) const;
+  // Adam moments to zero and every network marked as not diverged: a fresh start.
+  void restart();
+
+  DeviceBuffer<float> adam_m, adam_v, trial_x, trial_target, trial_mask, history, output_grad, grad_global;
+  DeviceBuffer<int> trial_label, diverged_at;
+  DeviceBuffer<double> loss_log, accuracy_log;
+
+ private:
+  TaskParams task_;
+  Shape shape_;
+  int K_, Bt_, log_window_;
+};
+
+// An instance of the training kernel: the block size and where the large arrays live, and
+// the shared memory that needs. Every instance computes the same bits (each sum runs in the
+// same order whatever the block size), so the fastest can be picked by timing alone.
 struct TrainLaunchPlan {
   int threads = 256;
   bool W_h_shared = true;   // W_h in shared memory (else read from global memory / L2)
   bool grad_shared = true;  // gradient accumulators in shared memory (else grad_global)
   size_t shared_bytes = 0;
+  // "threads=256 W_h=shared grad=shared": the instance's name in the tuning table
+  std::string name() const;
 };
 
-// The plan for this shape on a device with `max_shared` bytes of dynamic shared memory per
-// block; throws std::invalid_argument naming the supported range when even the smallest plan
-// does not fit (the hidden state, traces and deltas, 5 H Bt floats, must be in shared memory).
+// The heuristic's plan for this shape on a device with `max_shared` bytes of dynamic shared
+// memory per block; throws std::invalid_argument naming the supported range when even the
+// smallest plan does not fit (the hidden state, traces and deltas, 5 H Bt floats, must be in
+// shared memory).
 TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared);
+
+// Every instance that can run this shape (block sizes 128 to 512 and the heuristic's, each
+// placement that fits), the heuristic's first; what `rnnsweep tune` times.
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, size_t max_shared);
+
+// The shape key of the tuning table: what decides which instances exist.
+std::string train_shape_key(const Shape& shape, int Bt);
 
 // The largest H that plan_train_step accepts for this batch and shared memory size.
 int max_hidden_for(int Bt, int I, int O, size_t max_shared);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -14,6 +15,10 @@
 
 #include "host/writers.h"
 #include "kernels/cuda_backend.cuh"
+#include "kernels/floss.cuh"
+#include "kernels/lyapunov.cuh"
+#include "kernels/train_step.cuh"
+#include "kernels/tuning.cuh"
 #include "rnnsweep/backend.h"
 #include "rnnsweep/config.h"
 #include "rnnsweep/grid.h"
@@ -24,8 +29,21 @@ std::unique_ptr<Backend> make_cpu_backend(int threads);  // host/cpu/cpu_backend
 }
 
 using namespace rnnsweep;
+#if RNNSWEEP_EMULATED
+namespace emu = rnnsweep::emu;
+#endif
 
 namespace {
+
+class CudaBackend : public testing::Test {
+#if RNNSWEEP_EMULATED
+  // Whole grids launch thousands of kernels: under the emulator they run under two schedules
+  // (quick_schedules) rather than all six of the kernel tests, unless RNNSWEEP_EMU_SCHEDULES
+  // says which.
+  emu::ScopedSchedules schedules_{std::getenv("RNNSWEEP_EMU_SCHEDULES") ? emu::schedules()
+                                                                         : emu::quick_schedules()};
+#endif
+};
 
 // Every task and rule, two gains, flossing off and on, with divergence in the mix: small
 // enough for the emulator, long enough that training moves the loss.
@@ -66,7 +84,7 @@ void expect_same_spectrum(const std::vector<double>& got, const std::vector<doub
     expect_close(got[i], want[i], tolerance, what + " index " + std::to_string(i));
 }
 
-TEST(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
+TEST_F(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
   RNNSWEEP_NEED_DEVICE();
   const Config config = small_grid();
   auto cuda = make_cuda_backend();
@@ -105,7 +123,7 @@ TEST(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
   }
 }
 
-TEST(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
+TEST_F(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
   config.tasks = {"romo"};
@@ -127,7 +145,7 @@ TEST(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
   }
 }
 
-TEST(CudaBackend, DivergedNetworksAreMarkedAsOnTheCpu) {
+TEST_F(CudaBackend, DivergedNetworksAreMarkedAsOnTheCpu) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
   config.tasks = {"2af"};
@@ -147,7 +165,7 @@ TEST(CudaBackend, DivergedNetworksAreMarkedAsOnTheCpu) {
   EXPECT_TRUE(any) << "lr = 1e9 must diverge, or the test proves nothing";
 }
 
-TEST(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
+TEST_F(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
   auto cuda = make_cuda_backend();
@@ -162,7 +180,91 @@ TEST(CudaBackend, PlanRefusesAnUnsupportedHiddenSizeBeforeAnyWork) {
   }
 }
 
-TEST(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
+TEST_F(CudaBackend, AutotuningValidatesAndTimesEveryInstance) {
+  RNNSWEEP_NEED_DEVICE();
+  cuda::TuneOptions options;
+  options.networks = 3;
+  options.launches = 1;
+  options.spectrum_steps = 4;
+  options.floss_steps = 4;
+  std::vector<std::string> log;
+  options.log = [&](const std::string& line) { log.push_back(line); };
+  const GpuTuning measured = cuda::autotune({{TaskKind::romo, test::kHidden, test::kBatch}}, options);
+  ASSERT_EQ(measured.entries.size(), 3u) << "train_step, spectrum and floss";
+  for (const TuningEntry& e : measured.entries) {
+    EXPECT_EQ(e.timings_ms.count(e.heuristic), 1u) << e.kernel << ": the heuristic's instance is timed";
+    EXPECT_EQ(e.timings_ms.count(e.instance), 1u) << e.kernel << ": the winner is one of those timed";
+    EXPECT_GE(e.timings_ms.size(), 3u) << e.kernel << ": several instances to choose from";
+    for (const auto& [name, ms] : e.timings_ms) {
+      EXPECT_GT(ms, 0.0) << e.kernel << " " << name;
+      EXPECT_LE(e.timings_ms.at(e.instance), ms) << e.kernel << ": the winner is the fastest";
+    }
+  }
+  for (const std::string& line : log) EXPECT_EQ(line.find("disagrees"), std::string::npos) << line;
+}
+
+TEST_F(CudaBackend, ATuningTableChoosesTheInstancesAndResultsStayTheSame) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo"};
+  config.rules = {"bptt", "eprop"};
+  const TaskParams task = config.task(TaskKind::romo);
+  const Shape shape{config.hidden, task.inputs(), task.outputs(), config.bias};
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const size_t max_shared = prop.sharedMemPerBlockOptin;
+  // Winners that are not the heuristic's: the last candidate of each kernel of at most 256
+  // threads (every GPU launches those) with the arrays in global memory, so that the table's
+  // choice runs another code path.
+  auto last = [](const auto& candidates) {
+    std::string name;
+    for (const auto& c : candidates)
+      if (c.threads <= 256) name = c.name();
+    return name;
+  };
+  auto entry = [](const char* kernel, const std::string& key, const std::string& instance, const std::string& heuristic) {
+    return TuningEntry{kernel, key, instance, heuristic, {{instance, 1.0}, {heuristic, 2.0}}};
+  };
+  const auto train = cuda::train_candidates(shape, config.batch, max_shared);
+  const auto spectrum = cuda::spectrum_candidates(shape, config.spectrum_k(), task, max_shared);
+  const auto floss = cuda::floss_candidates(shape, config.floss_k, task, max_shared);
+  ASSERT_NE(last(train), train.front().name());
+  auto table = std::make_shared<TuningTable>();
+  table->origin = "test table";
+  table->merge(cuda::current_gpu_name(),
+               GpuTuning{"now", "test",
+                         {entry("train_step", cuda::train_shape_key(shape, config.batch), last(train), train.front().name()),
+                          entry("spectrum", cuda::spectrum_shape_key(shape, config.spectrum_k(), task), last(spectrum),
+                                spectrum.front().name()),
+                          entry("floss", cuda::floss_shape_key(shape, config.floss_k, task), last(floss),
+                                floss.front().name())}});
+  auto empty = std::make_shared<TuningTable>();
+  empty->origin = "empty table";
+  auto tuned = make_cuda_backend(0, table), plain = make_cuda_backend(0, empty);
+  RunOptions options;
+  options.keep_weights = true;
+  const std::string plan = tuned->plan(config, expand_grid(config), options);
+  for (const std::string& says : {"romo train_step " + last(train) + " (tuning table (test table, ",
+                                  "romo spectrum " + last(spectrum) + " (tuning table", "romo floss " + last(floss),
+                                  std::string("2.00x faster than the heuristic's ")})
+    EXPECT_NE(plan.find(says), std::string::npos) << says << " in:\n" << plan;
+  const std::string plain_plan = plain->plan(config, expand_grid(config), options);
+  EXPECT_NE(plain_plan.find("romo train_step " + train.front().name() + " (heuristic: the tuning table (empty table)"),
+            std::string::npos)
+      << plain_plan;
+  // Every instance computes the same bits: the whole grid's results are identical.
+  const auto a = run(*tuned, config, options), b = run(*plain, config, options);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t n = 0; n < a.size(); ++n) {
+    EXPECT_EQ(a[n].params_final, b[n].params_final) << "network " << n;
+    EXPECT_EQ(a[n].spectrum_init, b[n].spectrum_init) << "network " << n;
+    EXPECT_EQ(a[n].spectrum_trained, b[n].spectrum_trained) << "network " << n;
+    ASSERT_EQ(a[n].floss_curve.size(), b[n].floss_curve.size());
+    for (size_t i = 0; i < a[n].floss_curve.size(); ++i) EXPECT_EQ(a[n].floss_curve[i].loss, b[n].floss_curve[i].loss);
+  }
+}
+
+TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
   config.tasks = {"romo"};
@@ -231,7 +333,7 @@ std::string file_text(const std::string& path) {
   return ss.str();
 }
 
-TEST(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
+TEST_F(CudaBackend, NetworksCsvOfTheQuickConfigAgreesColumnByColumn) {
   RNNSWEEP_NEED_DEVICE();
   // configs/quick.toml with fewer iterations and (on the emulator) smaller networks and grid.
   std::vector<std::string> overrides = {"iters=8",       "log_every=4",    "le_steps=40",    "le_warmup=10",

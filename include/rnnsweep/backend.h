@@ -111,6 +111,20 @@ class Backend {
 // UsageError naming the flag when the choice cannot be honoured here (no GPU, no CUDA build).
 std::unique_ptr<Backend> make_backend(const std::string& which, int threads);
 
+// `rnnsweep tune`: the kernel instances timed on this machine's GPU (kernels/tuning.cuh) and
+// merged into the tuning table at `out` (host/tuning.h; created if missing, this GPU's entries
+// for the same shapes replaced). shapes: "all" (every task at H 32..256, batch 16..64),
+// "paper" (every task at H 64, batch 32) or a list TASK:H:BATCH,... Prints one line per
+// entry. Throws UsageError, before any work, for bad arguments and where no GPU is usable.
+struct TuneArgs {
+  std::string out;
+  std::string shapes = "all";
+  int networks = 1024;
+  int launches = 3;
+  bool quiet = false;
+};
+void tune_kernels(const TuneArgs& args);
+
 // The training statistics of `r` (iterations, curve, best, final and tail loss and accuracy,
 // divergence) from the loss and accuracy of every iteration trained before the network
 // diverged (diverged_at: the first iteration whose loss was NaN/Inf, -1 if none) and whether

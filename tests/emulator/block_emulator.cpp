@@ -5,13 +5,14 @@
 #include <boost/context/fiber.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <new>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -91,6 +92,28 @@ struct EmuThread : ThreadContext {
   State state = State::kDone;
 };
 
+// The ready threads of a block, by their position in the schedule's order, and the pick.
+class ReadySet {
+ public:
+  void reset(const Schedule& schedule, unsigned n, unsigned warps, std::uint64_t block_linear);
+  void mark(unsigned id) {
+    const unsigned p = position_[id];
+    bits_[p / 64] |= std::uint64_t(1) << (p % 64);
+  }
+  // The next thread to run (removed from the set), or -1 when none is ready.
+  int take();
+
+ private:
+  int first_from(unsigned p) const;
+  std::uint64_t next_random();
+
+  Pick pick_ = Pick::round_robin;
+  std::vector<unsigned> order_, position_;  // position -> linear id, linear id -> position
+  std::vector<std::uint64_t> bits_;         // bit p: the thread at position p is ready
+  unsigned cursor_ = 0;
+  std::uint64_t rng_ = 0;
+};
+
 struct Warp {
   unsigned first = 0, size = 0;  // linear ids first..first+size-1
   unsigned live = 0, arrived = 0;
@@ -101,6 +124,7 @@ struct Warp {
 struct BlockState {
   std::vector<EmuThread> threads;
   std::vector<Warp> warps;
+  ReadySet ready;
   unsigned live = 0, finished = 0;
   unsigned arrived = 0;  // at the block barrier
   const char* site_file = nullptr;
@@ -122,6 +146,98 @@ struct BlockState {
                          std::to_string(width));
 }
 
+// ---- Schedules ----
+
+namespace {
+
+std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+void ReadySet::reset(const Schedule& schedule, unsigned n, unsigned warps, std::uint64_t block_linear) {
+  pick_ = schedule.pick;
+  order_.resize(n);
+  position_.resize(n);
+  bits_.assign((n + 63) / 64, 0);
+  cursor_ = 0;
+  std::uint64_t stream = schedule.seed * 0x100000001b3ull + block_linear;
+  rng_ = splitmix64(stream);
+  switch (schedule.order) {
+    case ThreadOrder::ascending:
+      for (unsigned i = 0; i < n; ++i) order_[i] = i;
+      break;
+    case ThreadOrder::descending:
+      for (unsigned i = 0; i < n; ++i) order_[i] = n - 1 - i;
+      break;
+    case ThreadOrder::interleaved: {
+      unsigned p = 0;
+      for (unsigned lane = 0; lane < 32; ++lane)
+        for (unsigned w = 0; w < warps; ++w)
+          if (32 * w + lane < n) order_[p++] = 32 * w + lane;
+      break;
+    }
+    case ThreadOrder::shuffled:
+      for (unsigned i = 0; i < n; ++i) order_[i] = i;
+      for (unsigned i = n; i > 1; --i) std::swap(order_[i - 1], order_[next_random() % i]);
+      break;
+  }
+  for (unsigned p = 0; p < n; ++p) position_[order_[p]] = p;
+}
+
+std::uint64_t ReadySet::next_random() { return splitmix64(rng_); }
+
+int ReadySet::first_from(unsigned p) const {
+  const unsigned n = unsigned(order_.size());
+  if (p >= n) return -1;
+  unsigned word = p / 64;
+  std::uint64_t bits = bits_[word] & (~std::uint64_t(0) << (p % 64));
+  for (;;) {
+    if (bits) return int(word * 64 + unsigned(__builtin_ctzll(bits)));
+    if (++word == bits_.size()) return -1;
+    bits = bits_[word];
+  }
+}
+
+int ReadySet::take() {
+  int p = -1;
+  switch (pick_) {
+    case Pick::round_robin:
+      p = first_from(cursor_);
+      if (p < 0) p = first_from(0);
+      break;
+    case Pick::greedy:
+      p = first_from(0);
+      break;
+    case Pick::random: {
+      unsigned count = 0;
+      for (std::uint64_t w : bits_) count += unsigned(__builtin_popcountll(w));
+      if (count == 0) break;
+      unsigned k = unsigned(next_random() % count);
+      for (unsigned word = 0; word < bits_.size(); ++word) {
+        const unsigned c = unsigned(__builtin_popcountll(bits_[word]));
+        if (k >= c) {
+          k -= c;
+          continue;
+        }
+        std::uint64_t bits = bits_[word];
+        for (; k > 0; --k) bits &= bits - 1;  // drop the lowest set bits
+        p = int(word * 64 + unsigned(__builtin_ctzll(bits)));
+        break;
+      }
+      break;
+    }
+  }
+  if (p < 0) return -1;
+  bits_[unsigned(p) / 64] &= ~(std::uint64_t(1) << (unsigned(p) % 64));
+  cursor_ = unsigned(p) + 1;
+  return int(order_[unsigned(p)]);
+}
+
 }  // namespace detail
 
 namespace {
@@ -136,9 +252,14 @@ EmuThread& self() { return static_cast<EmuThread&>(current()); }
 // meanwhile, resume() throws forced_unwind here, which unwinds the kernel's frames.
 void suspend(EmuThread& t) { t.scheduler = std::move(t.scheduler).resume(); }
 
+void make_ready(BlockState& b, EmuThread& t) {
+  t.state = State::kReady;
+  b.ready.mark(t.linear);
+}
+
 void release_block(BlockState& b) {
   for (auto& t : b.threads)
-    if (t.state == State::kAtBlock) t.state = State::kReady;
+    if (t.state == State::kAtBlock) make_ready(b, t);
   b.arrived = 0;
   b.count_result = b.count;
   b.count = 0;
@@ -146,8 +267,15 @@ void release_block(BlockState& b) {
 
 void release_warp(BlockState& b, Warp& w) {
   for (unsigned i = w.first; i < w.first + w.size; ++i)
-    if (b.threads[i].state == State::kAtWarp) b.threads[i].state = State::kReady;
+    if (b.threads[i].state == State::kAtWarp) make_ready(b, b.threads[i]);
   w.arrived = 0;
+}
+
+// The last thread to arrive releases the barrier and also goes back to the scheduler, so that
+// the schedule alone decides who runs next (otherwise the last arriver would always go first).
+void yield_after_release(EmuThread& t) {
+  make_ready(*t.block, t);
+  suspend(t);
 }
 
 bool same_site(const BlockState& b, const char* file, int line) {
@@ -167,7 +295,7 @@ void warp_wait(EmuThread& t, WarpOp op) {
   }
   if (++w.arrived == w.live) {
     release_warp(b, w);
-    t.state = State::kRunning;
+    yield_after_release(t);
     return;
   }
   t.state = State::kAtWarp;
@@ -220,7 +348,7 @@ void abandon(BlockState& b) {
 void run_block(BlockState& b, const LaunchConfig& c) {
   const unsigned n = unsigned(b.threads.size());
   for (auto& t : b.threads) {
-    t.state = State::kReady;
+    make_ready(b, t);
     EmuThread* tp = &t;
     t.fiber = ctx::fiber(std::allocator_arg, PooledStack(), [tp](ctx::fiber&& sched) {
       tp->scheduler = std::move(sched);
@@ -237,24 +365,20 @@ void run_block(BlockState& b, const LaunchConfig& c) {
     });
   }
   while (b.finished < n) {
-    bool ran = false;
-    for (auto& t : b.threads) {
-      if (t.state != State::kReady) continue;
-      ran = true;
-      t.state = State::kRunning;
-      detail::current_thread = &t;
-      t.fiber = std::move(t.fiber).resume();
-      detail::current_thread = nullptr;
-      if (b.error) break;
-    }
-    if (b.error) {
-      abandon(b);
-      std::rethrow_exception(b.error);
-    }
-    if (!ran) {
+    const int next = b.ready.take();
+    if (next < 0) {
       std::string message = describe_deadlock(b, c);
       abandon(b);
       throw std::logic_error(message);
+    }
+    EmuThread& t = b.threads[unsigned(next)];
+    t.state = State::kRunning;
+    detail::current_thread = &t;
+    t.fiber = std::move(t.fiber).resume();
+    detail::current_thread = nullptr;
+    if (b.error) {
+      abandon(b);
+      std::rethrow_exception(b.error);
     }
   }
 }
@@ -316,7 +440,7 @@ int syncthreads_count(int predicate, const char* file, int line) {
   b.count += predicate;
   if (++b.arrived == b.live) {
     release_block(b);
-    t.state = State::kRunning;
+    yield_after_release(t);
     return b.count_result;
   }
   t.state = State::kAtBlock;
@@ -365,16 +489,164 @@ unsigned warp_active_mask() {
   return mask;
 }
 
+// ---- Schedules: names and the current list ----
+
+namespace {
+
+const char* pick_word(Pick p) {
+  switch (p) {
+    case Pick::round_robin:
+      return "round-robin";
+    case Pick::greedy:
+      return "greedy";
+    case Pick::random:
+      return "random";
+  }
+  return "?";
+}
+
+const char* order_word(ThreadOrder o) {
+  switch (o) {
+    case ThreadOrder::ascending:
+      return "ascending";
+    case ThreadOrder::descending:
+      return "descending";
+    case ThreadOrder::interleaved:
+      return "interleaved";
+    case ThreadOrder::shuffled:
+      return "shuffled";
+  }
+  return "?";
+}
+
+struct ScheduleList {
+  std::mutex mutex;
+  bool initialised = false;
+  std::vector<Schedule> list;
+};
+
+ScheduleList& schedule_list() {
+  static ScheduleList s;
+  return s;
+}
+
+// One launch at a time while schedules are compared: a replay restores all device memory.
+std::mutex& replay_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace
+
+std::string Schedule::name() const {
+  std::string s = std::string(pick_word(pick)) + "/" + order_word(order);
+  if (blocks_reversed) s += "/blocks-reversed";
+  if (pick == Pick::random || order == ThreadOrder::shuffled) s += "/seed=" + std::to_string(seed);
+  if (shared_fill != 0xFF) {
+    char fill[16];
+    std::snprintf(fill, sizeof fill, "/fill=0x%02x", unsigned(shared_fill));
+    s += fill;
+  }
+  return s;
+}
+
+Schedule parse_schedule(const std::string& name) {
+  const std::string allowed =
+      " (allowed: PICK/ORDER[/blocks-reversed][/seed=N][/fill=0xNN] with PICK round-robin, greedy or random "
+      "and ORDER ascending, descending, interleaved or shuffled; or the lists default and quick)";
+  std::vector<std::string> parts;
+  size_t from = 0;
+  for (;;) {
+    const size_t slash = name.find('/', from);
+    parts.push_back(name.substr(from, slash == std::string::npos ? std::string::npos : slash - from));
+    if (slash == std::string::npos) break;
+    from = slash + 1;
+  }
+  if (parts.size() < 2) throw std::invalid_argument("emulator schedule '" + name + "' is not PICK/ORDER" + allowed);
+  Schedule s;
+  bool found = false;
+  for (Pick p : {Pick::round_robin, Pick::greedy, Pick::random})
+    if (parts[0] == pick_word(p)) s.pick = p, found = true;
+  if (!found) throw std::invalid_argument("emulator schedule '" + name + "': unknown pick '" + parts[0] + "'" + allowed);
+  found = false;
+  for (ThreadOrder o : {ThreadOrder::ascending, ThreadOrder::descending, ThreadOrder::interleaved,
+                        ThreadOrder::shuffled})
+    if (parts[1] == order_word(o)) s.order = o, found = true;
+  if (!found)
+    throw std::invalid_argument("emulator schedule '" + name + "': unknown order '" + parts[1] + "'" + allowed);
+  for (size_t i = 2; i < parts.size(); ++i) {
+    if (parts[i] == "blocks-reversed") {
+      s.blocks_reversed = true;
+    } else if (parts[i].rfind("seed=", 0) == 0 && parts[i].size() > 5 &&
+               parts[i].find_first_not_of("0123456789", 5) == std::string::npos) {
+      s.seed = std::stoull(parts[i].substr(5));
+    } else if (parts[i].rfind("fill=0x", 0) == 0 && parts[i].size() == 9 &&
+               parts[i].find_first_not_of("0123456789abcdefABCDEF", 7) == std::string::npos) {
+      s.shared_fill = static_cast<unsigned char>(std::stoul(parts[i].substr(7), nullptr, 16));
+    } else {
+      throw std::invalid_argument("emulator schedule '" + name + "': unknown part '" + parts[i] + "'" + allowed);
+    }
+  }
+  return s;
+}
+
+std::vector<Schedule> parse_schedules(const std::string& list) {
+  if (list == "default") return default_schedules();
+  if (list == "quick") return quick_schedules();
+  std::vector<Schedule> out;
+  size_t from = 0;
+  for (;;) {
+    const size_t comma = list.find(',', from);
+    out.push_back(parse_schedule(list.substr(from, comma == std::string::npos ? std::string::npos : comma - from)));
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  return out;
+}
+
+std::vector<Schedule> default_schedules() {
+  return {
+      Schedule{Pick::round_robin, ThreadOrder::ascending, false, 0, 0xFF},
+      Schedule{Pick::round_robin, ThreadOrder::descending, true, 0, 0xFF},
+      Schedule{Pick::greedy, ThreadOrder::ascending, false, 0, 0x3F},
+      Schedule{Pick::greedy, ThreadOrder::descending, true, 0, 0xFF},
+      Schedule{Pick::round_robin, ThreadOrder::interleaved, false, 0, 0xFF},
+      Schedule{Pick::random, ThreadOrder::shuffled, false, 1, 0x3F},
+  };
+}
+
+std::vector<Schedule> quick_schedules() {
+  return {
+      Schedule{Pick::round_robin, ThreadOrder::ascending, false, 0, 0xFF},
+      Schedule{Pick::greedy, ThreadOrder::descending, true, 0, 0x3F},
+  };
+}
+
+std::vector<Schedule> schedules() {
+  ScheduleList& s = schedule_list();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.initialised) {
+    const char* env = std::getenv("RNNSWEEP_EMU_SCHEDULES");
+    s.list = env && *env ? parse_schedules(env) : default_schedules();
+    s.initialised = true;
+  }
+  return s.list;
+}
+
+void set_schedules(std::vector<Schedule> list) {
+  if (list.empty()) throw std::invalid_argument("set_schedules: at least one schedule is needed");
+  ScheduleList& s = schedule_list();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.list = std::move(list);
+  s.initialised = true;
+}
+
 // ---- Launch ----
 
-void detail::launch(const LaunchConfig& config, void (*body)(void*), void* context) {
-  if (detail::current_thread)
-    throw std::logic_error(
-        "rnnsweep emulator: a launch from inside a kernel (dynamic parallelism) is not emulated");
-  if (cudaError_t e = check_config(config); e != cudaSuccess) {
-    rt::record(e);
-    return;
-  }
+namespace {
+
+// Runs every block of the launch under `schedule`.
+void run_grid(const LaunchConfig& config, void (*body)(void*), void* context, const Schedule& schedule) {
   CurrentGuard guard;
   const dim3 g = config.grid, bd = config.block;
   const unsigned n = bd.x * bd.y * bd.z;
@@ -387,35 +659,94 @@ void detail::launch(const LaunchConfig& config, void (*body)(void*), void* conte
   b.context = context;
   b.threads.resize(n);
   b.warps.resize((n + 31) / 32);
-  for (unsigned z = 0; z < g.z; ++z)
-    for (unsigned y = 0; y < g.y; ++y)
-      for (unsigned x = 0; x < g.x; ++x) {
-        std::memset(shared.get(), 0xFF, shared_bytes);
-        for (unsigned i = 0; i < n; ++i) {
-          EmuThread& t = b.threads[i];
-          t.thread_idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
-          t.block_idx = uint3{x, y, z};
-          t.block_dim = bd;
-          t.grid_dim = g;
-          t.linear = i;
-          t.lane = i % 32;
-          t.warp = i / 32;
-          t.shared = shared.get();
-          t.block = &b;
-        }
-        for (unsigned w = 0; w < b.warps.size(); ++w) {
-          Warp& warp = b.warps[w];
-          warp.first = 32 * w;
-          warp.size = n - 32 * w < 32 ? n - 32 * w : 32;
-          warp.live = warp.size;
-          warp.arrived = 0;
-        }
-        b.live = n;
-        b.finished = 0;
-        b.arrived = 0;
-        b.count = b.count_result = 0;
-        run_block(b, config);
-      }
+  const std::uint64_t blocks = std::uint64_t(g.x) * g.y * g.z;
+  for (std::uint64_t k = 0; k < blocks; ++k) {
+    const std::uint64_t linear = schedule.blocks_reversed ? blocks - 1 - k : k;
+    const unsigned x = unsigned(linear % g.x), y = unsigned(linear / g.x % g.y), z = unsigned(linear / g.x / g.y);
+    std::memset(shared.get(), schedule.shared_fill, shared_bytes);
+    b.ready.reset(schedule, n, unsigned(b.warps.size()), linear);
+    for (unsigned i = 0; i < n; ++i) {
+      EmuThread& t = b.threads[i];
+      t.thread_idx = uint3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
+      t.block_idx = uint3{x, y, z};
+      t.block_dim = bd;
+      t.grid_dim = g;
+      t.linear = i;
+      t.lane = i % 32;
+      t.warp = i / 32;
+      t.shared = shared.get();
+      t.block = &b;
+    }
+    for (unsigned w = 0; w < b.warps.size(); ++w) {
+      Warp& warp = b.warps[w];
+      warp.first = 32 * w;
+      warp.size = n - 32 * w < 32 ? n - 32 * w : 32;
+      warp.live = warp.size;
+      warp.arrived = 0;
+    }
+    b.live = n;
+    b.finished = 0;
+    b.arrived = 0;
+    b.count = b.count_result = 0;
+    run_block(b, config);
+  }
+}
+
+// A copy of every device (and pinned host) allocation, to replay a launch from and to compare.
+class MemoryImage {
+ public:
+  static MemoryImage capture();
+  void restore() const;
+  // Empty when memory equals the image now; else what differs first, for the report.
+  std::string first_difference() const;
+
+ private:
+  struct Region {
+    unsigned char* address;
+    std::vector<unsigned char> bytes;
+  };
+  std::vector<Region> regions_;
+};
+
+std::string launch_description(const LaunchConfig& c) {
+  return std::string(c.name ? c.name : "a kernel") + " (grid " + str(uint3(c.grid)) + ", block " +
+         str(uint3(c.block)) + ")";
+}
+
+}  // namespace
+
+void detail::launch(const LaunchConfig& config, void (*body)(void*), void* context) {
+  if (detail::current_thread)
+    throw std::logic_error(
+        "rnnsweep emulator: a launch from inside a kernel (dynamic parallelism) is not emulated");
+  if (cudaError_t e = check_config(config); e != cudaSuccess) {
+    rt::record(e);
+    return;
+  }
+  const std::vector<Schedule> list = schedules();
+  if (list.size() == 1) {
+    run_grid(config, body, context, list[0]);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(replay_mutex());
+  const MemoryImage before = MemoryImage::capture();
+  run_grid(config, body, context, list[0]);  // its failures are the kernel's own: thrown as they are
+  const MemoryImage after = MemoryImage::capture();
+  for (size_t i = 1; i < list.size(); ++i) {
+    before.restore();
+    std::string failure;
+    try {
+      run_grid(config, body, context, list[i]);
+      failure = after.first_difference();
+    } catch (const std::exception& e) {
+      failure = std::string("the launch failed: ") + e.what();
+    }
+    if (!failure.empty()) {
+      after.restore();  // leave the primary schedule's results, as a launch without replays would
+      throw RaceDetected("rnnsweep emulator: race in " + launch_description(config) + ": under schedule " +
+                         list[i].name() + " (against " + list[0].name() + ") " + failure);
+    }
+  }
 }
 
 // ---- Emulated runtime ----
@@ -425,7 +756,7 @@ namespace {
 struct Memory {
   std::mutex mutex;
   std::map<std::uintptr_t, std::size_t> device;  // address -> bytes
-  std::set<void*> host;
+  std::map<void*, std::size_t> host;              // cudaMallocHost: address -> bytes
   std::size_t capacity = kDefaultMemoryCapacity;
   std::size_t used = 0;
 };
@@ -447,6 +778,63 @@ bool inside_device(const Memory& m, const void* p, std::size_t bytes) {
 thread_local cudaError_t last_error = cudaSuccess;
 
 constexpr std::size_t kDeviceAlignment = 256;  // what cudaMalloc guarantees
+
+std::string shortest(double x, int digits) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%.*g", digits, x);
+  return buffer;
+}
+
+MemoryImage MemoryImage::capture() {
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  MemoryImage image;
+  auto add = [&image](void* address, std::size_t bytes) {
+    auto* p = static_cast<unsigned char*>(address);
+    image.regions_.push_back(Region{p, std::vector<unsigned char>(p, p + bytes)});
+  };
+  for (const auto& [address, bytes] : m.device) add(reinterpret_cast<void*>(address), bytes);
+  for (const auto& [address, bytes] : m.host) add(address, bytes);
+  return image;
+}
+
+void MemoryImage::restore() const {
+  for (const Region& r : regions_) std::memcpy(r.address, r.bytes.data(), r.bytes.size());
+}
+
+std::string MemoryImage::first_difference() const {
+  for (size_t k = 0; k < regions_.size(); ++k) {
+    const Region& r = regions_[k];
+    if (std::memcmp(r.address, r.bytes.data(), r.bytes.size()) == 0) continue;
+    size_t first = 0, count = 0;
+    for (size_t i = r.bytes.size(); i-- > 0;)
+      if (r.address[i] != r.bytes[i]) first = i, ++count;
+    std::string s = "left different memory: " + std::to_string(count) + " of the " +
+                    std::to_string(r.bytes.size()) + " bytes of allocation " + std::to_string(k) +
+                    " differ, the first at byte " + std::to_string(first);
+    const size_t word = first / 4 * 4;
+    if (word + 4 <= r.bytes.size()) {
+      float now, then;
+      std::int32_t inow, ithen;
+      std::memcpy(&now, r.address + word, 4);
+      std::memcpy(&then, r.bytes.data() + word, 4);
+      std::memcpy(&inow, r.address + word, 4);
+      std::memcpy(&ithen, r.bytes.data() + word, 4);
+      s += " (as int32 " + std::to_string(inow) + " against " + std::to_string(ithen) + ", as float " +
+           shortest(now, 9) + " against " + shortest(then, 9);
+      const size_t dword = first / 8 * 8;
+      if (dword + 8 <= r.bytes.size()) {
+        double dnow, dthen;
+        std::memcpy(&dnow, r.address + dword, 8);
+        std::memcpy(&dthen, r.bytes.data() + dword, 8);
+        s += ", as double " + shortest(dnow, 17) + " against " + shortest(dthen, 17);
+      }
+      s += ")";
+    }
+    return s;
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -574,7 +962,7 @@ cudaError_t malloc_host(void** p, std::size_t bytes) {
   if (!q) return record(cudaErrorMemoryAllocation);
   Memory& m = memory();
   std::lock_guard<std::mutex> lock(m.mutex);
-  m.host.insert(q);
+  m.host.emplace(q, bytes);
   *p = q;
   return cudaSuccess;
 }

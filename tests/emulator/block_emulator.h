@@ -5,17 +5,33 @@
 // What it emulates:
 // - the qualifiers (__global__, __device__, __host__, __forceinline__, __align__), dim3, uint3,
 //   warpSize, threadIdx / blockIdx / blockDim / gridDim (of the emulated thread now running);
-// - a launch (RNNSWEEP_LAUNCH -> launcher(kernel, grid, block, shared_bytes, stream)(args...)):
+// - a launch (RNNSWEEP_LAUNCH -> launcher(kernel, name, grid, block, shared_bytes, stream)(args...)):
 //   the configuration is checked as CUDA does (1..1024 threads, a non-empty grid, dynamic
 //   shared memory over 48 KiB only after cudaFuncSetAttribute raised the kernel's limit, never
 //   over 227 KiB); a bad one records the error for cudaGetLastError and runs nothing. Then the
-//   blocks run one after another, in linear order, synchronously; within a block every thread
-//   is a fiber (Boost.Context, 256 KiB guarded stack), scheduled cooperatively round-robin on
-//   the calling OS thread. The arguments are converted to the kernel's parameter types and
-//   every thread gets its own copy of them, as on the GPU;
-// - dynamic shared memory: one buffer per block, refilled before each block with 0xFF bytes
-//   (a NaN as float or double, -1 as int) so that a kernel reading shared memory it did not
-//   write, or left over from another block, shows it in results;
+//   blocks run one after another, synchronously; within a block every thread is a fiber
+//   (Boost.Context, 256 KiB guarded stack), scheduled cooperatively on the calling OS thread:
+//   a thread runs until it waits at a barrier (block or warp) or exits, then the schedule
+//   picks the next ready thread. The arguments are converted to the kernel's parameter types
+//   and every thread gets its own copy of them, as on the GPU;
+// - schedules, as a race detector: which ready thread runs next is the schedule's choice
+//   (Schedule below: round-robin, greedy or random picks over ascending, descending,
+//   lane-interleaved or shuffled thread orders, blocks forward or reversed). Kernels without
+//   atomics compute the same bits in every order, so a launch whose memory differs between
+//   two schedules has a race. With several schedules set (the default; RNNSWEEP_EMU_SCHEDULES
+//   or set_schedules), every launch runs under the first, then again from the same device
+//   memory under each of the others, and any byte of device memory that differs afterwards
+//   throws RaceDetected naming the kernel, the two schedules and the first differing value.
+//   A missing __syncthreads between a write and another thread's read shows under ascending
+//   against descending order; one whose hazard a warp shuffle delays (a warp running several
+//   barriers ahead of another, e.g. a reduction's scratch reused too early) only under greedy
+//   picks, which let one warp run as far as it can before the next; a race between blocks
+//   under reversed blocks; a read of shared memory that nothing wrote under the replays that
+//   fill it with other garbage (fill=0x3f);
+// - dynamic shared memory: one buffer per block, refilled before each block with the
+//   schedule's garbage (0xFF bytes, a NaN as float or double and -1 as int, unless the schedule
+//   says otherwise) so that a kernel reading shared memory it did not write, or left over from
+//   another block, shows it in results;
 // - __syncthreads (and _count/_and/_or): a block barrier over the threads that have not exited.
 //   All waiting threads must have reached the same __syncthreads (same file and line): CUDA
 //   makes barriers in divergent code undefined, and the emulator reports it rather than
@@ -40,9 +56,13 @@
 //   recorded for cudaGetLastError, as CUDA does.
 //
 // What it does not emulate:
-// - the memory model: cooperative scheduling makes every access sequentially consistent, so
-//   races that need real concurrency (missing __threadfence, unsynchronised shared memory
-//   read/write pairs that happen to be ordered here) pass;
+// - the memory model: cooperative scheduling makes every access sequentially consistent, and
+//   a thread runs from one barrier to the next without being preempted, so races that need
+//   real concurrency (a missing __threadfence; a read and a write of one word both inside the
+//   same stretch between barriers of two threads, that every schedule orders the same way;
+//   races that change no bit of the result) pass. Race checking also replays each launch, so
+//   a kernel with side effects outside device memory (host memory it writes non-idempotently,
+//   atomics on host memory) must run under a single schedule (ScopedSchedules);
 // - concurrent blocks (a kernel waiting for another block, e.g. a grid-wide spin lock, hangs or
 //   deadlocks), streams' asynchrony, dynamic parallelism (a launch inside a kernel throws),
 //   static __shared__ / __constant__ (deliberately left undefined: they would compile into
@@ -58,9 +78,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 // ---- Qualifiers -------------------------------------------------------------------------------
 #define __global__
@@ -250,9 +273,71 @@ inline T shuffle(ShuffleMode mode, T var, unsigned b, int width) {
 }
 }  // namespace detail
 
+// ---- Schedules (block_emulator.cpp) ----
+// Which ready thread runs next: the next after the last one picked, in the order, wrapping
+// (round_robin: every thread advances one stretch per round); the first in the order
+// (greedy: a warp runs as far as it can before any later one moves); a uniformly random one.
+enum class Pick { round_robin, greedy, random };
+// The order of a block's threads: linear ids up or down; lane-interleaved (lane 0 of every
+// warp, then lane 1, ...); a random permutation per block.
+enum class ThreadOrder { ascending, descending, interleaved, shuffled };
+
+struct Schedule {
+  Pick pick = Pick::round_robin;
+  ThreadOrder order = ThreadOrder::ascending;
+  bool blocks_reversed = false;  // the grid's blocks in reverse linear order
+  std::uint64_t seed = 0;        // for shuffled orders and random picks
+  // The byte shared memory is filled with before each block. 0xFF reads as NaN (float,
+  // double) and -1 (int); another fill, such as 0x3F (0.747f, a positive int), makes a result
+  // that depends on shared memory read before anything wrote it differ from the primary's.
+  unsigned char shared_fill = 0xFF;
+  // "pick/order[/blocks-reversed][/seed=N][/fill=0xNN]", e.g. "greedy/descending/blocks-reversed"
+  std::string name() const;
+  bool operator==(const Schedule& o) const {
+    return pick == o.pick && order == o.order && blocks_reversed == o.blocks_reversed && seed == o.seed &&
+           shared_fill == o.shared_fill;
+  }
+};
+
+// Parses Schedule::name()'s format; throws std::invalid_argument naming the allowed words.
+Schedule parse_schedule(const std::string& name);
+// A comma-separated list of names, or "default" or "quick"; throws std::invalid_argument.
+std::vector<Schedule> parse_schedules(const std::string& list);
+// round-robin/ascending (the primary), round-robin/descending/blocks-reversed,
+// greedy/ascending/fill=0x3f, greedy/descending/blocks-reversed, round-robin/interleaved,
+// random/shuffled/seed=1/fill=0x3f.
+std::vector<Schedule> default_schedules();
+// round-robin/ascending and greedy/descending/blocks-reversed/fill=0x3f: the two that differ
+// most, for tests that run whole grids, where six replays of every launch cost minutes.
+std::vector<Schedule> quick_schedules();
+// The schedules launches run under: the first always, the others as replays compared with it
+// (one schedule: no race check). Initially RNNSWEEP_EMU_SCHEDULES (a list as parse_schedules
+// reads it), else default_schedules().
+std::vector<Schedule> schedules();
+void set_schedules(std::vector<Schedule> list);  // non-empty
+
+// Sets the schedules for a scope and restores the previous ones after it.
+class ScopedSchedules {
+ public:
+  explicit ScopedSchedules(std::vector<Schedule> list) : saved_(schedules()) { set_schedules(std::move(list)); }
+  ~ScopedSchedules() { set_schedules(saved_); }
+  ScopedSchedules(const ScopedSchedules&) = delete;
+  ScopedSchedules& operator=(const ScopedSchedules&) = delete;
+
+ private:
+  std::vector<Schedule> saved_;
+};
+
+// A launch whose device memory afterwards depends on the schedule.
+class RaceDetected : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
 // ---- Launch ----
 struct LaunchConfig {
   const void* kernel;  // identity for cudaFuncSetAttribute
+  const char* name;    // the kernel's name as launched, for reports
   dim3 grid;
   dim3 block;
   std::size_t shared_bytes;
@@ -260,8 +345,9 @@ struct LaunchConfig {
 
 namespace detail {
 // Validates `config` (records the error and returns without running on a bad one), then runs
-// body(context) for every thread of every block; rethrows what a kernel thread threw, throws
-// std::logic_error on a deadlock.
+// body(context) for every thread of every block under each schedule (see schedules()); rethrows
+// what a kernel thread threw, throws std::logic_error on a deadlock and RaceDetected when two
+// schedules leave different device memory.
 void launch(const LaunchConfig& config, void (*body)(void*), void* context);
 }  // namespace detail
 
@@ -298,11 +384,11 @@ class Launch {
 };
 
 template <typename... Params>
-Launch<Params...> launcher(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared_bytes = 0,
-                           cudaStream_t stream = nullptr) {
+Launch<Params...> launcher(void (*kernel)(Params...), const char* name, dim3 grid, dim3 block,
+                           std::size_t shared_bytes = 0, cudaStream_t stream = nullptr) {
   (void)stream;  // everything is synchronous
-  return Launch<Params...>(kernel,
-                           LaunchConfig{reinterpret_cast<const void*>(kernel), grid, block, shared_bytes});
+  return Launch<Params...>(kernel, LaunchConfig{reinterpret_cast<const void*>(kernel), name, grid, block,
+                                                shared_bytes});
 }
 
 // ---- Emulated device memory ----
