@@ -8,12 +8,15 @@ any bit of device memory makes a test fail (caught). A barrier whose removal no 
 (missed) is either redundant (remove it: it costs time on the GPU) or guards a case that no test
 covers (add the test).
 
-The sweep works on a copy of the tree in a scratch folder, never on the checkout itself.
+By default the sweep works on a copy of the tree in a scratch folder (its first build takes a
+few minutes). With --build DIR it uses that configured build folder of this checkout instead
+(CI: build/, already built) and mutates the checkout's files in place, one at a time, putting
+each back as it was after its run, also when interrupted (SIGINT, SIGTERM).
 Exit status: 0 when every mutant was caught, 1 when one was missed, 2 on bad arguments or when
 the unmutated tests fail.
 
-  scripts/barrier_mutations.py                 every barrier (about 25 minutes on 2 cores)
-  scripts/barrier_mutations.py --sample 4 --seed 7   four of them, chosen by the seed
+  scripts/barrier_mutations.py                 every barrier (about 16 minutes on 2 cores)
+  scripts/barrier_mutations.py --sample 3 --seed 7 --build build   three, chosen by the seed
   scripts/barrier_mutations.py --list          the barriers, numbered, without running anything
 """
 import argparse
@@ -21,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,6 +89,7 @@ def main():
     parser.add_argument("--filter", default=DEFAULT_FILTER, help=f"gtest filter (default {DEFAULT_FILTER})")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant's test run (default 600)")
     parser.add_argument("--work", default="", help="scratch folder (default: a new temporary one, removed after)")
+    parser.add_argument("--build", default="", help="configured build folder of this checkout: mutate in place")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
@@ -109,21 +114,42 @@ def main():
             return 2
         chosen = sorted(random.Random(args.seed).sample(chosen, min(args.sample, len(chosen))))
 
+    in_place = bool(args.build)
+    if in_place and not (Path(args.build) / "CMakeCache.txt").exists():
+        print(f"barrier_mutations: --build '{args.build}' is not a configured build folder (scripts/build.sh makes "
+              "build/)", file=sys.stderr)
+        return 2
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnsweep-mutants-"))
-    src, build = work / "src", work / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    src, build = (ROOT, Path(args.build).resolve()) if in_place else (work / "src", work / "build")
     log_path = work / "mutants.log"
-    print(f"barrier mutations: {len(chosen)} of {len(sites)} barriers; copy and logs in {work}", flush=True)
-    for f in tracked_files(ROOT):
-        (src / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, src / f)
+    where = f"in place, building in {build}" if in_place else "on a copy"
+    print(f"barrier mutations: {len(chosen)} of {len(sites)} barriers, {where}; logs in {work}", flush=True)
+    if not in_place:
+        for f in tracked_files(ROOT):
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
+    # the file being mutated and its text, put back on any exit, signals included
+    pending = {}
+
+    def put_back(*_):
+        for target, text in list(pending.items()):
+            target.write_text(text)
+            pending.pop(target)
+        if _:
+            sys.exit(130)
+
+    signal.signal(signal.SIGINT, put_back)
+    signal.signal(signal.SIGTERM, put_back)
     results = []
     with open(log_path, "w") as log:
-        code, out, _ = run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                            "-DRNNSWEEP_CUDA=OFF", "-DRNNSWEEP_BENCH=OFF", "-DRNNSWEEP_NATIVE=OFF"],
-                           work, None, log)
-        if code != 0:
-            print(f"barrier_mutations: configure failed (see {log_path})", file=sys.stderr)
-            return 2
+        if not in_place:
+            code, out, _ = run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                                "-DRNNSWEEP_CUDA=OFF", "-DRNNSWEEP_BENCH=OFF", "-DRNNSWEEP_NATIVE=OFF"],
+                               work, None, log)
+            if code != 0:
+                print(f"barrier_mutations: configure failed (see {log_path})", file=sys.stderr)
+                return 2
         build_cmd = ["cmake", "--build", str(build), "--target", "rnnsweep_kernel_tests", f"-j{args.jobs}"]
         test_cmd = [str(build / "tests" / "rnnsweep_kernel_tests"), f"--gtest_filter={args.filter}",
                     "--gtest_fail_fast", "--gtest_brief=1"]
@@ -145,6 +171,7 @@ def main():
             text = lines[line - 1]
             match = BARRIER.match(text, column)
             lines[line - 1] = text[:column] + ";  /* mutant: barrier removed */" + text[match.end():]
+            pending[target] = original
             target.write_text("".join(lines))
             try:
                 code, out, _ = run(build_cmd, work, None, log)
@@ -159,12 +186,14 @@ def main():
                     else:
                         verdict, why = "MISSED", "every test passed"
             finally:
-                target.write_text(original)
+                put_back()
             results.append((i, verdict))
             print(f"  {i + 1:3d} {path}:{line}: {verdict} ({why}; {seconds:.0f} s)  {text.strip()}", flush=True)
     missed = [i for i, v in results if v == "MISSED"]
     print(f"barrier mutations: {len(results) - len(missed)} of {len(results)} caught"
           + (f"; missed: {', '.join(f'{sites[i][0]}:{sites[i][1]}' for i in missed)}" if missed else ""))
+    if in_place:  # the rebuilt objects were of mutants: make the build match the checkout again
+        run(build_cmd, work, None, open(os.devnull, "w"))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if missed else 0
