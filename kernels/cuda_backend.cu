@@ -86,7 +86,7 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
       std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
   c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
   try {
-    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, device.max_shared), device.name, "train_step",
+    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, c.T, device.max_shared), device.name, "train_step",
                                train_shape_key(c.shape, c.Bt), c.train_why);
     c.spectrum_plan = choose_plan(table, spectrum_candidates(c.shape, c.k, c.task, device.max_shared), device.name,
                                   "spectrum", spectrum_shape_key(c.shape, c.k, c.task), c.spectrum_why);

@@ -18,6 +18,7 @@
 
 #if defined(__CUDACC__)
 
+#include <cuda_pipeline_primitives.h>  // __pipeline_memcpy_async (cp.async) and its waits
 #include <cuda_runtime.h>
 
 #define RNNSWEEP_KERNEL __global__

@@ -17,6 +17,38 @@ RNNSWEEP_KERNEL void generate_trials_kernel(TaskParams task, Philox rng, std::ui
   if (b < out.Bt) generate_trial(task, rng, iteration, b, out);
 }
 
+RNNSWEEP_KERNEL void generate_chunk_trials_kernel(TaskParams task, Purpose purpose, int K,
+                                                  const std::uint32_t* seeds, std::uint32_t iteration,
+                                                  TrialView first, const int* skip) {
+  const long e = long(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int n = int(e / first.Bt), b = int(e % first.Bt);
+  if (n >= K || (skip && skip[n] >= 0)) return;
+  const size_t x_size = size_t(first.T) * first.Bt * first.I, out_size = size_t(first.T) * first.Bt * first.O;
+  const TrialView mine{first.T,
+                       first.Bt,
+                       first.I,
+                       first.O,
+                       first.x + n * x_size,
+                       first.target ? first.target + n * out_size : nullptr,
+                       first.mask ? first.mask + n * out_size : nullptr,
+                       first.label ? first.label + size_t(n) * first.T * first.Bt : nullptr};
+  generate_trial(task, Philox(purpose, seeds[n]), iteration, b, mine);
+}
+
+void launch_generate_chunk_trials(const TaskParams& task, Purpose purpose, int K, const std::uint32_t* seeds,
+                                  std::uint32_t iteration, const TrialView& first, const int* skip,
+                                  cudaStream_t stream) {
+  if (first.T != task.T() || first.I != task.inputs() || first.O != task.outputs() || first.Bt < 1 || K < 1)
+    throw std::invalid_argument("launch_generate_chunk_trials: the view's shape does not match the task");
+  if (!first.x || (task.classification() ? !first.label : (!first.target || !first.mask)))
+    throw std::invalid_argument("launch_generate_chunk_trials: missing output buffer for this task");
+  const long total = long(K) * first.Bt;
+  const int threads = 128;
+  RNNSWEEP_LAUNCH(generate_chunk_trials_kernel, unsigned((total + threads - 1) / threads), threads, 0, stream)
+  (task, purpose, K, seeds, iteration, first, skip);
+  CUDA_CHECK(cudaGetLastError());
+}
+
 void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed,
                             std::uint32_t iteration, const TrialView& out, cudaStream_t stream) {
   if (out.T != task.T() || out.I != task.inputs() || out.O != task.outputs() || out.Bt < 1)

@@ -16,6 +16,13 @@ namespace rnnsweep::cuda {
 void launch_generate_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed,
                             std::uint32_t iteration, const TrialView& out, cudaStream_t stream);
 
+// The batch `iteration` of every network of a chunk, one thread per (network, trial): network n
+// draws from (purpose, seeds[n]) into arrays laid out as `first` (network 0's view), networks
+// back to back. Networks with skip[n] >= 0 (diverged; null: none) are left alone. Asynchronous.
+void launch_generate_chunk_trials(const TaskParams& task, Purpose purpose, int K, const std::uint32_t* seeds,
+                                  std::uint32_t iteration, const TrialView& first, const int* skip,
+                                  cudaStream_t stream);
+
 // The same batch copied back to the host, in the layout of cpu::Trials (for tests and tools).
 cpu::Trials device_trials(const TaskParams& task, Purpose purpose, std::uint32_t seed,
                           std::uint32_t iteration, int batch);

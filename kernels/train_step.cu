@@ -17,7 +17,8 @@
 //   reverse.
 // - The optimizer step ends the launch; losses stay in device logs until the host asks.
 // When W_h or the accumulators do not fit in shared memory (large H), the launcher points
-// them at global memory instead (slower, same results).
+// them at global memory instead (slower, same results). This is the general kernel, for every
+// shape; for the study's sizes launch_train_step runs kernels/train_registers.cu instead.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -26,6 +27,8 @@
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
+#include "kernels/tasks.cuh"
+#include "kernels/train_registers.cuh"
 #include "kernels/train_step.cuh"
 
 namespace rnnsweep::cuda {
@@ -376,7 +379,18 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
 
 }  // namespace
 
-TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared) {
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared) {
+  if (registers_instance_exists(shape, Bt)) {
+    TrainLaunchPlan plan;
+    plan.registers = true;
+    plan.threads = registers_threads(shape, Bt);
+    plan.shared_bytes = std::max(registers_shared_bytes(shape, Bt, T, true), registers_shared_bytes(shape, Bt, T, false));
+    if (plan.shared_bytes <= max_shared) return plan;
+  }
+  return plan_train_general(shape, Bt, max_shared);
+}
+
+TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared) {
   TrainLaunchPlan plan;
   const int entries = shape.H * Bt;
   plan.threads = std::min(256, std::max(32, (entries + 31) / 32 * 32));
@@ -459,13 +473,16 @@ TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* 
 }
 
 std::string TrainLaunchPlan::name() const {
-  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
+  if (registers) return "registers threads=" + std::to_string(threads);
+  return "general threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
          " grad=" + (grad_shared ? "shared" : "global");
 }
 
-std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, size_t max_shared) {
-  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, max_shared);
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared) {
+  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared);
   std::vector<TrainLaunchPlan> out = {heuristic};
+  const TrainLaunchPlan general = plan_train_general(shape, Bt, max_shared);
+  if (general.name() != heuristic.name()) out.push_back(general);
   const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
   for (int threads : {128, 256, 512})
     for (const auto& p : placements) {
@@ -474,7 +491,8 @@ std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, size_t
       plan.W_h_shared = p[0];
       plan.grad_shared = p[1];
       plan.shared_bytes = train_shared_layout(shape, Bt, p[0], p[1]).total * sizeof(float);
-      if (plan.shared_bytes > max_shared || plan.name() == heuristic.name()) continue;
+      if (plan.shared_bytes > max_shared || plan.name() == heuristic.name() || plan.name() == general.name())
+        continue;
       out.push_back(plan);
     }
   return out;
@@ -513,6 +531,23 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
     throw std::invalid_argument("launch_train_step: threads must be a multiple of 32");
   const double bc1 = 1.0 - std::pow(chunk.beta1, double(adam_step));
   const double bc2 = 1.0 - std::pow(chunk.beta2, double(adam_step));
+  if (plan.registers) {
+    // the trials first, every thread of a launch busy with them; then one launch per rule
+    // family (a chunk without bptt networks has no history)
+    const TrialView first{chunk.T,
+                          chunk.Bt,
+                          chunk.shape.I,
+                          chunk.shape.O,
+                          chunk.trial_x,
+                          chunk.task.classification() ? nullptr : chunk.trial_target,
+                          chunk.task.classification() ? nullptr : chunk.trial_mask,
+                          chunk.task.classification() ? chunk.trial_label : nullptr};
+    launch_generate_chunk_trials(chunk.task, Purpose::trials, chunk.K, chunk.data_seed, iteration, first,
+                                 chunk.diverged_at, stream);
+    if (chunk.history) launch_train_registers(chunk, true, iteration, log_slot, bc1, bc2, stream);
+    launch_train_registers(chunk, false, iteration, log_slot, bc1, bc2, stream);
+    return;
+  }
   CUDA_CHECK(cudaFuncSetAttribute(train_step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(plan.shared_bytes)));
   RNNSWEEP_LAUNCH(train_step_kernel, chunk.K, plan.threads, plan.shared_bytes, stream)

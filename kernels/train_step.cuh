@@ -91,32 +91,42 @@ class TrainScratch {
   int K_, Bt_, log_window_;
 };
 
-// An instance of the training kernel: the block size and where the large arrays live, and
-// the shared memory that needs. Every instance computes the same bits (each sum runs in the
-// same order whatever the block size), so the fastest can be picked by timing alone.
+// An instance of the training kernel and the shared memory it needs. Two kernels:
+// - registers (kernels/train_registers.cu): W_h and dW_h in registers, compiled for the
+//   study's sizes (H 32 or 64, batch 16, 32 or 64); the fastest where it exists;
+// - general (this file): any shape, with a block size and W_h and the gradient accumulators in
+//   shared or global memory. Its instances compute the same bits whatever the block size and
+//   placement; the register instance sums in another order (agreeing to float rounding).
 struct TrainLaunchPlan {
+  bool registers = false;   // the register kernel (then only `threads` and `shared_bytes` apply)
   int threads = 256;
-  bool W_h_shared = true;   // W_h in shared memory (else read from global memory / L2)
-  bool grad_shared = true;  // gradient accumulators in shared memory (else grad_global)
-  size_t shared_bytes = 0;
-  // "threads=256 W_h=shared grad=shared": the instance's name in the tuning table
+  bool W_h_shared = true;   // general: W_h in shared memory (else read from global memory / L2)
+  bool grad_shared = true;  // general: gradient accumulators in shared memory (else grad_global)
+  size_t shared_bytes = 0;  // the larger of the two rule families' (bptt also keeps dL/dy)
+  // "registers threads=256" or "general threads=256 W_h=shared grad=shared": the instance's
+  // name in the tuning table
   std::string name() const;
 };
 
-// The heuristic's plan for this shape on a device with `max_shared` bytes of dynamic shared
-// memory per block; throws std::invalid_argument naming the supported range when even the
-// smallest plan does not fit (the hidden state, traces and deltas, 5 H Bt floats, must be in
-// shared memory).
-TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, size_t max_shared);
+// The heuristic's plan for this shape and trial length on a device with `max_shared` bytes of
+// dynamic shared memory per block: the register instance where it exists and fits, else
+// plan_train_general's.
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared);
 
-// Every instance that can run this shape (block sizes 128 to 512 and the heuristic's, each
-// placement that fits), the heuristic's first; what `rnnsweep tune` times.
-std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, size_t max_shared);
+// The general kernel's heuristic plan; throws std::invalid_argument naming the supported range
+// when even the smallest plan does not fit (the hidden state, traces and deltas, 5 H Bt
+// floats, must be in shared memory).
+TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared);
+
+// Every instance that can run this shape (the register instance, the general kernel at block
+// sizes 128 to 512 and the heuristic's, each placement that fits), the heuristic's first; what
+// `rnnsweep tune` times.
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared);
 
 // The shape key of the tuning table: what decides which instances exist.
 std::string train_shape_key(const Shape& shape, int Bt);
 
-// The largest H that plan_train_step accepts for this batch and shared memory size.
+// The largest H that plan_train_general accepts for this batch and shared memory size.
 int max_hidden_for(int Bt, int I, int O, size_t max_shared);
 
 // Iteration `iteration` (0-based) of every network of the chunk that has not diverged:

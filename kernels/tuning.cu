@@ -150,7 +150,7 @@ void tune_training(const TuneShape& t, size_t max_shared, const TuneOptions& opt
   std::vector<TrainLaunchPlan> candidates;
   const Shape shape{t.H, task.inputs(), task.outputs(), false};
   try {
-    candidates = train_candidates(shape, t.Bt, max_shared);
+    candidates = train_candidates(shape, t.Bt, task.T(), max_shared);
   } catch (const std::invalid_argument& e) {
     log_line(options, std::string("train_step ") + train_shape_key(shape, t.Bt) + ": skipped (" + e.what() + ")");
     return;
@@ -173,7 +173,7 @@ void tune_training(const TuneShape& t, size_t max_shared, const TuneOptions& opt
   rule.upload(rules.data(), K);
   lr.upload(lrs.data(), K);
   TrainScratch scratch(task, shape, K, t.Bt, true, true, 1);
-  const TrainChunk c = scratch.chunk(nets.params_dev.get(), fb.get(), rule.get(), lr.get(), nets.seeds_dev.get());
+  TrainChunk c = scratch.chunk(nets.params_dev.get(), fb.get(), rule.get(), lr.get(), nets.seeds_dev.get());
   std::uint32_t iteration = 0;
   auto run = [&](const TrainLaunchPlan& plan, bool first) {
     if (first) {  // every candidate's validating launch starts from the same networks
@@ -181,6 +181,10 @@ void tune_training(const TuneShape& t, size_t max_shared, const TuneOptions& opt
       scratch.restart();
       iteration = 0;
     }
+    // validated after an SGD step: Adam's first step moves every weight by about lr whatever
+    // the gradient's size, so instances that sum in another order (the register kernel and the
+    // general one) could differ by lr where a gradient is near 0; timed with Adam, as trained
+    c.optimizer = first ? Optimizer::sgd : Optimizer::adam;
     launch_train_step(c, plan, iteration, 0, long(iteration) + 1, nullptr);
     ++iteration;
   };

@@ -225,7 +225,7 @@ TEST_F(CudaBackend, ATuningTableChoosesTheInstancesAndResultsStayTheSame) {
   auto entry = [](const char* kernel, const std::string& key, const std::string& instance, const std::string& heuristic) {
     return TuningEntry{kernel, key, instance, heuristic, {{instance, 1.0}, {heuristic, 2.0}}};
   };
-  const auto train = cuda::train_candidates(shape, config.batch, max_shared);
+  const auto train = cuda::train_candidates(shape, config.batch, task.T(), max_shared);
   const auto spectrum = cuda::spectrum_candidates(shape, config.spectrum_k(), task, max_shared);
   const auto floss = cuda::floss_candidates(shape, config.floss_k, task, max_shared);
   ASSERT_NE(last(train), train.front().name());
@@ -252,13 +252,24 @@ TEST_F(CudaBackend, ATuningTableChoosesTheInstancesAndResultsStayTheSame) {
   EXPECT_NE(plain_plan.find("romo train_step " + train.front().name() + " (heuristic: the tuning table (empty table)"),
             std::string::npos)
       << plain_plan;
-  // Every instance computes the same bits: the whole grid's results are identical.
+  // Instances of one kernel compute the same bits, so the results are identical; where the table
+  // swaps the register kernel for the general one (the study's shape, on a GPU) they agree to
+  // float rounding instead: the losses, as in MatchesTheCpuBackendNetworkByNetwork.
+  const bool same_kernel = train.front().registers == train.back().registers;
   const auto a = run(*tuned, config, options), b = run(*plain, config, options);
   ASSERT_EQ(a.size(), b.size());
   for (size_t n = 0; n < a.size(); ++n) {
-    EXPECT_EQ(a[n].params_final, b[n].params_final) << "network " << n;
+    if (same_kernel) {
+      EXPECT_EQ(a[n].params_final, b[n].params_final) << "network " << n;
+    } else {
+      ASSERT_EQ(a[n].curve.size(), b[n].curve.size());
+      for (size_t i = 0; i < a[n].curve.size(); ++i)
+        EXPECT_NEAR(a[n].curve[i].loss, b[n].curve[i].loss, 1e-4 * std::fabs(b[n].curve[i].loss)) << "network " << n;
+    }
     EXPECT_EQ(a[n].spectrum_init, b[n].spectrum_init) << "network " << n;
-    EXPECT_EQ(a[n].spectrum_trained, b[n].spectrum_trained) << "network " << n;
+    if (same_kernel) {
+      EXPECT_EQ(a[n].spectrum_trained, b[n].spectrum_trained) << "network " << n;
+    }
     ASSERT_EQ(a[n].floss_curve.size(), b[n].floss_curve.size());
     for (size_t i = 0; i < a[n].floss_curve.size(); ++i) EXPECT_EQ(a[n].floss_curve[i].loss, b[n].floss_curve[i].loss);
   }

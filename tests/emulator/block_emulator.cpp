@@ -90,6 +90,13 @@ struct EmuThread : ThreadContext {
   ctx::fiber fiber;      // the thread while it is not running
   ctx::fiber scheduler;  // while it runs: where to switch back to
   State state = State::kDone;
+  // asynchronous copies issued and not yet let through: committed groups, then the open one
+  struct Copy {
+    void* dst;
+    std::vector<unsigned char> bytes;
+  };
+  std::vector<std::vector<Copy>> copy_groups;
+  std::vector<Copy> open_copies;
 };
 
 // The ready threads of a block, by their position in the schedule's order, and the pick.
@@ -302,7 +309,18 @@ void warp_wait(EmuThread& t, WarpOp op) {
   suspend(t);
 }
 
+void finish_copies(EmuThread& t, std::size_t keep) {
+  while (t.copy_groups.size() > keep) {
+    for (auto& c : t.copy_groups.front()) std::memcpy(c.dst, c.bytes.data(), c.bytes.size());
+    t.copy_groups.erase(t.copy_groups.begin());
+  }
+}
+
 void thread_exit(EmuThread& t) {
+  // copies never waited for land at some point on a GPU: here, at the thread's exit
+  if (!t.open_copies.empty()) t.copy_groups.push_back(std::move(t.open_copies));
+  t.open_copies.clear();
+  finish_copies(t, 0);
   BlockState& b = *t.block;
   Warp& w = b.warps[t.warp];
   t.state = State::kDone;
@@ -452,6 +470,24 @@ int syncthreads_count(int predicate, const char* file, int line) {
 void syncthreads(const char* file, int line) { syncthreads_count(0, file, line); }
 
 void syncwarp() { warp_wait(self(), WarpOp::kSyncwarp); }
+
+void async_copy(void* dst, const void* src, std::size_t bytes) {
+  if (bytes != 4 && bytes != 8 && bytes != 16)
+    throw std::logic_error("rnnsweep emulator: __pipeline_memcpy_async copies 4, 8 or 16 bytes, not " +
+                           std::to_string(bytes));
+  if (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 || reinterpret_cast<std::uintptr_t>(src) % bytes != 0)
+    throw std::logic_error("rnnsweep emulator: __pipeline_memcpy_async needs both addresses aligned to its size");
+  const auto* p = static_cast<const unsigned char*>(src);
+  self().open_copies.push_back(detail::EmuThread::Copy{dst, std::vector<unsigned char>(p, p + bytes)});
+}
+
+void async_commit() {
+  EmuThread& t = self();
+  t.copy_groups.push_back(std::move(t.open_copies));
+  t.open_copies.clear();
+}
+
+void async_wait_prior(std::size_t prior) { finish_copies(self(), prior); }
 
 std::uint64_t warp_exchange(std::uint64_t bits, unsigned src) {
   EmuThread& t = self();
@@ -676,6 +712,8 @@ void run_grid(const LaunchConfig& config, void (*body)(void*), void* context, co
       t.warp = i / 32;
       t.shared = shared.get();
       t.block = &b;
+      t.copy_groups.clear();
+      t.open_copies.clear();
     }
     for (unsigned w = 0; w < b.warps.size(); ++w) {
       Warp& warp = b.warps[w];

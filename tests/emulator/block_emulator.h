@@ -4,6 +4,7 @@
 //
 // What it emulates:
 // - the qualifiers (__global__, __device__, __host__, __forceinline__, __align__), dim3, uint3,
+//   float2 and float4,
 //   warpSize, threadIdx / blockIdx / blockDim / gridDim (of the emulated thread now running);
 // - a launch (RNNSWEEP_LAUNCH -> launcher(kernel, name, grid, block, shared_bytes, stream)(args...)):
 //   the configuration is checked as CUDA does (1..1024 threads, a non-empty grid, dynamic
@@ -46,6 +47,8 @@
 // - deadlocks (no thread can run and not all finished): std::logic_error naming the block and
 //   who waits where. An exception thrown by a kernel thread ends the launch: the other threads'
 //   stacks are unwound (their destructors run) and the exception is rethrown from the launch;
+// - asynchronous global-to-shared copies (__pipeline_memcpy_async, _commit, _wait_prior), held
+//   back until waited for;
 // - atomics (done with the compiler's atomic builtins, so launches from several host threads
 //   at once stay correct), __ldg, __threadfence (no-op);
 // - a subset of the CUDA runtime over host memory: errors, streams and events (everything is
@@ -104,6 +107,16 @@ struct dim3 {
   constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
   constexpr operator uint3() const { return uint3{x, y, z}; }
 };
+
+// CUDA's vector types as the kernels use them: 8- and 16-byte aligned, for 64- and 128-bit loads.
+struct alignas(8) float2 {
+  float x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 inline constexpr int warpSize = 32;
 
@@ -466,6 +479,23 @@ inline T __shfl_xor_sync(unsigned, T var, int laneMask, int width = warpSize) {
   return ::rnnsweep::emu::detail::shuffle(::rnnsweep::emu::detail::ShuffleMode::kXor, var, unsigned(laneMask),
                                           width);
 }
+
+// Asynchronous copies from global to shared memory (cuda_pipeline_primitives.h, cp.async): each
+// thread's copies are held back until __pipeline_wait_prior lets them through (all but the
+// `prior` most recently committed groups; the rest at the thread's exit), so a kernel that reads
+// a copy's destination before waiting for it reads the old contents here, as it may on a GPU.
+// The source is read at the call.
+namespace rnnsweep::emu {
+void async_copy(void* dst, const void* src, std::size_t bytes);
+void async_commit();
+void async_wait_prior(std::size_t prior);
+}  // namespace rnnsweep::emu
+inline void __pipeline_memcpy_async(void* dst, const void* src, std::size_t bytes, std::size_t zfill = 0) {
+  (void)zfill;
+  ::rnnsweep::emu::async_copy(dst, src, bytes);
+}
+inline void __pipeline_commit() { ::rnnsweep::emu::async_commit(); }
+inline void __pipeline_wait_prior(std::size_t prior) { ::rnnsweep::emu::async_wait_prior(prior); }
 
 inline void __threadfence() {}
 inline void __threadfence_block() {}

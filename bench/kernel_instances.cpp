@@ -1,0 +1,52 @@
+// Lists the kernel instances with their block size and dynamic shared memory at their shape,
+// one JSON object a line, for scripts/kernel_report.py (which reads their registers, stack and
+// instruction mix from the compiled cubins). Host code only: runs without a GPU.
+#include <cstdio>
+#include <string>
+
+#include "kernels/floss.cuh"
+#include "kernels/lyapunov.cuh"
+#include "kernels/train_registers.cuh"
+#include "kernels/train_step.cuh"
+#include "rnnsweep/config.h"
+
+using namespace rnnsweep;
+
+namespace {
+
+constexpr size_t kMaxShared = 227 * 1024;  // H100 / H200
+
+void line(const std::string& fields, int threads, size_t shared, const std::string& shape) {
+  std::printf("{%s\"threads\": %d, \"shared\": %zu, \"shape\": \"%s\"}\n", fields.c_str(), threads, shared,
+              shape.c_str());
+}
+
+}  // namespace
+
+int main() {
+  // the register instances: romo for the regression, dms (the longer choice task) for the others
+  for (TaskKind kind : {TaskKind::romo, TaskKind::dms})
+    for (int H : {32, 64})
+      for (int Bt : {16, 32, 64}) {
+        const TaskParams task = Config::make_task(kind);
+        const Shape shape{H, task.inputs(), task.outputs(), false};
+        if (!cuda::registers_instance_exists(shape, Bt)) continue;
+        for (bool bptt : {false, true})
+          line("\"kernel\": \"train_registers\", \"H\": " + std::to_string(H) + ", \"Bt\": " + std::to_string(Bt) +
+                   ", \"family\": \"" + (bptt ? "bptt" : "eprop/rflo") + "\", \"task\": \"" +
+                   (task.classification() ? "Choice" : "Regression") + "\", ",
+               cuda::registers_threads(shape, Bt), cuda::registers_shared_bytes(shape, Bt, task.T(), bptt),
+               "H=" + std::to_string(H) + " Bt=" + std::to_string(Bt) + " " + task_name(kind) + " T=" +
+                   std::to_string(task.T()));
+      }
+  // the general kernels at the study's shape
+  const TaskParams romo = Config::make_task(TaskKind::romo);
+  const Shape shape{64, romo.inputs(), romo.outputs(), false};
+  const cuda::TrainLaunchPlan train = cuda::plan_train_general(shape, 32, kMaxShared);
+  line("\"kernel\": \"train_step_kernel\", ", train.threads, train.shared_bytes, "H=64 Bt=32 romo");
+  const cuda::SpectrumLaunchPlan spectrum = cuda::plan_spectrum(shape, 64, romo, kMaxShared);
+  line("\"kernel\": \"spectrum_kernel\", ", spectrum.threads, spectrum.shared_bytes, "H=64 k=64 romo");
+  const cuda::FlossLaunchPlan floss = cuda::plan_floss(shape, 32, romo, kMaxShared);
+  line("\"kernel\": \"floss_kernel\", ", floss.threads, floss.shared_bytes, "H=64 k=32 romo");
+  return 0;
+}

@@ -1,0 +1,821 @@
+// The training step with W_h and dW_h in registers (kernels/train_registers.cuh). CPU twins:
+// host/cpu/model.cpp (forward, loss), host/cpu/bptt.cpp, host/cpu/eprop.cpp, host/cpu/adam.h.
+//
+// One thread block trains one network for one iteration, as kernels/train_step.cu does; what
+// differs is who owns what, chosen so that the step products run at the FMA pipe's rate:
+// - The block has H x Q threads; thread (i, q) = (tid / Q, tid % Q) holds, in registers for the
+//   whole iteration, row i of W_h at the columns j = q, q + Q, q + 2Q, ... (J = H / Q of them)
+//   and the same entries of dW_h. The Q threads of a row are consecutive lanes of one warp.
+// - A step product (W_h f, W_h^T delta) is, per thread, J x 16 FMAs per group of 16 batch
+//   columns against rows of f in shared memory read as float4: every float4 feeds 4 FMAs, and
+//   the Q rows a warp reads at once sit in distinct banks (rows padded to Bt + 4 floats). The Q
+//   partial sums of a row are then combined by a reduce-scatter over the row's lanes
+//   (log2 Q shuffle rounds), after which thread (i, q) owns the state of row i at 16 / Q of
+//   the group's columns: h, f(h), the e-prop trace and the BPTT delta of those entries live in
+//   its registers, and it publishes f (and e, delta) to shared memory for the next product.
+// - The rank-Bt updates of dW_h (e-prop: L e^T, BPTT: delta f^T) are the same pattern: the
+//   thread reads its row of L or delta (written by its own warp) and rows of e or f.
+// - The outputs y = w f: each warp sums its own rows (lane = batch column), the warps' partial
+//   sums meet in shared memory, and after the step's one barrier every warp computes the loss
+//   terms and dL/dy of the step itself (the same numbers in every warp), so nothing waits for
+//   a single tail warp. Exponentials and logarithms are float (expf, logf: the loss agrees with
+//   the CPU's double to ~1e-7, far inside what the tests allow); the loss sums are double.
+// - One __syncthreads per time step, forward and backward, for every rule: the arrays read
+//   across warps (f, e, delta, the staged f of BPTT's backward, the output partials) are double
+//   buffered by step parity, so a write never meets a read of the step before; the rest is
+//   warp-local (__syncwarp).
+// - BPTT keeps dL/dy of every step in shared memory and f(h) of every step in the global
+//   history (each thread writes and reads back its own entries, prefetched a step ahead).
+// The other gradients (W_x, w, biases) are summed per thread over its own batch columns and
+// every step, and combined across the row's lanes once, at the end; then Adam as everywhere.
+#include <stdexcept>
+#include <string>
+
+#include "kernels/block_ops.cuh"
+#include "kernels/cuda_utils.cuh"
+#include "kernels/train_registers.cuh"
+
+namespace rnnsweep::cuda {
+namespace {
+
+// Inputs and outputs a register instance handles (every built-in task: romo 1 and 2, 2af and dms 3 and 3).
+constexpr int kMaxIO = 3;
+
+// The task's shape, at compile time: the regression (romo: 1 input, 2 outputs) or a choice task
+// (2af, dms: 3 inputs, 3 outputs, classification). Exact trip counts for the loops over inputs
+// and outputs and no code for the other kind of loss: both cost registers.
+struct Regression {
+  static constexpr int I = 1, O = 2;
+  static constexpr bool kClassification = false;
+};
+struct Choice {
+  static constexpr int I = 3, O = 3;
+  static constexpr bool kClassification = true;
+};
+
+template <int kH, int kBt, int kQ>
+struct Geometry {
+  static constexpr int H = kH, Bt = kBt, Q = kQ;
+  static constexpr int kThreads = H * Q;
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kJ = H / Q;                     // columns of W_h a thread holds
+  // Batch columns summed at once: two per lane of a row after the reduce-scatter, so that the
+  // accumulators of a group (2 Q registers) leave room for W_h's and dW_h's slices.
+  static constexpr int kGroup = 2 * Q;
+  static constexpr int kGroups = Bt / kGroup;
+  static constexpr int kOwnPerGroup = kGroup / Q;      // columns of a group whose state a thread owns
+  static constexpr int kOwn = kGroups * kOwnPerGroup;  // ... in all
+  static constexpr int kRowsPerWarp = 32 / Q;
+  static constexpr int kStride = Bt + 4;               // row stride of H x Bt arrays in shared memory
+  static constexpr int kLaneColumns = (Bt + 31) / 32;  // batch columns a lane handles in the tail
+  // Blocks per multiprocessor to ask the compiler for: 16 warps at most 128 registers each.
+  static constexpr int kMinBlocks = kThreads >= 512 ? 1 : 512 / kThreads;
+  static_assert(32 % Q == 0 && Q >= 2 && Q <= 16, "a row's lanes lie in one warp");
+  static_assert(H % Q == 0 && kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
+  static_assert(kJ % 4 == 0, "W_h slices in float4");
+  static_assert(Bt % kGroup == 0 && kGroup % 4 == 0 && (kOwnPerGroup % 4 == 0 || kOwnPerGroup == 2),
+                "groups of float4, own columns in float4 or float2");
+};
+
+// Offsets in floats of the block's dynamic shared memory.
+struct RegistersShared {
+  size_t buf[5];    // H x stride each: f (two parities), e (two) or delta (two) and staged f (three)
+  size_t signal;    // H x stride: e-prop's learning signal L_t
+  size_t w;         // O x H: the readout, for the warps' output sums
+  size_t ypart;     // 2 x warps x O x Bt: the warps' partial outputs, by step parity
+  size_t gwarp;     // warps x O x Bt: each warp's own copy of dL/dy_t
+  size_t gsteps;    // T x O x Bt: dL/dy of every step (bptt)
+  size_t qtrace;    // 2 x I x Bt: e-prop's input trace, by step parity
+  size_t reduce;    // 64 floats: block_sum's scratch (32 doubles) and a flag
+  size_t ledger;    // warp 0's per-column sums over the steps (LossLedger), kept out of registers
+  size_t rows;      // H x 8: each row's input weights (3), feedback (3) and bias, read where used
+  size_t partials;  // 8 x threads: each thread's sums of dW_x (3), dw (3), db over its columns
+  size_t misc;      // 4 ints: the verdict on the loss, the network's index
+  size_t wt;        // bptt: each thread's slice of W_h^T, J x threads as float4 (jj / 4, tid)
+  size_t total;
+};
+
+// The loss terms of the iteration, per batch column, accumulated step by step by warp 0's lane
+// of that column (each lane touches only its own entries: no synchronisation). In shared memory
+// rather than registers, which the step products need.
+struct LossLedger {
+  double* loss;      // Bt
+  double* resp;      // O x Bt: romo's response-period sums of y
+  int* correct;      // Bt: romo's correct channel
+  int* decisions;    // Bt
+  int* right;        // Bt
+  float* db_out;     // O x Bt
+  float* bias_out;   // O: b_out (read by every warp)
+};
+
+RNNSWEEP_DEVICE LossLedger ledger_at(float* base, int Bt, int O) {
+  double* d = reinterpret_cast<double*>(base);
+  int* n = reinterpret_cast<int*>(d + size_t(Bt) * (1 + O));
+  float* f = reinterpret_cast<float*>(n + 3 * size_t(Bt));
+  return LossLedger{d, d + Bt, n, n + Bt, n + 2 * Bt, f, f + size_t(O) * Bt};
+}
+
+template <class G>
+RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
+  RegistersShared L{};
+  size_t at = 0;
+  auto take = [&at](size_t n) {
+    const size_t start = at;
+    at += (n + 3) / 4 * 4;  // 16-byte aligned
+    return start;
+  };
+  L.reduce = take(64);  // first: 8-byte aligned doubles
+  for (int k = 0; k < 5; ++k) L.buf[k] = take(k < 4 || bptt ? size_t(G::H) * G::kStride : 0);
+  L.signal = take(bptt ? 0 : size_t(G::H) * G::kStride);
+  L.w = take(size_t(O) * G::H);
+  L.ypart = take(2 * size_t(G::kWarps) * O * G::Bt);
+  L.gwarp = take(size_t(G::kWarps) * O * G::Bt);
+  L.qtrace = take(bptt ? 0 : 2 * size_t(I) * G::Bt);
+  L.ledger = take(2 * size_t(G::Bt) * (1 + O) + 3 * size_t(G::Bt) + size_t(O) * G::Bt + O);
+  L.rows = take(8 * size_t(G::H));
+  L.partials = take(8 * size_t(G::kThreads));
+  L.misc = take(4);
+  L.wt = take(bptt ? size_t(G::kJ) * G::kThreads : 0);
+  // last, the one region whose size is known only at run time: every offset before it is a
+  // compile-time constant of the instance (no registers for addresses)
+  L.gsteps = take(bptt ? size_t(T) * O * G::Bt : 0);
+  L.total = at;
+  return L;
+}
+
+// Reduce-scatter of the N sums in v over the Q lanes of a row (lane bit s, s = Q/2 .. 1): after
+// it, v[0 .. N / Q) of lane q hold the row's totals of columns q N / Q .. (q + 1) N / Q.
+template <int S, int N, int M>
+struct ReduceScatter {
+  static RNNSWEEP_DEVICE void run(float (&v)[M], int q) {
+    const bool upper = (q & S) != 0;
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < N / 2; ++k) {
+      const float send = upper ? v[k] : v[k + N / 2];
+      const float keep = upper ? v[k + N / 2] : v[k];
+      v[k] = keep + __shfl_xor_sync(0xffffffffu, send, S);
+    }
+    ReduceScatter<S / 2, N / 2, M>::run(v, q);
+  }
+};
+template <int N, int M>
+struct ReduceScatter<0, N, M> {
+  static RNNSWEEP_DEVICE void run(float (&)[M], int) {}
+};
+
+// Sum of v over the Q lanes of a row, returned to all of them.
+template <int Q>
+RNNSWEEP_DEVICE float row_sum(float v) {
+  RNNSWEEP_UNROLL
+  for (int s = Q / 2; s > 0; s /= 2) v += __shfl_xor_sync(0xffffffffu, v, s);
+  return v;
+}
+
+// The thread's slice of a matrix's row (W_h, or W_h^T in BPTT's backward pass), four columns at a
+// time: held in registers for the whole step (the forward pass) ...
+template <int J>
+struct RegisterSlice {
+  const float (&w)[J];
+  RNNSWEEP_DEVICE float4 quad(int jq) const { return make_float4(w[4 * jq], w[4 * jq + 1], w[4 * jq + 2], w[4 * jq + 3]); }
+};
+// ... or read from shared memory as it is needed, a float4 at quads[jq threads] (the backward
+// pass, whose registers hold dW_h and the deltas).
+template <int kThreads>
+struct SharedSlice {
+  const float4* quads;
+  RNNSWEEP_DEVICE float4 quad(int jq) const { return quads[jq * kThreads]; }
+};
+
+// acc[0..group) = sum over the thread's columns jj of slice(jj) * rows[(jj Q + q) stride + 0..group).
+template <class G, class Slice>
+RNNSWEEP_DEVICE void row_product(const Slice& slice, const float* rows, int q, float (&acc)[G::kGroup]) {
+  RNNSWEEP_UNROLL
+  for (int k = 0; k < G::kGroup; ++k) acc[k] = 0.0f;
+  RNNSWEEP_UNROLL
+  for (int jq = 0; jq < G::kJ / 4; ++jq) {
+    const float4 cq = slice.quad(jq);
+    const float cs[4] = {cq.x, cq.y, cq.z, cq.w};
+    RNNSWEEP_UNROLL
+    for (int u = 0; u < 4; ++u) {
+      const float c = cs[u];
+      const float4* row = reinterpret_cast<const float4*>(rows + ((4 * jq + u) * G::Q + q) * G::kStride);
+      RNNSWEEP_UNROLL
+      for (int v = 0; v < G::kGroup / 4; ++v) {
+        const float4 x = row[v];
+        acc[4 * v + 0] += c * x.x;
+        acc[4 * v + 1] += c * x.y;
+        acc[4 * v + 2] += c * x.z;
+        acc[4 * v + 3] += c * x.w;
+      }
+    }
+  }
+}
+
+// acc[jj] += sum over the group's columns of left[0..group) * rows[(jj Q + q) stride + 0..group),
+// `left` read four columns at a time (a float4 each, so that only four of them are live).
+template <class G>
+RNNSWEEP_DEVICE void rank_update(const float* left, const float* rows, int q, float (&acc)[G::kJ]) {
+  RNNSWEEP_UNROLL
+  for (int v = 0; v < G::kGroup / 4; ++v) {
+    const float4 l = reinterpret_cast<const float4*>(left)[v];
+    RNNSWEEP_UNROLL
+    for (int jj = 0; jj < G::kJ; ++jj) {
+      const float4 x = reinterpret_cast<const float4*>(rows + (jj * G::Q + q) * G::kStride)[v];
+      float sum = acc[jj];  // one accumulation chain: four fused multiply-adds
+      sum += l.x * x.x;
+      sum += l.y * x.y;
+      sum += l.z * x.z;
+      sum += l.w * x.w;
+      acc[jj] = sum;
+    }
+  }
+}
+
+// Stores / loads the thread's own entries (kOwnPerGroup consecutive floats) of group g.
+template <class G>
+RNNSWEEP_DEVICE void store_own(float* dst, const float* own) {
+  if constexpr (G::kOwnPerGroup == 2) {
+    *reinterpret_cast<float2*>(dst) = make_float2(own[0], own[1]);
+  } else {
+    RNNSWEEP_UNROLL
+    for (int v = 0; v < G::kOwnPerGroup; v += 4)
+      *reinterpret_cast<float4*>(dst + v) = make_float4(own[v], own[v + 1], own[v + 2], own[v + 3]);
+  }
+}
+template <class G>
+RNNSWEEP_DEVICE void load_own(const float* src, float* own) {
+  if constexpr (G::kOwnPerGroup == 2) {
+    const float2 x = *reinterpret_cast<const float2*>(src);
+    own[0] = x.x, own[1] = x.y;
+  } else {
+    RNNSWEEP_UNROLL
+    for (int v = 0; v < G::kOwnPerGroup; v += 4) {
+      const float4 x = *reinterpret_cast<const float4*>(src + v);
+      own[v] = x.x, own[v + 1] = x.y, own[v + 2] = x.z, own[v + 3] = x.w;
+    }
+  }
+}
+
+template <class G, bool kBptt, class Task>
+RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
+    train_registers_kernel(TrainChunk c, std::uint32_t iteration, int log_slot, double bias_correction1,
+                           double bias_correction2) {
+  constexpr int H = G::H, Bt = G::Bt, Q = G::Q, J = G::kJ, S = G::kStride, kOwn = G::kOwn,
+                kOwnPerGroup = G::kOwnPerGroup, kGroup = G::kGroup, kGroups = G::kGroups, kWarps = G::kWarps;
+  const int n = blockIdx.x;
+  if (c.diverged_at[n] >= 0) return;  // frozen (the whole block leaves together)
+  const Rule rule = static_cast<Rule>(c.rule[n]);
+  if ((rule == Rule::bptt) != kBptt) return;  // the other family's launch trains it
+  if (c.first_iteration && iteration < std::uint32_t(c.first_iteration[n])) return;  // resumed further on
+
+  RNNSWEEP_DYNAMIC_SHARED(float, shared);
+  const Shape s = c.shape;
+  constexpr int I = Task::I, O = Task::O;
+  const int T = c.T, P = ParamLayout(Shape{H, I, O, s.bias}).size;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int i = tid / Q, q = tid % Q;
+  const float a = c.a;
+  // the instance's shape (H, I, O at compile time): the offsets are constants, not registers
+  const ParamLayout layout(Shape{H, I, O, s.bias});
+  const RegistersShared L = registers_layout<G>(T, I, O, kBptt);
+  int* misc = reinterpret_cast<int*>(shared + L.misc);
+  if (tid == 0) misc[1] = n;  // read back (volatile) where the pointers derived from it are needed
+                              // again after the loops, so that they need no registers during them
+  float* params = c.params + size_t(n) * P;
+  double* reduce = reinterpret_cast<double*>(shared + L.reduce);
+  float* w_sh = shared + L.w;
+  constexpr bool classification = Task::kClassification;
+
+  // This iteration's trials, generated by the launch before (launch_generate_chunk_trials).
+  const size_t x_size = size_t(T) * Bt * I, out_size = size_t(T) * Bt * O;
+  const TrialView trials{T,
+                         Bt,
+                         I,
+                         O,
+                         c.trial_x + n * x_size,
+                         classification ? nullptr : c.trial_target + n * out_size,
+                         classification ? nullptr : c.trial_mask + n * out_size,
+                         classification ? c.trial_label + size_t(n) * T * Bt : nullptr};
+
+  // Registers: the row slice of W_h, the row's input weights, readout and feedback, bias.
+  float Wr[J];
+  RNNSWEEP_UNROLL
+  for (int jj = 0; jj < J; ++jj) Wr[jj] = params[layout.W_h + i + (jj * Q + q) * H];
+  // The row's input weights [0, I), feedback [3, 3 + O) and bias [6] in shared memory, read
+  // (as two float4) where each step needs them: registers are for the step products.
+  float* row_in = shared + L.rows + i * 8;
+  if (q == 0) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kMaxIO; ++k) {
+      row_in[k] = k < I ? params[layout.W_x + i + k * H] : 0.0f;
+      // the learning signal's feedback: w^T for e-prop (the true readout), B for RFLO
+      row_in[3 + k] =
+          k < O ? (rule == Rule::rflo ? c.feedback[size_t(n) * H * O + i + k * H] : params[layout.w + k + i * O]) : 0.0f;
+    }
+    row_in[6] = s.bias ? params[layout.b + i] : 0.0f;
+    row_in[7] = 0.0f;
+  }
+  const LossLedger ledger = ledger_at(shared + L.ledger, Bt, O);
+  if (tid < O) ledger.bias_out[tid] = s.bias ? params[layout.b_out + tid] : 0.0f;
+  if (warp == 0)
+    for (int b = lane; b < Bt; b += 32) {
+      ledger.loss[b] = 0.0;
+      ledger.correct[b] = -1;
+      ledger.decisions[b] = ledger.right[b] = 0;
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < O; ++o) {
+        ledger.resp[o * Bt + b] = 0.0;
+        ledger.db_out[o * Bt + b] = 0.0f;
+      }
+    }
+  for (int e = tid; e < O * H; e += G::kThreads) w_sh[e] = params[layout.w + e];
+  // f_0 = 0 (parity 0), e_0 = 0 (parity 0), q_0 = 0 (parity 0)
+  // the H x stride buffers, by name: an array indexed by step parity would live in local memory
+  float* const buf0 = shared + L.buf[0];
+  float* const buf1 = shared + L.buf[1];
+  float* const buf2 = shared + L.buf[2];
+  float* const buf3 = shared + L.buf[3];
+  float* const buf4 = shared + L.buf[4];  // bptt only
+  for (int e = tid; e < H * S; e += G::kThreads) buf0[e] = buf2[e] = 0.0f;
+  if (!kBptt)
+    for (int e = tid; e < I * Bt; e += G::kThreads) shared[L.qtrace + e] = 0.0f;
+  __syncthreads();  // w and the initial state complete
+
+  // romo's loss is normalised by the mask's sum over the whole batch, needed from step 0 on.
+  float inv_mask_sum = 1.0f;
+  double mask_sum = 1.0;
+  if (!classification) {
+    double partial = 0;
+    for (size_t k = tid; k < out_size; k += G::kThreads) partial += trials.mask[k];
+    mask_sum = block_sum(partial, reduce);
+    inv_mask_sum = float(1.0 / mask_sum);
+  }
+  const float inv_steps = float(1.0 / (double(T) * Bt));
+
+  // The thread's own state: row i at its columns own(k) = g group + q kOwnPerGroup + c.
+  auto own_column = [&](int k) { return (k / kOwnPerGroup) * kGroup + q * kOwnPerGroup + k % kOwnPerGroup; };
+  // h lives in registers; f(h) and the e-prop trace of the step before are read back from
+  // shared memory (the thread's own entries), which costs two loads and saves 2 kOwn registers.
+  float h_own[kOwn];
+  RNNSWEEP_UNROLL
+  for (int k = 0; k < kOwn; ++k) h_own[k] = 0.0f;
+  float dW[J];
+  RNNSWEEP_UNROLL
+  for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
+  // per-thread sums over its own columns and every step, combined across the row at the end
+  // The thread's sums of dW_x [0, 3), dw [3, 6) and db [6] over its own columns and the steps
+  // so far, slot k at partials[k threads + tid] (consecutive lanes, consecutive banks); each
+  // step adds its own in one go. In shared memory: registers are for the step products.
+  float* partials = shared + L.partials + tid;
+  RNNSWEEP_UNROLL
+  for (int k = 0; k < 7; ++k) partials[k * G::kThreads] = 0.0f;
+  auto add_partials = [&](const float (&gWx)[kMaxIO], const float (&gw)[kMaxIO], float gb) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kMaxIO; ++k) {
+      if (k < I) partials[k * G::kThreads] += gWx[k];
+      if (k < O) partials[(3 + k) * G::kThreads] += gw[k];
+    }
+    partials[6 * G::kThreads] += gb;
+  };
+  float bias_trace = 0.0f;  // e-prop's trace of the bias input, the same for every unit and trial
+  float* history = kBptt ? c.history + size_t(n) * (T + 1) * H * Bt : nullptr;
+  if (kBptt) {  // f(h_0) = 0: the thread's own entries of the history's first step
+    RNNSWEEP_UNROLL
+    for (int g = 0; g < kGroups; ++g) store_own<G>(history + size_t(i) * Bt + g * kGroup + q * kOwnPerGroup, h_own);
+  }
+  float* gsteps = shared + L.gsteps;
+  float* gwarp = shared + L.gwarp + size_t(warp) * O * Bt;
+
+  for (int t = 0; t < T; ++t) {
+    const bool odd = t % 2 != 0;
+    const float* f_cur = odd ? buf1 : buf0;
+    float* f_next = odd ? buf0 : buf1;
+    const float* e_cur = odd ? buf3 : buf2;
+    float* e_next = odd ? buf2 : buf3;
+    const float* x_t = trials.x + size_t(t) * Bt * I;
+    // h_{t+1} = a h_t + (1 - a)(W_h f(h_t) + W_x x_t + b), the thread's own entries.
+    RNNSWEEP_UNROLL
+    for (int g = 0; g < kGroups; ++g) {
+      float acc[kGroup];
+      row_product<G>(RegisterSlice<J>{Wr}, f_cur + g * kGroup, q, acc);
+      ReduceScatter<Q / 2, kGroup, kGroup>::run(acc, q);
+      const int own_at = i * S + g * kGroup + q * kOwnPerGroup;
+      float f_prev[kOwnPerGroup], e_prev[kOwnPerGroup], f_new[kOwnPerGroup], e_new[kOwnPerGroup];
+      if (!kBptt) {
+        load_own<G>(f_cur + own_at, f_prev);
+        load_own<G>(e_cur + own_at, e_prev);
+      }
+      RNNSWEEP_UNROLL
+      for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
+        const int k = g * kOwnPerGroup + c2, b = own_column(k);
+        const float4 r0 = reinterpret_cast<const float4*>(row_in)[0], r1 = reinterpret_cast<const float4*>(row_in)[1];
+        const float Wx[3] = {r0.x, r0.y, r0.z};
+        float drive = r1.z;  // the bias
+        RNNSWEEP_UNROLL
+        for (int kk = 0; kk < kMaxIO; ++kk)
+          if (kk < I) drive += Wx[kk] * x_t[b * I + kk];
+        h_own[k] = a * h_own[k] + (1 - a) * (acc[c2] + drive);
+        if (!kBptt) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
+        f_new[c2] = h_own[k] > 0 ? h_own[k] : 0.0f;
+      }
+      store_own<G>(f_next + own_at, f_new);
+      if (!kBptt) store_own<G>(e_next + own_at, e_new);
+      if (kBptt) store_own<G>(history + (size_t(t + 1) * H + i) * Bt + g * kGroup + q * kOwnPerGroup, f_new);
+    }
+    if (!kBptt) {
+      bias_trace = a * bias_trace + (1 - a);
+      if (warp == 0) {  // q_{t+1} = a q_t + (1 - a) x_t
+        const float* q_cur = shared + L.qtrace + size_t(t % 2) * I * Bt;
+        float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
+        for (int e = lane; e < I * Bt; e += 32) {
+          const int k = e / Bt, b = e % Bt;
+          q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
+        }
+      }
+    }
+    __syncwarp();  // the warp's own rows of f_{t+1} are complete
+    // this warp's share of y_t = w f(h_{t+1}): its own rows, lane = batch column
+    float* ypart = shared + L.ypart + size_t(t % 2) * kWarps * O * Bt;
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < G::kLaneColumns; ++r) {
+      const int b = lane + 32 * r;
+      if (b < Bt) {
+        float part[kMaxIO] = {0, 0, 0};
+        RNNSWEEP_UNROLL
+        for (int rr = 0; rr < G::kRowsPerWarp; ++rr) {
+          const int row = warp * G::kRowsPerWarp + rr;
+          const float fv = f_next[row * S + b];
+          RNNSWEEP_UNROLL
+          for (int o = 0; o < kMaxIO; ++o)
+            if (o < O) part[o] += w_sh[o + row * O] * fv;
+        }
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o)
+          if (o < O) ypart[(size_t(warp) * O + o) * Bt + b] = part[o];
+      }
+    }
+    __syncthreads();  // the step's one barrier: f_{t+1}, e_{t+1}, q_{t+1} and the partial outputs
+
+    // Loss of step t and dL/dy_t, in every warp (host/cpu/model.cpp, task_loss); warp 0 keeps the sums.
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < G::kLaneColumns; ++r) {
+      const int b = lane + 32 * r;
+      if (b >= Bt) continue;
+      float y[kMaxIO];
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        float sum = 0.0f;
+        if (o < O)
+          for (int w2 = 0; w2 < kWarps; ++w2) sum += ypart[(size_t(w2) * O + o) * Bt + b];
+        y[o] = sum + (o < O ? ledger.bias_out[o] : 0.0f);
+      }
+      const size_t col = size_t(t) * Bt + b;
+      float gv[kMaxIO] = {0, 0, 0};
+      if (!classification) {
+        bool response = false;
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o) {
+          if (o >= O) continue;
+          const size_t k = col * O + o;
+          const float mask = trials.mask[k], target = trials.target[k];
+          const float err = y[o] - target;
+          gv[o] = mask * err * inv_mask_sum;
+          if (warp == 0) {
+            ledger.loss[b] += 0.5 * double(mask) * double(err) * double(err);
+            if (target > 0) ledger.correct[b] = o, response = true;
+          }
+        }
+        if (warp == 0 && response) {
+          RNNSWEEP_UNROLL
+          for (int o = 0; o < kMaxIO; ++o)
+            if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
+        }
+      } else {
+        const int label = trials.label[col];
+        float mx = y[0];
+        int argmax = 0;
+        RNNSWEEP_UNROLL
+        for (int o = 1; o < kMaxIO; ++o)
+          if (o < O && y[o] > mx) mx = y[o], argmax = o;
+        float z = 0.0f, ex[kMaxIO];
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o) {
+          ex[o] = o < O ? expf(y[o] - mx) : 0.0f;
+          z += ex[o];
+        }
+        const float inv_z = 1.0f / z;
+        float y_label = y[0];
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o) {
+          if (o == label) y_label = y[o];
+          gv[o] = o < O ? (ex[o] * inv_z - (o == label ? 1.0f : 0.0f)) * inv_steps : 0.0f;
+        }
+        if (warp == 0) {
+          ledger.loss[b] += -double(y_label - mx - logf(z));
+          if (label != 0) {
+            ledger.decisions[b] += 1;
+            ledger.right[b] += (argmax == label);
+          }
+        }
+      }
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        if (o >= O) continue;
+        gwarp[o * Bt + b] = gv[o];
+        if (kBptt && warp == 0) gsteps[(size_t(t) * O + o) * Bt + b] = gv[o];
+        if (warp == 0) ledger.db_out[o * Bt + b] += gv[o];  // db_out, lane by lane
+      }
+    }
+    __syncwarp();  // the warp's copy of dL/dy_t is complete
+    // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.
+    float* signal = shared + L.signal;
+    const float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
+    const float4 r0 = reinterpret_cast<const float4*>(row_in)[0], r1 = reinterpret_cast<const float4*>(row_in)[1];
+    const float fb[3] = {r0.w, r1.x, r1.y};
+    float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kOwn; ++k) {
+      const int b = own_column(k);
+      float drive = 0.0f;
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        if (o >= O) continue;
+        const float gv = gwarp[o * Bt + b];
+        gw[o] += gv * (h_own[k] > 0 ? h_own[k] : 0.0f);  // f(h_{t+1})
+        drive += fb[o] * gv;
+      }
+      if (!kBptt) {
+        const float signal_ib = h_own[k] > 0 ? drive : 0.0f;  // L_t = f'(h_{t+1}) (feedback dL/dy_t)
+        signal[i * S + b] = signal_ib;
+        gb += bias_trace * signal_ib;
+        RNNSWEEP_UNROLL
+        for (int kk = 0; kk < kMaxIO; ++kk)
+          if (kk < I) gWx[kk] += signal_ib * q_next[kk * Bt + b];
+      }
+    }
+    add_partials(gWx, gw, gb);
+    if (!kBptt) {
+      __syncwarp();  // the warp's rows of L_t are complete
+      // dW_h += L_t e_{t+1}^T: row i of L against the rows of e_{t+1} this thread holds
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g) rank_update<G>(signal + i * S + g * kGroup, e_next + g * kGroup, q, dW);
+    }
+  }
+
+  // Loss and accuracy of the iteration, from warp 0's lanes.
+  const int nn = *static_cast<volatile int*>(misc + 1);  // == n, without a register through the loop
+  double loss = 0, accuracy = 0;
+  if (warp == 0) {
+    double loss_part = 0;
+    int decisions = 0, right = 0;
+    for (int b = lane; b < Bt; b += 32) {
+      loss_part += ledger.loss[b];
+      if (!classification) {
+        int best = 0;
+        double best_value = ledger.resp[b];
+        RNNSWEEP_UNROLL
+        for (int o = 1; o < O; ++o)
+          if (ledger.resp[o * Bt + b] > best_value) best = o, best_value = ledger.resp[o * Bt + b];
+        right += (best == ledger.correct[b]);
+      } else {
+        decisions += ledger.decisions[b];
+        right += ledger.right[b];
+      }
+    }
+    if (!classification) {
+      loss = warp_sum(loss_part) / mask_sum;
+      accuracy = double(warp_sum(right)) / Bt;
+    } else {
+      loss = warp_sum(loss_part) / (double(T) * Bt);
+      decisions = warp_sum(decisions);
+      right = warp_sum(right);
+      accuracy = decisions > 0 ? double(right) / decisions : 0.0;
+    }
+    if (lane == 0) {
+      c.loss_log[size_t(nn) * c.log_window + log_slot] = loss;
+      c.accuracy_log[size_t(nn) * c.log_window + log_slot] = accuracy;
+      misc[0] = is_finite(loss) ? 1 : 0;
+      if (!is_finite(loss)) c.diverged_at[nn] = int(iteration);
+    }
+  }
+  __syncthreads();  // the verdict on the loss
+  if (misc[0] == 0) return;  // frozen, as on the CPU
+  float* const params_end = c.params + size_t(nn) * P;
+
+  float scale_W = 1.0f;  // BPTT's (1 - a) factors, applied once to its sums
+  if (kBptt) {
+    scale_W = 1 - a;
+    // delta_{t+1} = f'(h_{t+1}) (w^T dL/dy_t + (1 - a) W_h^T delta_{t+2}) + a delta_{t+2}, from
+    // t = T - 1 down, delta_{T+1} = 0 (host/cpu/bptt.cpp). W_h^T's slice replaces W_h's.
+    // W_h^T's slice, W_h(j, i) for the thread's j, in shared memory (registers hold dW_h and the
+    // deltas; the slice streams in four at a time, each thread its own: no barrier needed)
+    float4* wt = reinterpret_cast<float4*>(shared + L.wt) + tid;
+    RNNSWEEP_UNROLL
+    for (int jq = 0; jq < J / 4; ++jq)
+      wt[jq * G::kThreads] = make_float4(params_end[layout.W_h + ((4 * jq + 0) * Q + q) + i * H],
+                                         params_end[layout.W_h + ((4 * jq + 1) * Q + q) + i * H],
+                                         params_end[layout.W_h + ((4 * jq + 2) * Q + q) + i * H],
+                                         params_end[layout.W_h + ((4 * jq + 3) * Q + q) + i * H]);
+    // f(h_t) of every step is staged from the history into shared memory by asynchronous copies
+    // (each thread its own entries), a step ahead, into three buffers by t mod 3: the copy for
+    // step t - 1 is in flight during step t while step t's buffer is read after its barrier,
+    // and step t + 1's was last read before it. f'(h_{t+1}) comes from the staged f(h_{t+1}).
+    float d_own[kOwn];
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kOwn; ++k) d_own[k] = 0.0f;
+    auto stage = [&](int s) -> float* { return s % 3 == 0 ? buf2 : s % 3 == 1 ? buf3 : buf4; };
+    auto stage_async = [&](int s) {  // f(h_s) -> stage(s), the thread's own entries
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g)
+        __pipeline_memcpy_async(stage(s) + i * S + g * kGroup + q * kOwnPerGroup,
+                                history + (size_t(s) * H + i) * Bt + g * kGroup + q * kOwnPerGroup,
+                                sizeof(float) * kOwnPerGroup);
+      __pipeline_commit();
+    };
+    float* d_last = (T + 1) % 2 ? buf1 : buf0;  // delta_{T+1} = 0
+    for (int e = tid; e < H * S; e += G::kThreads) d_last[e] = 0.0f;
+    stage_async(T);
+    stage_async(T - 1);
+    __pipeline_wait_prior(0);
+    __syncthreads();  // delta_{T+1} is zero everywhere, f(h_T) and f(h_{T-1}) are staged
+    for (int t = T - 1; t >= 0; --t) {
+      const bool odd = t % 2 != 0;
+      const float* d_cur = odd ? buf1 : buf0;  // delta_{t+2}
+      float* d_new = odd ? buf0 : buf1;        // delta_{t+1}
+      const float* f_next = stage(t + 1);      // f(h_{t+1}): the thread's own entries for f'
+      const float* f_t = stage(t);             // f(h_t), for the rank update after the barrier
+      if (t > 0) stage_async(t - 1);
+      const float* g_t = gsteps + size_t(t) * O * Bt;
+      const float* x_t = trials.x + size_t(t) * Bt * I;
+      float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's (no dw here)
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g) {
+        float acc[kGroup];
+        row_product<G>(SharedSlice<G::kThreads>{wt}, d_cur + g * kGroup, q, acc);
+        ReduceScatter<Q / 2, kGroup, kGroup>::run(acc, q);
+        float f_own[kOwnPerGroup];
+        load_own<G>(f_next + i * S + g * kGroup + q * kOwnPerGroup, f_own);
+        RNNSWEEP_UNROLL
+        for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
+          const int k = g * kOwnPerGroup + c2, b = own_column(k);
+          float direct = 0.0f;
+          RNNSWEEP_UNROLL
+          for (int o = 0; o < kMaxIO; ++o)
+            if (o < O) direct += w_sh[o + i * O] * g_t[o * Bt + b];
+          const bool active = f_own[c2] > 0;
+          d_own[k] = (active ? direct + (1 - a) * acc[c2] : 0.0f) + a * d_own[k];
+          gb += d_own[k];
+          RNNSWEEP_UNROLL
+          for (int kk = 0; kk < kMaxIO; ++kk)
+            if (kk < I) gWx[kk] += d_own[k] * x_t[b * I + kk];
+        }
+        store_own<G>(d_new + i * S + g * kGroup + q * kOwnPerGroup, d_own + g * kOwnPerGroup);
+      }
+      add_partials(gWx, gw, gb);
+      __pipeline_wait_prior(t > 0 ? 1 : 0);  // f(h_t)'s copy has landed; f(h_{t-1})'s may fly on
+      __syncthreads();  // the step's one barrier: delta_{t+1} and f(h_t) staged
+      // dW_h += delta_{t+1} f(h_t)^T (the (1 - a) at the end)
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g) rank_update<G>(d_new + i * S + g * kGroup, f_t + g * kGroup, q, dW);
+    }
+  }
+
+  // Combine the per-thread sums across the row's lanes, then PyTorch's Adam (host/cpu/adam.h).
+  float gWx[kMaxIO], gw[kMaxIO];
+  RNNSWEEP_UNROLL
+  for (int k = 0; k < kMaxIO; ++k) {
+    gWx[k] = row_sum<Q>(partials[k * G::kThreads]) * scale_W;
+    gw[k] = row_sum<Q>(partials[(3 + k) * G::kThreads]);
+  }
+  const float gb = row_sum<Q>(partials[6 * G::kThreads]) * scale_W;
+  // the Adam step's bias corrections: the launch's, or a resumed network's own (computed on the
+  // host with std::pow, as the CPU does, so that resumed runs match exactly)
+  if (c.first_iteration) {
+    const long long adam_step = c.adam_steps_before[nn] + (iteration - std::uint32_t(c.first_iteration[nn])) + 1;
+    bias_correction1 = c.bias_correction1[adam_step];
+    bias_correction2 = c.bias_correction2[adam_step];
+  }
+  float* m = c.adam_m + size_t(nn) * P;
+  float* v = c.adam_v + size_t(nn) * P;
+  const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
+  const float step_size = float(c.lr[nn] / bias_correction1), sqrt_bc2 = float(sqrt(bias_correction2));
+  auto update = [&](int e, float gr) {
+    if (c.grad_out) c.grad_out[size_t(nn) * P + e] = gr;
+    if (c.optimizer == Optimizer::adam) {
+      m[e] = b1 * m[e] + (1 - b1) * gr;
+      v[e] = b2 * v[e] + (1 - b2) * gr * gr;
+      params_end[e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
+    } else {
+      params_end[e] -= float(c.lr[nn]) * gr;
+    }
+  };
+  RNNSWEEP_UNROLL
+  for (int jj = 0; jj < J; ++jj) update(layout.W_h + i + (jj * Q + q) * H, dW[jj] * scale_W);
+  if (q == 0) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kMaxIO; ++k) {
+      if (k < I) update(layout.W_x + i + k * H, gWx[k]);
+      if (k < O) update(layout.w + k + i * O, gw[k]);
+    }
+    if (s.bias) update(layout.b + i, gb);
+  }
+  if (warp == 0) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < O; ++k) {
+      float part = 0.0f;
+      for (int b = lane; b < Bt; b += 32) part += ledger.db_out[k * Bt + b];
+      const float total = warp_sum(part);
+      if (s.bias && lane == 0) update(layout.b_out + k, total);
+    }
+  }
+}
+
+// ---- the instances ----
+// Every (H, Bt) with a register instance, and its lanes per row: enough lanes that a thread
+// owns at most 8 batch columns (registers), few enough that its slice of W_h is >= 8 columns.
+#define RNNSWEEP_REGISTER_INSTANCES(X) \
+  X(32, 16, 4)                         \
+  X(32, 32, 4)                         \
+  X(32, 64, 8)                         \
+  X(64, 16, 4)                         \
+  X(64, 32, 4)                         \
+  X(64, 64, 8)
+
+template <class G, class Task>
+void launch_family(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,
+                   double bc2, cudaStream_t stream) {
+  const size_t bytes = registers_layout<G>(chunk.T, Task::I, Task::O, bptt).total * sizeof(float);
+  // named, so that the launch macro sees one argument (and race reports name the family)
+  const auto train_registers_bptt = &train_registers_kernel<G, true, Task>;
+  const auto train_registers_eprop = &train_registers_kernel<G, false, Task>;
+  if (bptt) {
+    CUDA_CHECK(cudaFuncSetAttribute(train_registers_bptt, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    RNNSWEEP_LAUNCH(train_registers_bptt, chunk.K, G::kThreads, bytes, stream)(chunk, iteration, log_slot, bc1, bc2);
+  } else {
+    CUDA_CHECK(cudaFuncSetAttribute(train_registers_eprop, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    RNNSWEEP_LAUNCH(train_registers_eprop, chunk.K, G::kThreads, bytes, stream)(chunk, iteration, log_slot, bc1, bc2);
+  }
+  CUDA_CHECK(cudaGetLastError());
+}
+
+template <class G>
+void launch_instance(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,
+                     double bc2, cudaStream_t stream) {
+  const bool choice = chunk.task.classification();
+  if (choice != (chunk.shape.I == Choice::I && chunk.shape.O == Choice::O))
+    throw std::invalid_argument("launch_train_registers: no register instance for this task's inputs and outputs");
+  if (choice)
+    launch_family<G, Choice>(chunk, bptt, iteration, log_slot, bc1, bc2, stream);
+  else
+    launch_family<G, Regression>(chunk, bptt, iteration, log_slot, bc1, bc2, stream);
+}
+
+}  // namespace
+
+bool registers_instance_exists(const Shape& shape, int Bt) {
+  const bool regression = shape.I == Regression::I && shape.O == Regression::O;
+  const bool choice = shape.I == Choice::I && shape.O == Choice::O;
+  if (!regression && !choice) return false;
+#define RNNSWEEP_EXISTS(h, bt, q) \
+  if (shape.H == h && Bt == bt) return true;
+  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_EXISTS)
+#undef RNNSWEEP_EXISTS
+  return false;
+}
+
+int registers_threads(const Shape& shape, int Bt) {
+#define RNNSWEEP_THREADS(h, bt, q) \
+  if (shape.H == h && Bt == bt) return Geometry<h, bt, q>::kThreads;
+  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_THREADS)
+#undef RNNSWEEP_THREADS
+  throw std::invalid_argument("registers_threads: no register instance for H = " + std::to_string(shape.H) +
+                              ", batch " + std::to_string(Bt));
+}
+
+size_t registers_shared_bytes(const Shape& shape, int Bt, int T, bool bptt) {
+#define RNNSWEEP_BYTES(h, bt, q)   \
+  if (shape.H == h && Bt == bt) \
+    return registers_layout<Geometry<h, bt, q>>(T, shape.I, shape.O, bptt).total * sizeof(float);
+  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_BYTES)
+#undef RNNSWEEP_BYTES
+  throw std::invalid_argument("registers_shared_bytes: no register instance for H = " + std::to_string(shape.H) +
+                              ", batch " + std::to_string(Bt));
+}
+
+void launch_train_registers(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot,
+                            double bias_correction1, double bias_correction2, cudaStream_t stream) {
+  if (!registers_instance_exists(chunk.shape, chunk.Bt))
+    throw std::invalid_argument("launch_train_registers: no register instance for H = " +
+                                std::to_string(chunk.shape.H) + ", batch " + std::to_string(chunk.Bt));
+  if (bptt && !chunk.history) throw std::invalid_argument("launch_train_registers: bptt needs the history");
+#define RNNSWEEP_LAUNCH_IF(h, bt, q)                                                                      \
+  if (chunk.shape.H == h && chunk.Bt == bt) {                                                          \
+    launch_instance<Geometry<h, bt, q>>(chunk, bptt, iteration, log_slot, bias_correction1, bias_correction2, \
+                                        stream);                                                       \
+    return;                                                                                            \
+  }
+  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_LAUNCH_IF)
+#undef RNNSWEEP_LAUNCH_IF
+}
+
+}  // namespace rnnsweep::cuda

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""The kernels as the compiler built them for sm_90 (H100 / H200), without a GPU.
+
+    scripts/kernel_report.py [--build DIR] [--check] [--markdown FILE] [--model]
+
+Reads the sm_90 code of kernels/ from a build folder (default build/, made by scripts/build.sh
+wherever nvcc is found; every kernels/*.cu object carries an sm_90 cubin), with the tools NVIDIA
+publishes on PyPI (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm; also found on PATH
+or in $CUDA_TOOLS):
+- cuobjdump -res-usage: registers, stack frame, static shared memory of every kernel;
+- bench/kernel_instances (built with the CUDA library): each instance's block size and dynamic
+  shared memory at its shape, hence resident blocks and warps per multiprocessor on an H100 /
+  H200 (65536 registers, 228 KiB of shared memory, 2048 threads, 32 blocks);
+- nvdisasm of the cubin: inside each loop that holds a block barrier (the time-step loops:
+  the forward one and, for BPTT, the backward one), the static counts of FFMA and HMMA, shared
+  loads by width (LDS, LDS.64, LDS.128), shared stores, generic loads and stores (LD/ST, which
+  also serve global memory and cost an address-space check), global loads and stores, shuffles,
+  barriers, local-memory accesses, FP64 operations, and all instructions.
+--model adds the modeled ceiling of bench/MODEL.md beside the targets. --check asserts the
+limits the training kernels are designed to (for the H = 64, batch 32 register instances: at
+most 128 registers, no stack, at least 16 resident warps, no generic loads in the time loops,
+at most 2 barriers per step) and exits 1 when one fails. Exit 2: tools or build missing.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIP_WITHOUT_TOOLS = False  # --skip-without-tools: exit 77 (ctest's "skipped") where they are missing
+
+# H100 / H200 (sm_90): per multiprocessor
+SM_REGISTERS = 65536
+SM_SHARED = 228 * 1024
+BLOCK_SHARED_RESERVED = 1024
+SM_THREADS = 2048
+SM_BLOCKS = 32
+REGISTER_GRANULE = 256  # registers are allocated per warp in units of 256
+SMS, CLOCK_HZ = 132, 1.98e9  # H200 SXM: multiprocessors, boost clock seen in a session (KINDS.md)
+
+
+def tool(name):
+    env = os.environ.get("CUDA_TOOLS")
+    candidates = [os.path.join(env, name)] if env else []
+    found = shutil.which(name)
+    if found:
+        candidates.append(found)
+    try:
+        import nvidia  # the PyPI packages install under site-packages/nvidia/cu*/bin
+        for base in nvidia.__path__:
+            candidates += sorted(glob.glob(os.path.join(base, "cu*", "bin", name)), reverse=True)
+    except ImportError:
+        pass
+    for c in candidates:
+        if os.access(c, os.X_OK):
+            return c
+    print(f"kernel_report: {name} not found; pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm "
+          "(or put it on PATH, or set CUDA_TOOLS)", file=sys.stderr)
+    sys.exit(77 if SKIP_WITHOUT_TOOLS else 2)
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.exit(f"kernel_report: `{' '.join(cmd)}` failed: {p.stderr.strip()[:500]}")
+    return p.stdout
+
+
+def short_name(mangled):
+    """A readable name for a kernel symbol."""
+    m = re.search(r"train_registers_kernelINS1_8GeometryILi(\d+)ELi(\d+)ELi(\d+)EEELb([01])ENS1_\d+(\w+?)EEEv",
+                  mangled)
+    if m:
+        H, Bt, Q, bptt, task = m.groups()
+        return f"train_registers<H={H},Bt={Bt},Q={Q},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
+    m = re.search(r"\d+(\w+_kernel)", mangled)
+    return m.group(1) if m else mangled[:60]
+
+
+def resource_usage(objects, cuobjdump):
+    usage = {}
+    for obj in objects:
+        text = run([cuobjdump, "-res-usage", obj])
+        arch = None
+        for line in text.splitlines():
+            if line.startswith("arch = "):
+                arch = line.split("=")[1].strip()
+            m = re.match(r"\s*Function (\S+):", line)
+            if m:
+                current = m.group(1)
+                continue
+            m = re.match(r"\s*REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", line)
+            if m and arch == "sm_90":
+                usage[current] = dict(zip(("regs", "stack", "static_shared", "local"), map(int, m.groups())))
+    return usage
+
+
+def parse_sass(text):
+    """{function: [(address, label or None, instruction text)]} from nvdisasm output."""
+    functions, current, pending = {}, None, []
+    for line in text.splitlines():
+        m = re.match(r"\s*\.text\.(\S+):$", line)
+        if m:
+            current = m.group(1)
+            functions[current] = []
+            continue
+        m = re.match(r"\.(L_x_\d+):", line.strip())
+        if m:
+            pending.append(m.group(1))
+            continue
+        m = re.match(r"\s+/\*([0-9a-f]+)\*/\s+(.*?)\s*;", line)
+        if m and current:
+            functions[current].append((int(m.group(1), 16), pending, m.group(2)))
+            pending = []
+    return functions
+
+
+COUNTS = {
+    "FFMA": r"\bFFMA\b",
+    "HMMA": r"\bHMMA\b",
+    "LDS": r"\bLDS(\.U8|\.S8|\.U16|\.S16)?\s",
+    "LDS.64": r"\bLDS\.64\b",
+    "LDS.128": r"\bLDS\.128\b",
+    "STS": r"\bSTS(\.\d+)?\b",
+    "LD/ST generic": r"\b(LD|ST)\.E",
+    "LDG": r"\bLDG\b",
+    "STG": r"\bSTG\b",
+    "SHFL": r"\bSHFL\b",
+    "BAR": r"\bBAR\.SYNC\b",
+    "LDL/STL": r"\b(LDL|STL)\b",
+    "FP64": r"\bD(FMA|MUL|ADD)\b",
+    "MUFU": r"\bMUFU\b",
+}
+
+
+def barrier_loops(code):
+    """(start, end) address ranges of the loops that hold a block barrier, outermost first."""
+    labels = {}
+    for addr, names, _ in code:
+        for n in names:
+            labels[n] = addr
+    loops = []
+    for addr, _, text in code:
+        # a loop's back edge is a predicated branch to an earlier label; unconditional backward
+        # branches are the returns of out-of-line slow paths (division, ...) placed at the end
+        m = re.match(r"@!?U?P\w+\s+BRA\b.*?`?\(?\.(L_x_\d+)", text)
+        if m and m.group(1) in labels and labels[m.group(1)] <= addr:
+            loops.append((labels[m.group(1)], addr))
+    bars = [a for a, _, t in code if re.search(COUNTS["BAR"], t)]
+    with_bar = [(lo, hi) for lo, hi in loops if any(lo <= b <= hi for b in bars)]
+    # keep the maximal ones (a time loop, not an inner loop that happens to hold the barrier)
+    outer = [l for l in with_bar if not any(o != l and o[0] <= l[0] and l[1] <= o[1] for o in with_bar)]
+    return sorted(set(outer))
+
+
+def loop_counts(code, lo, hi):
+    seg = [t for a, _, t in code if lo <= a <= hi]
+    out = {k: sum(1 for t in seg if re.search(p, t)) for k, p in COUNTS.items()}
+    out["instructions"] = len(seg)
+    return out
+
+
+def occupancy(regs, threads, shared):
+    warps = (threads + 31) // 32
+    per_warp = (regs * 32 + REGISTER_GRANULE - 1) // REGISTER_GRANULE * REGISTER_GRANULE
+    by_regs = SM_REGISTERS // (per_warp * warps) if regs else SM_BLOCKS
+    by_shared = SM_SHARED // (shared + BLOCK_SHARED_RESERVED)
+    by_threads = SM_THREADS // threads
+    blocks = min(by_regs, by_shared, by_threads, SM_BLOCKS)
+    return blocks, blocks * warps
+
+
+def instances(build):
+    exe = os.path.join(build, "bench", "kernel_instances")
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"kernel_report: no {exe}: build with CUDA first (scripts/build.sh where nvcc is found)")
+    return [json.loads(l) for l in run([exe]).splitlines() if l.startswith("{")]
+
+
+def instance_key(name):
+    """(kernel, H, Bt, family, task) from short_name, to meet the kernel_instances lines."""
+    m = re.match(r"train_registers<H=(\d+),Bt=(\d+),Q=\d+,(\S+?),(\w+)>", name)
+    if m:
+        return ("train_registers", int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
+    return (name, None, None, None, None)
+
+
+def model(row):
+    """Modeled network-steps per second on an H200 (bench/MODEL.md): per network and step, the
+    SM's busiest resource among FP32 lanes (4 warp-FFMAs a cycle), instruction issue (4 a
+    cycle) and shared-memory wavefronts (1 a cycle; LDS.128 counted at 1, conflict-free)."""
+    if not row["loops"] or not row.get("threads"):
+        return None
+    warps = row["threads"] // 32
+    # a training step runs every time loop once per step (BPTT: forward and backward)
+    c = {k: sum(L["counts"][k] for L in row["loops"]) for k in row["loops"][0]["counts"]}
+    fma = c["FFMA"] * warps / 4
+    issue = c["instructions"] * warps / 4
+    shared = (c["LDS"] + c["LDS.64"] + c["LDS.128"] + c["STS"] + c["SHFL"]) * warps
+    cycles = max(fma, issue, shared)
+    return {"cycles_per_step": cycles, "bound": ["FMA", "issue", "shared"][[fma, issue, shared].index(cycles)],
+            "fma_fraction": fma / cycles, "network_steps_per_s": SMS * CLOCK_HZ / cycles}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--model", action="store_true")
+    ap.add_argument("--markdown", metavar="FILE")
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--skip-without-tools", action="store_true", help="exit 77 when cuobjdump or nvdisasm is missing")
+    args = ap.parse_args()
+    global SKIP_WITHOUT_TOOLS
+    SKIP_WITHOUT_TOOLS = args.skip_without_tools
+    objects = sorted(glob.glob(os.path.join(args.build, "CMakeFiles", "rnnsweep_cuda.dir", "kernels", "*.cu.o")))
+    if not objects:
+        print(f"kernel_report: no CUDA objects under {args.build}: build with nvcc first (scripts/build.sh)",
+              file=sys.stderr)
+        return 2
+    cuobjdump, nvdisasm = tool("cuobjdump"), tool("nvdisasm")
+    usage = resource_usage(objects, cuobjdump)
+    shapes = {}
+    for inst in instances(args.build):
+        shapes[(inst["kernel"], inst.get("H"), inst.get("Bt"), inst.get("family"), inst.get("task"))] = inst
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for obj in objects:
+            out = os.path.join(tmp, os.path.basename(obj))
+            os.makedirs(out)
+            run([cuobjdump, "-xelf", "all", os.path.abspath(obj)], cwd=out)
+            for cubin in glob.glob(os.path.join(out, "*sm_90*.cubin")):
+                for fn, code in parse_sass(run([nvdisasm, "-c", cubin])).items():
+                    if fn not in usage:
+                        continue
+                    name = short_name(fn)
+                    row = dict(kernel=name, file=os.path.basename(obj).replace(".o", ""), **usage[fn])
+                    inst = shapes.get(instance_key(name))
+                    if inst:
+                        row["threads"], row["dynamic_shared"], row["shape"] = inst["threads"], inst["shared"], inst["shape"]
+                        row["blocks_per_sm"], row["warps_per_sm"] = occupancy(
+                            row["regs"], row["threads"], row["static_shared"] + row["dynamic_shared"])
+                    row["loops"] = [dict(range=[lo, hi], counts=loop_counts(code, lo, hi)) for lo, hi in barrier_loops(code)]
+                    if args.model:
+                        row["model"] = model(row)
+                    rows.append(row)
+    rows.sort(key=lambda r: (r["file"], r["kernel"]))
+
+    head = ("| kernel | shape | regs | stack | shared (dyn) | threads | blocks / warps per SM | loop | instr | FFMA | "
+            "LDS | LDS.64 | LDS.128 | STS | LD/ST gen | LDG | STG | SHFL | BAR | LDL/STL | FP64 |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for r in rows:
+        for k, loop in enumerate(r["loops"] or [None]):
+            c = loop["counts"] if loop else {}
+            occ = f"{r['blocks_per_sm']} / {r['warps_per_sm']}" if "blocks_per_sm" in r else ""
+            lines.append(
+                f"| {r['kernel'] if k == 0 else ''} | {r.get('shape', '') if k == 0 else ''} | "
+                f"{r['regs'] if k == 0 else ''} | {r['stack'] if k == 0 else ''} | "
+                f"{(str(r['static_shared']) + ' (' + str(r.get('dynamic_shared', '?')) + ')') if k == 0 else ''} | "
+                f"{r.get('threads', '') if k == 0 else ''} | {occ if k == 0 else ''} | "
+                f"{('forward', 'backward')[k] if len(r['loops']) == 2 else (k + 1 if loop else 'none')} | "
+                + " | ".join(str(c.get(key, "")) for key in
+                             ("instructions", "FFMA", "LDS", "LDS.64", "LDS.128", "STS", "LD/ST generic", "LDG", "STG",
+                              "SHFL", "BAR", "LDL/STL", "FP64")) + " |")
+    text = "\n".join(lines)
+    if args.model:
+        text += "\n\nModeled ceiling on an H200 (bench/MODEL.md), all of a kernel's time loops once per step:\n\n"
+        text += "| kernel | bound | FMA pipe | network-steps/s |\n|---|---|---|---|\n"
+        for r in rows:
+            if r.get("model"):
+                m = r["model"]
+                text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fma_fraction']:.0f}% | "
+                         f"{m['network_steps_per_s']:.3g} |\n")
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+    if args.check:
+        failures = []
+        targets = [r for r in rows if r["kernel"].startswith("train_registers<H=64,Bt=32,")]
+        if len(targets) != 4:
+            failures.append(f"expected 4 H = 64, batch 32 register instances, found {len(targets)}")
+        for r in targets:
+            name = r["kernel"]
+            if r["regs"] > 128:
+                failures.append(f"{name}: {r['regs']} registers > 128")
+            if r["stack"] != 0:
+                failures.append(f"{name}: {r['stack']} bytes of stack")
+            if r.get("warps_per_sm", 0) < 16:
+                failures.append(f"{name}: {r.get('warps_per_sm')} resident warps per SM < 16")
+            for k, loop in enumerate(r["loops"]):
+                c = loop["counts"]
+                if c["LD/ST generic"]:
+                    failures.append(f"{name}: {c['LD/ST generic']} generic loads/stores in time loop {k}")
+                if c["BAR"] > 2:
+                    failures.append(f"{name}: {c['BAR']} barriers in time loop {k}")
+                if c["LDS.128"] == 0:
+                    failures.append(f"{name}: no 128-bit shared loads in time loop {k}")
+                if c["LDL/STL"]:
+                    failures.append(f"{name}: {c['LDL/STL']} local-memory accesses in time loop {k}")
+            if not r["loops"]:
+                failures.append(f"{name}: no time loop with a barrier found")
+        for f in failures:
+            print("CHECK FAILED:", f, file=sys.stderr)
+        if failures:
+            return 1
+        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register instances are within their limits",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
