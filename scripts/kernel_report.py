@@ -78,7 +78,7 @@ def short_name(mangled):
     if m:
         H, Bt, Q, bptt, task = m.groups()
         return f"train_registers<H={H},Bt={Bt},Q={Q},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
-    m = re.search(r"\d+(\w+_kernel)", mangled)
+    m = re.search(r"([a-z_]+_kernel)(?:I|E)", mangled)
     return m.group(1) if m else mangled[:60]
 
 
@@ -194,7 +194,9 @@ def model(row):
     """Modeled network-steps per second on an H200 (bench/MODEL.md): per network and step, the
     SM's busiest resource among FP32 lanes (4 warp-FFMAs a cycle), instruction issue (4 a
     cycle) and shared-memory wavefronts (1 a cycle; LDS.128 counted at 1, conflict-free)."""
-    if not row["loops"] or not row.get("threads"):
+    # only for kernels whose time-loop bodies are straight-line code (every inner loop unrolled
+    # at compile time): elsewhere a static count is not a per-step count
+    if not row["kernel"].startswith("train_registers<") or not row["loops"] or not row.get("threads"):
         return None
     warps = row["threads"] // 32
     # a training step runs every time loop once per step (BPTT: forward and backward)
