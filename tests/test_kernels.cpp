@@ -359,34 +359,45 @@ TEST(TrainStepAdam, LossesFollowTheCpuOverIterations) {
   }
 }
 
-TEST(TrainStepDivergence, ANetworkWithANanLossIsFrozenAndTheOthersGoOn) {
-  RNNSWEEP_NEED_DEVICE();
-  TrainHarness h(TaskKind::romo, {spec(Rule::bptt, 1.0, 1, 1e-2), spec(Rule::bptt, 1.0, 2, 1e12)}, false,
-                 cuda::Optimizer::sgd);
+// Network 1 (lr = 1e12) diverges; it must be frozen from the iteration whose loss is not finite
+// on (no update from that iteration either, and none after), and network 0 goes on unaffected.
+void expect_divergence_freezes(Rule rule, int hidden, int batch) {
+  TrainHarness h(TaskKind::romo, {spec(rule, 1.0, 1, 1e-2), spec(rule, 1.0, 2, 1e12)}, false, cuda::Optimizer::sgd,
+                 hidden, batch);
   int diverged = -1;
-  std::vector<double> frozen;
+  const std::vector<double> start = h.device_params();
+  std::vector<double> before(start.begin() + h.P, start.end());
   for (std::uint32_t it = 0; it < 6; ++it) {
     const auto dev = h.device_step(it);
     const auto ref = h.cpu_step(it, cuda::Optimizer::sgd);
     EXPECT_EQ(dev.diverged_at[0], -1);
     EXPECT_NEAR(dev.loss[0], ref.loss[0], 1e-5 * ref.loss[0]) << "the sane network is unaffected";
+    const auto p = h.device_params();
+    const std::vector<double> now(p.begin() + h.P, p.end());
     if (diverged < 0 && dev.diverged_at[1] >= 0) {
       diverged = dev.diverged_at[1];
       EXPECT_FALSE(std::isfinite(ref.loss[1])) << "the CPU sees the same iteration diverge";
-      const auto p = h.device_params();
-      frozen.assign(p.begin() + h.P, p.end());
-    } else if (diverged >= 0) {
-      EXPECT_EQ(dev.diverged_at[1], diverged) << "stays frozen at the first bad iteration";
-      const auto p = h.device_params();
-      const std::vector<double> now(p.begin() + h.P, p.end());
-      for (size_t e = 0; e < now.size(); ++e) {
-        if (!std::isnan(frozen[e])) {
-          ASSERT_EQ(now[e], frozen[e]) << "a frozen network's parameters do not change";
-        }
-      }
     }
+    if (diverged >= 0) {
+      EXPECT_EQ(dev.diverged_at[1], diverged) << "stays frozen at the first bad iteration";
+      for (size_t e = 0; e < now.size(); ++e)
+        if (!std::isnan(before[e])) {
+          ASSERT_EQ(now[e], before[e]) << "a frozen network's parameters do not change, iteration " << it;
+        }
+    }
+    before = now;
   }
   EXPECT_GE(diverged, 1) << "lr = 1e12 must make the loss non-finite within a few iterations";
+}
+
+TEST(TrainStepDivergence, ANetworkWithANanLossIsFrozenAndTheOthersGoOn) {
+  RNNSWEEP_NEED_DEVICE();
+  expect_divergence_freezes(Rule::bptt, test::kHidden, test::kBatch);
+}
+
+TEST(TrainStepDivergence, TheRegisterKernelFreezesADivergedNetworkToo) {
+  RNNSWEEP_NEED_DEVICE();
+  for (Rule rule : {Rule::bptt, Rule::eprop}) expect_divergence_freezes(rule, 64, 32);
 }
 
 TEST(TrainPlan, TheLaunchPlanFitsTheGpuOrNamesTheSupportedRange) {
