@@ -60,9 +60,12 @@ struct TrainResult {
   double flop_fraction;
 };
 
-// general = true times the general kernel (kernels/train_step.cu) instead of the heuristic's
-// instance (the register kernel at this shape): the kernel before it, as a same-run baseline.
-TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, bool general) {
+// Which kernel: the heuristic's fp32 instance (the register kernel at this shape), the general
+// kernel (kernels/train_step.cu: the kernel before it, the same-run baseline) or the tensor-core
+// instance (precision tf32x3, kernels/train_mma.cu).
+enum class Variant { fp32, general, tf32x3 };
+
+TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, Variant variant) {
   const TaskParams task = bench_task();
   const Shape shape{64, task.inputs(), task.outputs(), false};
   const int T = task.T(), Bt = 32, P = ParamLayout(shape).size;
@@ -95,7 +98,14 @@ TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, bool genera
   DeviceBuffer<std::uint32_t> seeds(K);
   seeds.upload(data_seeds.data(), K);
   const cuda::TrainLaunchPlan plan =
-      general ? cuda::plan_train_general(shape, Bt, g.max_shared) : cuda::plan_train_step(shape, Bt, T, g.max_shared);
+      variant == Variant::general ? cuda::plan_train_general(shape, Bt, g.max_shared)
+                                  : cuda::plan_train_step(shape, Bt, T, g.max_shared,
+                                                          variant == Variant::tf32x3 ? cuda::Precision::tf32x3
+                                                                                     : cuda::Precision::fp32);
+  if ((variant == Variant::tf32x3) != plan.mma) {
+    std::fprintf(stderr, "bench_cuda: %s runs %s, not the instance asked for\n", rule_name(rule), plan.name().c_str());
+    std::exit(1);
+  }
   cuda::TrainScratch scratch(task, shape, K, Bt, rule == Rule::bptt, !plan.grad_shared, 1);
   const cuda::TrainChunk c = scratch.chunk(p.get(), fb.get(), rule_dev.get(), lr.get(), seeds.get());
   DeviceBuffer<double>& loss = scratch.loss_log;
@@ -226,9 +236,11 @@ int main(int argc, char** argv) {
                       " | FP32 peak fraction | CPU reference, 1 core | ratio |\n|---|---|---|---|---|\n";
   char line[256];
   std::string before;
+  std::string tensor;
   for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo}) {
-    const TrainResult r = time_training(rule, K, iters, g, false);
-    const TrainResult old = time_training(rule, K, iters, g, true);
+    const TrainResult r = time_training(rule, K, iters, g, Variant::fp32);
+    const TrainResult old = time_training(rule, K, iters, g, Variant::general);
+    const TrainResult tf = time_training(rule, K, iters, g, Variant::tf32x3);
     const double base = cpu_baseline(rule, 20);
     std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n",
                   rule_name(rule), r.rate, r.flop_fraction, base, r.rate / base);
@@ -236,8 +248,11 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof line, "| %s, general kernel (the baseline), network-iterations/s | %.0f | %.2f | | %.2fx |\n",
                   rule_name(rule), old.rate, old.flop_fraction, r.rate / old.rate);
     before += line;
+    std::snprintf(line, sizeof line, "| %s, tf32x3 (tensor cores), network-iterations/s | %.0f | %.2f | | %.2fx fp32 |\n",
+                  rule_name(rule), tf.rate, tf.flop_fraction, tf.rate / r.rate);
+    tensor += line;
   }
-  table += before;
+  table += tensor + before;
   const double spectra = time_spectra(K, g);
   std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
   table += line;

@@ -6,6 +6,7 @@
 
 #include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
+#include "kernels/train_mma.cuh"
 #include "kernels/train_registers.cuh"
 #include "kernels/train_step.cuh"
 #include "rnnsweep/config.h"
@@ -26,7 +27,7 @@ void line(const std::string& fields, int threads, size_t shared, const std::stri
 int main() {
   // the register instances: romo for the regression, dms (the longer choice task) for the others
   for (TaskKind kind : {TaskKind::romo, TaskKind::dms})
-    for (int H : {32, 64})
+    for (int H : {32, 64, 128})
       for (int Bt : {16, 32, 64}) {
         const TaskParams task = Config::make_task(kind);
         const Shape shape{H, task.inputs(), task.outputs(), false};
@@ -36,6 +37,21 @@ int main() {
                    ", \"family\": \"" + (bptt ? "bptt" : "eprop/rflo") + "\", \"task\": \"" +
                    (task.classification() ? "Choice" : "Regression") + "\", ",
                cuda::registers_threads(shape, Bt), cuda::registers_shared_bytes(shape, Bt, task.T(), bptt),
+               "H=" + std::to_string(H) + " Bt=" + std::to_string(Bt) + " " + task_name(kind) + " T=" +
+                   std::to_string(task.T()));
+      }
+  // the tensor-core instances (precision tf32x3)
+  for (TaskKind kind : {TaskKind::romo, TaskKind::dms})
+    for (int H : {32, 64})
+      for (int Bt : {16, 32, 64}) {
+        const TaskParams task = Config::make_task(kind);
+        const Shape shape{H, task.inputs(), task.outputs(), false};
+        if (!cuda::mma_instance_exists(shape, Bt)) continue;
+        for (bool bptt : {false, true})
+          line("\"kernel\": \"train_mma\", \"H\": " + std::to_string(H) + ", \"Bt\": " + std::to_string(Bt) +
+                   ", \"family\": \"" + (bptt ? "bptt" : "eprop/rflo") + "\", \"task\": \"" +
+                   (task.classification() ? "Choice" : "Regression") + "\", ",
+               cuda::mma_threads(shape, Bt), cuda::mma_shared_bytes(shape, Bt, task.T(), bptt),
                "H=" + std::to_string(H) + " Bt=" + std::to_string(Bt) + " " + task_name(kind) + " T=" +
                    std::to_string(task.T()));
       }

@@ -207,6 +207,7 @@ std::vector<KeyDef> make_keys() {
       "checkpoint_every", [](Config& c) -> long& { return c.checkpoint_every; }, 0, kMaxLong,
       "0 (only on SIGTERM/SIGINT/SIGUSR1) or an integer >= 1 (training iterations)"));
   k.push_back(choice_key("optimizer", [](Config & c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
+  k.push_back(choice_key("precision", [](Config & c) -> auto& { return c.precision; }, {"fp32", "tf32x3"}));
   k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
                [](const Config& c) { return json(c.bias); }});
   k.push_back(int_key(

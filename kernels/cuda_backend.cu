@@ -86,8 +86,12 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
       std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.rule == Rule::bptt; });
   c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
   try {
-    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, c.T, device.max_shared), device.name, "train_step",
-                               train_shape_key(c.shape, c.Bt), c.train_why);
+    const Precision precision = config.precision == "tf32x3" ? Precision::tf32x3 : Precision::fp32;
+    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, c.T, device.max_shared, precision), device.name,
+                               "train_step", train_shape_key(c.shape, c.Bt), c.train_why);
+    if (precision == Precision::tf32x3 && !c.train_plan.mma)
+      c.train_why += "; precision tf32x3 has no tensor-core instance for this shape (hidden 32 or 64, batch 16, 32 "
+                     "or 64, within shared memory): fp32";
     c.spectrum_plan = choose_plan(table, spectrum_candidates(c.shape, c.k, c.task, device.max_shared), device.name,
                                   "spectrum", spectrum_shape_key(c.shape, c.k, c.task), c.spectrum_why);
     if (c.any_floss)

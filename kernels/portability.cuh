@@ -48,3 +48,60 @@
 #define RNNSWEEP_UNROLL _Pragma("GCC unroll 8")
 
 #endif
+
+// threadIdx.x read afresh (a volatile read the compiler cannot merge with an earlier one): what a
+// kernel derives from it after its time loop is then recomputed there instead of being kept in
+// registers, or spilled, through the loop.
+#if defined(__CUDACC__)
+__device__ __forceinline__ int fresh_thread_index() {
+  unsigned t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return int(t);
+}
+#else
+inline int fresh_thread_index() { return int(threadIdx.x); }
+#endif
+
+// ---- TF32 tensor cores (sm_80 and later): the two operations kernels/train_mma.cu needs ----
+// to_tf32(x): x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero:
+// cvt.rna.tf32.f32), as its bits with the low 13 zero. mma_tf32(d, a, b): d += A B on the warp's
+// m16n8k8 fragments (PTX's mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32; the fragment
+// layout is written out in the emulator's twin, tests/emulator/block_emulator.cpp). Every lane of
+// a full warp calls it together, as a shuffle.
+#include <cstdint>
+#if defined(__CUDACC__)
+__device__ __forceinline__ std::uint32_t to_tf32(float x) {
+  std::uint32_t out;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(out) : "f"(x));
+  return out;
+}
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#else
+#include <cstring>
+inline std::uint32_t to_tf32(float x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7f800000u) == 0x7f800000u)                    // inf stays inf, NaN a NaN
+    return (bits & 0x007fffffu) != 0 ? 0x7fffffffu : bits;
+  return (bits + 0x1000u) & ~std::uint32_t(0x1fff);  // half of the dropped part: ties away from 0
+}
+inline void mma_tf32(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+  ::rnnsweep::emu::warp_mma_tf32(d, a, b);
+}
+#endif
+// The TF32 value of bits made by to_tf32, as a float.
+RNNSWEEP_DEVICE float tf32_value(std::uint32_t bits) {
+#if defined(__CUDACC__)
+  return __uint_as_float(bits);
+#else
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+#endif
+}

@@ -33,25 +33,16 @@
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
+#include "kernels/train_fused.cuh"
 #include "kernels/train_registers.cuh"
 
 namespace rnnsweep::cuda {
 namespace {
 
-// Inputs and outputs a register instance handles (every built-in task: romo 1 and 2, 2af and dms 3 and 3).
-constexpr int kMaxIO = 3;
-
-// The task's shape, at compile time: the regression (romo: 1 input, 2 outputs) or a choice task
-// (2af, dms: 3 inputs, 3 outputs, classification). Exact trip counts for the loops over inputs
-// and outputs and no code for the other kind of loss: both cost registers.
-struct Regression {
-  static constexpr int I = 1, O = 2;
-  static constexpr bool kClassification = false;
-};
-struct Choice {
-  static constexpr int I = 3, O = 3;
-  static constexpr bool kClassification = true;
-};
+using fused::Choice;
+using fused::kMaxIO;
+using fused::LossLedger;
+using fused::Regression;
 
 template <int kH, int kBt, int kQ>
 struct Geometry {
@@ -59,6 +50,10 @@ struct Geometry {
   static constexpr int kThreads = H * Q;
   static constexpr int kWarps = kThreads / 32;
   static constexpr int kJ = H / Q;                     // columns of W_h a thread holds
+  // W_h's slice in registers when it is small enough to sit beside dW_h's; above that (H = 128:
+  // 32 + 32 registers would spill) the slice is read from shared memory as float4, like W_h^T's
+  // in BPTT's backward pass, and only dW_h stays in registers.
+  static constexpr bool kWInRegisters = kJ <= 16;
   // Batch columns summed at once: two per lane of a row after the reduce-scatter, so that the
   // accumulators of a group (2 Q registers) leave room for W_h's and dW_h's slices.
   static constexpr int kGroup = 2 * Q;
@@ -91,29 +86,10 @@ struct RegistersShared {
   size_t rows;      // H x 8: each row's input weights (3), feedback (3) and bias, read where used
   size_t partials;  // 8 x threads: each thread's sums of dW_x (3), dw (3), db over its columns
   size_t misc;      // 4 ints: the verdict on the loss, the network's index
-  size_t wt;        // bptt: each thread's slice of W_h^T, J x threads as float4 (jj / 4, tid)
+  size_t wt;        // each thread's slice of W_h (forward, when not in registers) and of W_h^T
+                    // (bptt's backward), J x threads as float4 (jj / 4, tid)
   size_t total;
 };
-
-// The loss terms of the iteration, per batch column, accumulated step by step by warp 0's lane
-// of that column (each lane touches only its own entries: no synchronisation). In shared memory
-// rather than registers, which the step products need.
-struct LossLedger {
-  double* loss;      // Bt
-  double* resp;      // O x Bt: romo's response-period sums of y
-  int* correct;      // Bt: romo's correct channel
-  int* decisions;    // Bt
-  int* right;        // Bt
-  float* db_out;     // O x Bt
-  float* bias_out;   // O: b_out (read by every warp)
-};
-
-RNNSWEEP_DEVICE LossLedger ledger_at(float* base, int Bt, int O) {
-  double* d = reinterpret_cast<double*>(base);
-  int* n = reinterpret_cast<int*>(d + size_t(Bt) * (1 + O));
-  float* f = reinterpret_cast<float*>(n + 3 * size_t(Bt));
-  return LossLedger{d, d + Bt, n, n + Bt, n + 2 * Bt, f, f + size_t(O) * Bt};
-}
 
 template <class G>
 RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
@@ -131,11 +107,11 @@ RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
   L.ypart = take(2 * size_t(G::kWarps) * O * G::Bt);
   L.gwarp = take(size_t(G::kWarps) * O * G::Bt);
   L.qtrace = take(bptt ? 0 : 2 * size_t(I) * G::Bt);
-  L.ledger = take(2 * size_t(G::Bt) * (1 + O) + 3 * size_t(G::Bt) + size_t(O) * G::Bt + O);
+  L.ledger = take(fused::ledger_floats(G::Bt, O));
   L.rows = take(8 * size_t(G::H));
   L.partials = take(8 * size_t(G::kThreads));
   L.misc = take(4);
-  L.wt = take(bptt ? size_t(G::kJ) * G::kThreads : 0);
+  L.wt = take(bptt || !G::kWInRegisters ? size_t(G::kJ) * G::kThreads : 0);
   // last, the one region whose size is known only at run time: every offset before it is a
   // compile-time constant of the instance (no registers for addresses)
   L.gsteps = take(bptt ? size_t(T) * O * G::Bt : 0);
@@ -297,10 +273,20 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
                          classification ? nullptr : c.trial_mask + n * out_size,
                          classification ? c.trial_label + size_t(n) * T * Bt : nullptr};
 
-  // Registers: the row slice of W_h, the row's input weights, readout and feedback, bias.
-  float Wr[J];
-  RNNSWEEP_UNROLL
-  for (int jj = 0; jj < J; ++jj) Wr[jj] = params[layout.W_h + i + (jj * Q + q) * H];
+  // Registers (or shared memory, for H = 128): the row slice of W_h.
+  float Wr[G::kWInRegisters ? J : 1];
+  float4* const w_slice = reinterpret_cast<float4*>(shared + L.wt) + tid;
+  if constexpr (G::kWInRegisters) {
+    RNNSWEEP_UNROLL
+    for (int jj = 0; jj < J; ++jj) Wr[jj] = params[layout.W_h + i + (jj * Q + q) * H];
+  } else {  // each thread its own quads: no barrier needed before it reads them
+    RNNSWEEP_UNROLL
+    for (int jq = 0; jq < J / 4; ++jq)
+      w_slice[jq * G::kThreads] = make_float4(params[layout.W_h + i + ((4 * jq + 0) * Q + q) * H],
+                                              params[layout.W_h + i + ((4 * jq + 1) * Q + q) * H],
+                                              params[layout.W_h + i + ((4 * jq + 2) * Q + q) * H],
+                                              params[layout.W_h + i + ((4 * jq + 3) * Q + q) * H]);
+  }
   // The row's input weights [0, I), feedback [3, 3 + O) and bias [6] in shared memory, read
   // (as two float4) where each step needs them: registers are for the step products.
   float* row_in = shared + L.rows + i * 8;
@@ -315,19 +301,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     row_in[6] = s.bias ? params[layout.b + i] : 0.0f;
     row_in[7] = 0.0f;
   }
-  const LossLedger ledger = ledger_at(shared + L.ledger, Bt, O);
-  if (tid < O) ledger.bias_out[tid] = s.bias ? params[layout.b_out + tid] : 0.0f;
-  if (warp == 0)
-    for (int b = lane; b < Bt; b += 32) {
-      ledger.loss[b] = 0.0;
-      ledger.correct[b] = -1;
-      ledger.decisions[b] = ledger.right[b] = 0;
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < O; ++o) {
-        ledger.resp[o * Bt + b] = 0.0;
-        ledger.db_out[o * Bt + b] = 0.0f;
-      }
-    }
+  const LossLedger ledger = fused::ledger_at(shared + L.ledger, Bt, O);
+  fused::ledger_start<Task, Bt>(ledger, params, layout, s.bias, tid);
   for (int e = tid; e < O * H; e += G::kThreads) w_sh[e] = params[layout.w + e];
   // f_0 = 0 (parity 0), e_0 = 0 (parity 0), q_0 = 0 (parity 0)
   // the H x stride buffers, by name: an array indexed by step parity would live in local memory
@@ -359,9 +334,13 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   float h_own[kOwn];
   RNNSWEEP_UNROLL
   for (int k = 0; k < kOwn; ++k) h_own[k] = 0.0f;
+  // dW_h's slice: e-prop sums it in the forward loop; BPTT zeroes it only before its backward
+  // loop, so that it occupies no registers during the forward one (H = 128 would spill).
   float dW[J];
-  RNNSWEEP_UNROLL
-  for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
+  if (!kBptt) {
+    RNNSWEEP_UNROLL
+    for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
+  }
   // per-thread sums over its own columns and every step, combined across the row at the end
   // The thread's sums of dW_x [0, 3), dw [3, 6) and db [6] over its own columns and the steps
   // so far, slot k at partials[k threads + tid] (consecutive lanes, consecutive banks); each
@@ -397,7 +376,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     RNNSWEEP_UNROLL
     for (int g = 0; g < kGroups; ++g) {
       float acc[kGroup];
-      row_product<G>(RegisterSlice<J>{Wr}, f_cur + g * kGroup, q, acc);
+      if constexpr (G::kWInRegisters)
+        row_product<G>(RegisterSlice<J>{Wr}, f_cur + g * kGroup, q, acc);
+      else
+        row_product<G>(SharedSlice<G::kThreads>{w_slice}, f_cur + g * kGroup, q, acc);
       ReduceScatter<Q / 2, kGroup, kGroup>::run(acc, q);
       const int own_at = i * S + g * kGroup + q * kOwnPerGroup;
       float f_prev[kOwnPerGroup], e_prev[kOwnPerGroup], f_new[kOwnPerGroup], e_new[kOwnPerGroup];
@@ -456,76 +438,9 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     __syncthreads();  // the step's one barrier: f_{t+1}, e_{t+1}, q_{t+1} and the partial outputs
 
-    // Loss of step t and dL/dy_t, in every warp (host/cpu/model.cpp, task_loss); warp 0 keeps the sums.
-    RNNSWEEP_UNROLL
-    for (int r = 0; r < G::kLaneColumns; ++r) {
-      const int b = lane + 32 * r;
-      if (b >= Bt) continue;
-      float y[kMaxIO];
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        float sum = 0.0f;
-        if (o < O)
-          for (int w2 = 0; w2 < kWarps; ++w2) sum += ypart[(size_t(w2) * O + o) * Bt + b];
-        y[o] = sum + (o < O ? ledger.bias_out[o] : 0.0f);
-      }
-      const size_t col = size_t(t) * Bt + b;
-      float gv[kMaxIO] = {0, 0, 0};
-      if (!classification) {
-        bool response = false;
-        RNNSWEEP_UNROLL
-        for (int o = 0; o < kMaxIO; ++o) {
-          if (o >= O) continue;
-          const size_t k = col * O + o;
-          const float mask = trials.mask[k], target = trials.target[k];
-          const float err = y[o] - target;
-          gv[o] = mask * err * inv_mask_sum;
-          if (warp == 0) {
-            ledger.loss[b] += 0.5 * double(mask) * double(err) * double(err);
-            if (target > 0) ledger.correct[b] = o, response = true;
-          }
-        }
-        if (warp == 0 && response) {
-          RNNSWEEP_UNROLL
-          for (int o = 0; o < kMaxIO; ++o)
-            if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
-        }
-      } else {
-        const int label = trials.label[col];
-        float mx = y[0];
-        int argmax = 0;
-        RNNSWEEP_UNROLL
-        for (int o = 1; o < kMaxIO; ++o)
-          if (o < O && y[o] > mx) mx = y[o], argmax = o;
-        float z = 0.0f, ex[kMaxIO];
-        RNNSWEEP_UNROLL
-        for (int o = 0; o < kMaxIO; ++o) {
-          ex[o] = o < O ? expf(y[o] - mx) : 0.0f;
-          z += ex[o];
-        }
-        const float inv_z = 1.0f / z;
-        float y_label = y[0];
-        RNNSWEEP_UNROLL
-        for (int o = 0; o < kMaxIO; ++o) {
-          if (o == label) y_label = y[o];
-          gv[o] = o < O ? (ex[o] * inv_z - (o == label ? 1.0f : 0.0f)) * inv_steps : 0.0f;
-        }
-        if (warp == 0) {
-          ledger.loss[b] += -double(y_label - mx - logf(z));
-          if (label != 0) {
-            ledger.decisions[b] += 1;
-            ledger.right[b] += (argmax == label);
-          }
-        }
-      }
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        if (o >= O) continue;
-        gwarp[o * Bt + b] = gv[o];
-        if (kBptt && warp == 0) gsteps[(size_t(t) * O + o) * Bt + b] = gv[o];
-        if (warp == 0) ledger.db_out[o * Bt + b] += gv[o];  // db_out, lane by lane
-      }
-    }
+    // Loss of step t and dL/dy_t, in every warp; warp 0 keeps the sums.
+    fused::step_tail<Task, Bt, kWarps, kBptt>(t, lane, warp, ypart, ledger, trials, inv_mask_sum, inv_steps, gwarp,
+                                              gsteps);
     __syncwarp();  // the warp's copy of dL/dy_t is complete
     // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.
     float* signal = shared + L.signal;
@@ -564,40 +479,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 
   // Loss and accuracy of the iteration, from warp 0's lanes.
   const int nn = *static_cast<volatile int*>(misc + 1);  // == n, without a register through the loop
-  double loss = 0, accuracy = 0;
-  if (warp == 0) {
-    double loss_part = 0;
-    int decisions = 0, right = 0;
-    for (int b = lane; b < Bt; b += 32) {
-      loss_part += ledger.loss[b];
-      if (!classification) {
-        int best = 0;
-        double best_value = ledger.resp[b];
-        RNNSWEEP_UNROLL
-        for (int o = 1; o < O; ++o)
-          if (ledger.resp[o * Bt + b] > best_value) best = o, best_value = ledger.resp[o * Bt + b];
-        right += (best == ledger.correct[b]);
-      } else {
-        decisions += ledger.decisions[b];
-        right += ledger.right[b];
-      }
-    }
-    if (!classification) {
-      loss = warp_sum(loss_part) / mask_sum;
-      accuracy = double(warp_sum(right)) / Bt;
-    } else {
-      loss = warp_sum(loss_part) / (double(T) * Bt);
-      decisions = warp_sum(decisions);
-      right = warp_sum(right);
-      accuracy = decisions > 0 ? double(right) / decisions : 0.0;
-    }
-    if (lane == 0) {
-      c.loss_log[size_t(nn) * c.log_window + log_slot] = loss;
-      c.accuracy_log[size_t(nn) * c.log_window + log_slot] = accuracy;
-      misc[0] = is_finite(loss) ? 1 : 0;
-      if (!is_finite(loss)) c.diverged_at[nn] = int(iteration);
-    }
-  }
+  if (warp == 0) fused::iteration_loss<Task, Bt>(c, nn, iteration, log_slot, ledger, mask_sum, T, lane, misc);
   __syncthreads();  // the verdict on the loss
   if (misc[0] == 0) return;  // frozen, as on the CPU
   float* const params_end = c.params + size_t(nn) * P;
@@ -620,6 +502,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     // (each thread its own entries), a step ahead, into three buffers by t mod 3: the copy for
     // step t - 1 is in flight during step t while step t's buffer is read after its barrier,
     // and step t + 1's was last read before it. f'(h_{t+1}) comes from the staged f(h_{t+1}).
+    RNNSWEEP_UNROLL
+    for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
     float d_own[kOwn];
     RNNSWEEP_UNROLL
     for (int k = 0; k < kOwn; ++k) d_own[k] = 0.0f;
@@ -688,27 +572,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     gw[k] = row_sum<Q>(partials[(3 + k) * G::kThreads]);
   }
   const float gb = row_sum<Q>(partials[6 * G::kThreads]) * scale_W;
-  // the Adam step's bias corrections: the launch's, or a resumed network's own (computed on the
-  // host with std::pow, as the CPU does, so that resumed runs match exactly)
-  if (c.first_iteration) {
-    const long long adam_step = c.adam_steps_before[nn] + (iteration - std::uint32_t(c.first_iteration[nn])) + 1;
-    bias_correction1 = c.bias_correction1[adam_step];
-    bias_correction2 = c.bias_correction2[adam_step];
-  }
-  float* m = c.adam_m + size_t(nn) * P;
-  float* v = c.adam_v + size_t(nn) * P;
-  const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
-  const float step_size = float(c.lr[nn] / bias_correction1), sqrt_bc2 = float(sqrt(bias_correction2));
-  auto update = [&](int e, float gr) {
-    if (c.grad_out) c.grad_out[size_t(nn) * P + e] = gr;
-    if (c.optimizer == Optimizer::adam) {
-      m[e] = b1 * m[e] + (1 - b1) * gr;
-      v[e] = b2 * v[e] + (1 - b2) * gr * gr;
-      params_end[e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
-    } else {
-      params_end[e] -= float(c.lr[nn]) * gr;
-    }
-  };
+  // the network's index again, read back rather than kept through the backward loop
+  const fused::OptimizerStep opt(c, *static_cast<volatile int*>(misc + 1), iteration, bias_correction1,
+                                 bias_correction2);
+  auto update = [&opt](int e, float gr) { opt.update(e, gr); };
   RNNSWEEP_UNROLL
   for (int jj = 0; jj < J; ++jj) update(layout.W_h + i + (jj * Q + q) * H, dW[jj] * scale_W);
   if (q == 0) {
@@ -717,7 +584,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       if (k < I) update(layout.W_x + i + k * H, gWx[k]);
       if (k < O) update(layout.w + k + i * O, gw[k]);
     }
-    if (s.bias) update(layout.b + i, gb);
+    if (c.shape.bias) update(layout.b + i, gb);
   }
   if (warp == 0) {
     RNNSWEEP_UNROLL
@@ -725,7 +592,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       float part = 0.0f;
       for (int b = lane; b < Bt; b += 32) part += ledger.db_out[k * Bt + b];
       const float total = warp_sum(part);
-      if (s.bias && lane == 0) update(layout.b_out + k, total);
+      if (c.shape.bias && lane == 0) update(layout.b_out + k, total);
     }
   }
 }
@@ -739,7 +606,9 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   X(32, 64, 8)                         \
   X(64, 16, 4)                         \
   X(64, 32, 4)                         \
-  X(64, 64, 8)
+  X(64, 64, 8)                         \
+  X(128, 16, 4)                        \
+  X(128, 32, 4)
 
 template <class G, class Task>
 void launch_family(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,

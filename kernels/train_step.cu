@@ -28,6 +28,7 @@
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/tasks.cuh"
+#include "kernels/train_mma.cuh"
 #include "kernels/train_registers.cuh"
 #include "kernels/train_step.cuh"
 
@@ -379,7 +380,14 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
 
 }  // namespace
 
-TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared) {
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared, Precision precision) {
+  if (precision == Precision::tf32x3 && mma_instance_exists(shape, Bt)) {
+    TrainLaunchPlan plan;
+    plan.mma = true;
+    plan.threads = mma_threads(shape, Bt);
+    plan.shared_bytes = std::max(mma_shared_bytes(shape, Bt, T, true), mma_shared_bytes(shape, Bt, T, false));
+    if (plan.shared_bytes <= max_shared) return plan;
+  }
   if (registers_instance_exists(shape, Bt)) {
     TrainLaunchPlan plan;
     plan.registers = true;
@@ -474,13 +482,16 @@ TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* 
 
 std::string TrainLaunchPlan::name() const {
   if (registers) return "registers threads=" + std::to_string(threads);
+  if (mma) return "mma-tf32x3 threads=" + std::to_string(threads);
   return "general threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
          " grad=" + (grad_shared ? "shared" : "global");
 }
 
-std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared) {
-  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared);
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared,
+                                              Precision precision) {
+  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared, precision);
   std::vector<TrainLaunchPlan> out = {heuristic};
+  if (heuristic.mma) return out;  // one tensor-core instance per shape: nothing to tune
   const TrainLaunchPlan general = plan_train_general(shape, Bt, max_shared);
   if (general.name() != heuristic.name()) out.push_back(general);
   const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
@@ -531,7 +542,7 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
     throw std::invalid_argument("launch_train_step: threads must be a multiple of 32");
   const double bc1 = 1.0 - std::pow(chunk.beta1, double(adam_step));
   const double bc2 = 1.0 - std::pow(chunk.beta2, double(adam_step));
-  if (plan.registers) {
+  if (plan.registers || plan.mma) {
     // the trials first, every thread of a launch busy with them; then one launch per rule
     // family (a chunk without bptt networks has no history)
     const TrialView first{chunk.T,
@@ -544,8 +555,13 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
                           chunk.task.classification() ? chunk.trial_label : nullptr};
     launch_generate_chunk_trials(chunk.task, Purpose::trials, chunk.K, chunk.data_seed, iteration, first,
                                  chunk.diverged_at, stream);
-    if (chunk.history) launch_train_registers(chunk, true, iteration, log_slot, bc1, bc2, stream);
-    launch_train_registers(chunk, false, iteration, log_slot, bc1, bc2, stream);
+    if (plan.mma) {
+      if (chunk.history) launch_train_mma(chunk, true, iteration, log_slot, bc1, bc2, stream);
+      launch_train_mma(chunk, false, iteration, log_slot, bc1, bc2, stream);
+    } else {
+      if (chunk.history) launch_train_registers(chunk, true, iteration, log_slot, bc1, bc2, stream);
+      launch_train_registers(chunk, false, iteration, log_slot, bc1, bc2, stream);
+    }
     return;
   }
   CUDA_CHECK(cudaFuncSetAttribute(train_step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

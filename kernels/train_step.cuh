@@ -18,6 +18,9 @@
 namespace rnnsweep::cuda {
 
 enum class Optimizer : int { adam = 0, sgd = 1 };
+// The step products' arithmetic (config key precision): FP32 FMAs, or TF32 tensor cores with the
+// 3xTF32 split (kernels/train_mma.cu), as accurate as FP32 in another order.
+enum class Precision : int { fp32 = 0, tf32x3 = 1 };
 
 // Device memory of a chunk, as the training kernel sees it. Arrays are per network, networks
 // back to back (network n's block starts at n times the per-network size).
@@ -99,6 +102,7 @@ class TrainScratch {
 //   placement; the register instance sums in another order (agreeing to float rounding).
 struct TrainLaunchPlan {
   bool registers = false;   // the register kernel (then only `threads` and `shared_bytes` apply)
+  bool mma = false;         // the tensor-core kernel, tf32x3 (likewise)
   int threads = 256;
   bool W_h_shared = true;   // general: W_h in shared memory (else read from global memory / L2)
   bool grad_shared = true;  // general: gradient accumulators in shared memory (else grad_global)
@@ -111,7 +115,9 @@ struct TrainLaunchPlan {
 // The heuristic's plan for this shape and trial length on a device with `max_shared` bytes of
 // dynamic shared memory per block: the register instance where it exists and fits, else
 // plan_train_general's.
-TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared);
+// With precision tf32x3, the tensor-core instance where it exists and fits, else as fp32.
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared,
+                                Precision precision = Precision::fp32);
 
 // The general kernel's heuristic plan; throws std::invalid_argument naming the supported range
 // when even the smallest plan does not fit (the hidden state, traces and deltas, 5 H Bt
@@ -121,7 +127,8 @@ TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared
 // Every instance that can run this shape (the register instance, the general kernel at block
 // sizes 128 to 512 and the heuristic's, each placement that fits), the heuristic's first; what
 // `rnnsweep tune` times.
-std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared);
+std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared,
+                                              Precision precision = Precision::fp32);
 
 // The shape key of the tuning table: what decides which instances exist.
 std::string train_shape_key(const Shape& shape, int Bt);

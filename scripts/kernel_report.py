@@ -42,6 +42,10 @@ SM_THREADS = 2048
 SM_BLOCKS = 32
 REGISTER_GRANULE = 256  # registers are allocated per warp in units of 256
 SMS, CLOCK_HZ = 132, 1.98e9  # H200 SXM: multiprocessors, boost clock seen in a session (KINDS.md)
+# SM cycles per warp-level m16n8k8 TF32 HMMA (1024 FMAs): the tensor cores' dense TF32 peak is
+# one a cycle per SM (about 1024 FMAs a cycle), which wgmma reaches; mma.sync is assumed to get
+# half of it (an assumption of the model, bench/MODEL.md, until ncu measures it)
+HMMA_CYCLES = 2.0
 
 
 def tool(name):
@@ -73,11 +77,15 @@ def run(cmd, **kw):
 
 def short_name(mangled):
     """A readable name for a kernel symbol."""
-    m = re.search(r"train_registers_kernelINS1_8GeometryILi(\d+)ELi(\d+)ELi(\d+)EEELb([01])ENS1_\d+(\w+?)EEEv",
+    m = re.search(r"train_registers_kernelINS1_8GeometryILi(\d+)ELi(\d+)ELi(\d+)EEELb([01])EN\w*?(Regression|Choice)EEEv",
                   mangled)
     if m:
         H, Bt, Q, bptt, task = m.groups()
         return f"train_registers<H={H},Bt={Bt},Q={Q},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
+    m = re.search(r"train_mma_kernelINS1_11MmaGeometryILi(\d+)ELi(\d+)EEELb([01])EN\w*?(Regression|Choice)EEEv", mangled)
+    if m:
+        H, Bt, bptt, task = m.groups()
+        return f"train_mma<H={H},Bt={Bt},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
     m = re.search(r"([a-z_]+_kernel)(?:I|E)", mangled)
     return m.group(1) if m else mangled[:60]
 
@@ -187,26 +195,32 @@ def instance_key(name):
     m = re.match(r"train_registers<H=(\d+),Bt=(\d+),Q=\d+,(\S+?),(\w+)>", name)
     if m:
         return ("train_registers", int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
+    m = re.match(r"train_mma<H=(\d+),Bt=(\d+),(\S+?),(\w+)>", name)
+    if m:
+        return ("train_mma", int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
     return (name, None, None, None, None)
 
 
 def model(row):
     """Modeled network-steps per second on an H200 (bench/MODEL.md): per network and step, the
-    SM's busiest resource among FP32 lanes (4 warp-FFMAs a cycle), instruction issue (4 a
-    cycle) and shared-memory wavefronts (1 a cycle; LDS.128 counted at 1, conflict-free)."""
+    SM's busiest resource among FP32 lanes (4 warp-FFMAs a cycle), tensor cores (one m16n8k8
+    TF32 HMMA a cycle), instruction issue (4 a cycle) and shared-memory wavefronts (1 a cycle;
+    LDS.128 counted at 1, conflict-free)."""
     # only for kernels whose time-loop bodies are straight-line code (every inner loop unrolled
     # at compile time): elsewhere a static count is not a per-step count
-    if not row["kernel"].startswith("train_registers<") or not row["loops"] or not row.get("threads"):
+    if not row["kernel"].startswith(("train_registers<", "train_mma<")) or not row["loops"] or not row.get("threads"):
         return None
     warps = row["threads"] // 32
     # a training step runs every time loop once per step (BPTT: forward and backward)
     c = {k: sum(L["counts"][k] for L in row["loops"]) for k in row["loops"][0]["counts"]}
     fma = c["FFMA"] * warps / 4
+    mma = c["HMMA"] * warps * HMMA_CYCLES
     issue = c["instructions"] * warps / 4
     shared = (c["LDS"] + c["LDS.64"] + c["LDS.128"] + c["STS"] + c["SHFL"]) * warps
-    cycles = max(fma, issue, shared)
-    return {"cycles_per_step": cycles, "bound": ["FMA", "issue", "shared"][[fma, issue, shared].index(cycles)],
-            "fma_fraction": fma / cycles, "network_steps_per_s": SMS * CLOCK_HZ / cycles}
+    cycles = max(fma, mma, issue, shared)
+    bound = ["FMA", "tensor", "issue", "shared"][[fma, mma, issue, shared].index(cycles)]
+    return {"cycles_per_step": cycles, "bound": bound, "fma_fraction": fma / cycles, "mma_fraction": mma / cycles,
+            "network_steps_per_s": SMS * CLOCK_HZ / cycles}
 
 
 def main():
@@ -253,7 +267,7 @@ def main():
                     rows.append(row)
     rows.sort(key=lambda r: (r["file"], r["kernel"]))
 
-    head = ("| kernel | shape | regs | stack | shared (dyn) | threads | blocks / warps per SM | loop | instr | FFMA | "
+    head = ("| kernel | shape | regs | stack | shared (dyn) | threads | blocks / warps per SM | loop | instr | FFMA | HMMA | "
             "LDS | LDS.64 | LDS.128 | STS | LD/ST gen | LDG | STG | SHFL | BAR | LDL/STL | FP64 |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
@@ -267,17 +281,17 @@ def main():
                 f"{r.get('threads', '') if k == 0 else ''} | {occ if k == 0 else ''} | "
                 f"{('forward', 'backward')[k] if len(r['loops']) == 2 else (k + 1 if loop else 'none')} | "
                 + " | ".join(str(c.get(key, "")) for key in
-                             ("instructions", "FFMA", "LDS", "LDS.64", "LDS.128", "STS", "LD/ST generic", "LDG", "STG",
+                             ("instructions", "FFMA", "HMMA", "LDS", "LDS.64", "LDS.128", "STS", "LD/ST generic", "LDG", "STG",
                               "SHFL", "BAR", "LDL/STL", "FP64")) + " |")
     text = "\n".join(lines)
     if args.model:
         text += "\n\nModeled ceiling on an H200 (bench/MODEL.md), all of a kernel's time loops once per step:\n\n"
-        text += "| kernel | bound | FMA pipe | network-steps/s |\n|---|---|---|---|\n"
+        text += "| kernel | bound | FMA pipe | tensor cores | network-steps/s |\n|---|---|---|---|---|\n"
         for r in rows:
             if r.get("model"):
                 m = r["model"]
                 text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fma_fraction']:.0f}% | "
-                         f"{m['network_steps_per_s']:.3g} |\n")
+                         f"{100 * m['mma_fraction']:.0f}% | {m['network_steps_per_s']:.3g} |\n")
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -288,9 +302,17 @@ def main():
 
     if args.check:
         failures = []
-        targets = [r for r in rows if r["kernel"].startswith("train_registers<H=64,Bt=32,")]
-        if len(targets) != 4:
-            failures.append(f"expected 4 H = 64, batch 32 register instances, found {len(targets)}")
+        registers = [r for r in rows if r["kernel"].startswith("train_registers<H=64,Bt=32,")]
+        mma = [r for r in rows if r["kernel"].startswith("train_mma<H=64,Bt=32,")]
+        if len(registers) != 4:
+            failures.append(f"expected 4 H = 64, batch 32 register instances, found {len(registers)}")
+        if len(mma) != 4:
+            failures.append(f"expected 4 H = 64, batch 32 tensor-core instances, found {len(mma)}")
+        for r in mma:
+            for k, loop in enumerate(r["loops"]):
+                if loop["counts"]["HMMA"] == 0:
+                    failures.append(f"{r['kernel']}: no HMMA in time loop {k}")
+        targets = registers + mma
         for r in targets:
             name = r["kernel"]
             if r["regs"] > 128:
@@ -305,7 +327,7 @@ def main():
                     failures.append(f"{name}: {c['LD/ST generic']} generic loads/stores in time loop {k}")
                 if c["BAR"] > 2:
                     failures.append(f"{name}: {c['BAR']} barriers in time loop {k}")
-                if c["LDS.128"] == 0:
+                if c["LDS.128"] == 0 and name.startswith("train_registers<"):
                     failures.append(f"{name}: no 128-bit shared loads in time loop {k}")
                 if c["LDL/STL"]:
                     failures.append(f"{name}: {c['LDL/STL']} local-memory accesses in time loop {k}")
@@ -315,7 +337,8 @@ def main():
             print("CHECK FAILED:", f, file=sys.stderr)
         if failures:
             return 1
-        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register instances are within their limits",
+        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register and tensor-core instances are within "
+              "their limits",
               file=sys.stderr)
     return 0
 

@@ -39,6 +39,7 @@ TEST(Config, DefaultsAreThePaperGrid) {
   EXPECT_EQ(c.hidden, 64);
   EXPECT_EQ(c.batch, 32);
   EXPECT_EQ(c.spectrum_k(), 64);
+  EXPECT_EQ(c.precision, "fp32");
   EXPECT_EQ(expand_grid(c).size(), size_t(3 * 3 * 7 * 4 * 5));
 }
 
@@ -92,6 +93,7 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"tasks = ['romo', 'foo']", "'tasks'", "romo 2af dms"},
       {"rules = ['backprop']", "'rules'", "bptt eprop rflo"},
       {"optimizer = 'rmsprop'", "'optimizer'", "adam sgd"},
+      {"precision = 'fp16'", "'precision'", "fp32 tf32x3"},
       {"iters = 1.5", "'iters'", "[1, 2^32)"},
       {"hidden = 8\nle_k = 9", "'le_k'", "[1, hidden]"},
       {"[2af]\nstimulus = 150", "'2af.stimulus'", "multiple of dt"},

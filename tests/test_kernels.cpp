@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -65,7 +66,8 @@ struct TrainHarness {
   cuda::TrainChunk chunk;
 
   TrainHarness(TaskKind kind, const std::vector<NetworkSpec>& networks, bool bias, cuda::Optimizer optimizer,
-               int hidden = test::kHidden, int batch = test::kBatch)
+               int hidden = test::kHidden, int batch = test::kBatch,
+               cuda::Precision precision = cuda::Precision::fp32)
       : task(Config::make_task(kind)),
         shape{hidden, task.inputs(), task.outputs(), bias},
         K(int(networks.size())),
@@ -73,7 +75,7 @@ struct TrainHarness {
         Bt(batch),
         P(ParamLayout(shape).size),
         specs(networks),
-        plan(cuda::plan_train_step(shape, Bt, T, max_shared())),
+        plan(cuda::plan_train_step(shape, Bt, T, max_shared(), precision)),
         scratch(task, shape, K, Bt, true, !plan.grad_shared, 1) {
     params.resize(size_t(K) * P);
     std::vector<float> B(size_t(K) * shape.H * shape.O, 0.0f);
@@ -311,6 +313,53 @@ TEST_P(TrainStepRegisters, EveryRuleAndBiasMatchesTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(AllInstancesAndTasks, TrainStepRegisters, testing::ValuesIn([] {
                            std::vector<InstanceCase> cases;
+                           // every instance of RNNSWEEP_REGISTER_INSTANCES (H = 128 at batch 64
+                           // has none: its BPTT needs more shared memory than a block gets)
+                           for (int H : {32, 64, 128})
+                             for (int Bt : {16, 32, 64})
+                               for (TaskKind t : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+                                 if (H < 128 || Bt < 64) cases.push_back({H, Bt, t});
+                           return cases;
+                         }()),
+                         [](const testing::TestParamInfo<InstanceCase>& info) {
+                           std::string task = task_name(info.param.task);
+                           if (task == "2af") task = "twoaf";
+                           return "H" + std::to_string(info.param.H) + "_batch" + std::to_string(info.param.Bt) + "_" +
+                                  task;
+                         });
+
+// Every tensor-core instance (kernels/train_mma.cu, precision tf32x3), every task, rule and bias,
+// against the CPU's FP32, with the tolerances of the FP32 kernels: the 3xTF32 split keeps FP32's
+// accuracy (docs/precision.md). The emulator's mma sums each k-tile in order with FMAs; the
+// tensor cores' own order and rounding are checked against the FP32 kernel on a GPU
+// (TrainStepMma.MatchesTheFp32KernelAfterManyIterations, and bench_cuda).
+class TrainStepMma : public testing::TestWithParam<InstanceCase> {
+#if RNNSWEEP_EMULATED
+  emu::ScopedSchedules schedules_{std::getenv("RNNSWEEP_EMU_SCHEDULES") ? emu::schedules() : emu::quick_schedules()};
+#endif
+};
+
+TEST_P(TrainStepMma, EveryRuleAndBiasMatchesTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  const InstanceCase c = GetParam();
+  for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo})
+    for (bool bias : {false, true}) {
+      SCOPED_TRACE(std::string(rule_name(rule)) + (bias ? " with bias" : ""));
+      TrainHarness h(c.task, {spec(rule, 0.6, 3, 1e-3), spec(rule, 0.95, 5, 2e-3)}, bias, cuda::Optimizer::sgd,
+                     c.H, c.Bt, cuda::Precision::tf32x3);
+      ASSERT_TRUE(h.plan.mma) << h.plan.name();
+      // two iterations (the second from updated weights) where the emulator is quick
+      const std::uint32_t iterations = c.H * c.Bt <= 1024 ? 2 : 1;
+      for (std::uint32_t it = 0; it < iterations; ++it) {
+        expect_step_matches(h, h.device_step(it), h.cpu_step(it, cuda::Optimizer::sgd), it);
+        const std::vector<double> want(h.params.begin(), h.params.end());
+        EXPECT_LT(scaled_error(h.device_params(), want), 1e-5);
+      }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllInstancesAndTasks, TrainStepMma, testing::ValuesIn([] {
+                           std::vector<InstanceCase> cases;  // every instance of RNNSWEEP_MMA_INSTANCES
                            for (int H : {32, 64})
                              for (int Bt : {16, 32, 64})
                                for (TaskKind t : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
@@ -323,6 +372,71 @@ INSTANTIATE_TEST_SUITE_P(AllInstancesAndTasks, TrainStepRegisters, testing::Valu
                            return "H" + std::to_string(info.param.H) + "_batch" + std::to_string(info.param.Bt) + "_" +
                                   task;
                          });
+
+// tf32x3 against fp32 over many Adam iterations, every task and rule, with the CPU beside both:
+// prints one CSV line per task, rule and measure (docs/precision.md quotes them) and checks that
+// tf32x3 strays from the FP32 kernel no further than the FP32 kernel strays from the CPU (two FP32
+// computations in different orders), within a factor. On the GPU: H = 64, batch 32, 100
+// iterations; on the emulator a smaller instance and fewer iterations, unless
+// RNNSWEEP_PRECISION_SHAPE=H:BATCH:ITERATIONS says otherwise.
+TEST(TrainStepMma, MatchesTheFp32KernelAfterManyIterations) {
+  RNNSWEEP_NEED_DEVICE();
+  int H = test::kEmulated ? 32 : 64, Bt = test::kEmulated ? 16 : 32, iterations = test::kEmulated ? 12 : 100;
+  if (const char* env = std::getenv("RNNSWEEP_PRECISION_SHAPE"))
+    ASSERT_EQ(std::sscanf(env, "%d:%d:%d", &H, &Bt, &iterations), 3) << "RNNSWEEP_PRECISION_SHAPE=H:BATCH:ITERATIONS";
+#if RNNSWEEP_EMULATED
+  emu::ScopedSchedules one{{emu::schedules().front()}};  // accuracy, not races (TrainStepMma above)
+#endif
+  std::printf("precision_csv,task,rule,H,batch,iterations,measure,tf32x3_vs_fp32,fp32_vs_cpu\n");
+  for (TaskKind task : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+    for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo}) {
+      SCOPED_TRACE(std::string(task_name(task)) + " " + rule_name(rule));
+      // the study's gains: one ordered, one at the edge of chaos, one chaotic
+      const std::vector<NetworkSpec> nets = {spec(rule, 0.8, 3, 1e-3), spec(rule, 1.0, 4, 1e-3), spec(rule, 1.5, 5, 1e-3)};
+      TrainHarness fp32(task, nets, false, cuda::Optimizer::adam, H, Bt);
+      TrainHarness tf32(task, nets, false, cuda::Optimizer::adam, H, Bt, cuda::Precision::tf32x3);
+      ASSERT_TRUE(tf32.plan.mma);
+      ASSERT_FALSE(fp32.plan.mma);
+      double loss_tf = 0, loss_fp = 0;  // the largest relative loss difference over the iterations
+      TrainHarness::StepResult a, b, ref;
+      for (int it = 0; it < iterations; ++it) {
+        a = tf32.device_step(std::uint32_t(it));
+        b = fp32.device_step(std::uint32_t(it));
+        ref = fp32.cpu_step(std::uint32_t(it), cuda::Optimizer::adam);
+        for (int n = 0; n < fp32.K; ++n) {
+          ASSERT_EQ(a.diverged_at[n], -1);
+          loss_tf = std::max(loss_tf, std::fabs(a.loss[n] - b.loss[n]) / std::fabs(b.loss[n]));
+          loss_fp = std::max(loss_fp, std::fabs(b.loss[n] - ref.loss[n]) / std::fabs(ref.loss[n]));
+        }
+      }
+      const std::vector<double> cpu_params(fp32.params.begin(), fp32.params.end());
+      const double grad_tf = scaled_error(a.grad, b.grad), grad_fp = scaled_error(b.grad, ref.grad);
+      const double weights_tf = scaled_error(tf32.device_params(), fp32.device_params());
+      const double weights_fp = scaled_error(fp32.device_params(), cpu_params);
+      const char* t = task_name(task);
+      const char* r = rule_name(rule);
+      std::printf("precision_csv,%s,%s,%d,%d,%d,loss,%.3g,%.3g\n", t, r, H, Bt, iterations, loss_tf, loss_fp);
+      std::printf("precision_csv,%s,%s,%d,%d,%d,gradient,%.3g,%.3g\n", t, r, H, Bt, iterations, grad_tf, grad_fp);
+      std::printf("precision_csv,%s,%s,%d,%d,%d,weights,%.3g,%.3g\n", t, r, H, Bt, iterations, weights_tf, weights_fp);
+      // Measured (docs/precision.md): tf32x3's distance from the FP32 kernel is of the size of
+      // the FP32 kernel's from the CPU; a factor of 8 and a floor of rounding for slack.
+      EXPECT_LT(loss_tf, 8 * loss_fp + 1e-6);
+      EXPECT_LT(grad_tf, 8 * grad_fp + 1e-5);
+      EXPECT_LT(weights_tf, 8 * weights_fp + 1e-6);
+    }
+}
+
+TEST(TrainStepMmaPlan, Fp32ByDefaultAndWhereNoInstanceExists) {
+  const Shape paper{64, 1, 2, false};
+  EXPECT_TRUE(cuda::plan_train_step(paper, 32, 56, 227 * 1024).registers);
+  EXPECT_TRUE(cuda::plan_train_step(paper, 32, 56, 227 * 1024, cuda::Precision::tf32x3).mma);
+  // H = 128 has no tensor-core instance: tf32x3 runs the FP32 register kernel
+  const cuda::TrainLaunchPlan big = cuda::plan_train_step(Shape{128, 1, 2, false}, 32, 56, 227 * 1024,
+                                                          cuda::Precision::tf32x3);
+  EXPECT_FALSE(big.mma);
+  EXPECT_TRUE(big.registers);
+  EXPECT_EQ(cuda::train_candidates(paper, 32, 56, 227 * 1024, cuda::Precision::tf32x3).size(), 1u);
+}
 
 TEST(TrainStepShapes, SizesThatDoNotDivideTheBlockMatchTheCpu) {
   RNNSWEEP_NEED_DEVICE();

@@ -37,6 +37,9 @@ struct Config {
   // SIGINT and SIGUSR1); 0 writes them only on those signals.
   long checkpoint_every = 1000;
   std::string optimizer = "adam";
+  // The CUDA backend's step products: "fp32" (FMA pipes) or "tf32x3" (tensor cores, TF32 with the
+  // 3xTF32 split: FP32's accuracy, docs/precision.md). The CPU backend computes in FP32 for both.
+  std::string precision = "fp32";
   bool bias = false;
   long data_seed = -1;  // -1: each network trains on the trials of its own seed
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;

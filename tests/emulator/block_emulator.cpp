@@ -5,6 +5,7 @@
 #include <boost/context/fiber.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,7 +63,7 @@ enum class State { kReady, kRunning, kAtBlock, kAtWarp, kDone };
 
 // What a warp barrier is waited at: lanes of one warp meeting at different kinds of warp
 // operation would exchange nonsense, so that is reported rather than paired up.
-enum class WarpOp { kSyncwarp, kShuffleWrite, kShuffleRead, kBallotWrite, kBallotRead };
+enum class WarpOp { kSyncwarp, kShuffleWrite, kShuffleRead, kBallotWrite, kBallotRead, kMmaWrite, kMmaRead };
 
 const char* op_name(WarpOp op) {
   switch (op) {
@@ -74,6 +75,9 @@ const char* op_name(WarpOp op) {
     case WarpOp::kBallotWrite:
     case WarpOp::kBallotRead:
       return "a warp vote (__ballot/__any/__all_sync)";
+    case WarpOp::kMmaWrite:
+    case WarpOp::kMmaRead:
+      return "an mma.sync (mma_tf32)";
   }
   return "?";
 }
@@ -126,6 +130,7 @@ struct Warp {
   unsigned live = 0, arrived = 0;
   WarpOp op = WarpOp::kSyncwarp;
   std::uint64_t slots[32] = {};
+  std::uint32_t mma_slots[32][6] = {};  // each lane's A (4) and B (2) fragments of an mma
 };
 
 struct BlockState {
@@ -500,6 +505,44 @@ std::uint64_t warp_exchange(std::uint64_t bits, unsigned src) {
   const std::uint64_t out = active ? w.slots[src] : ~std::uint64_t(0);
   warp_wait(t, WarpOp::kShuffleRead);
   return out;
+}
+
+void warp_mma_tf32(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+  EmuThread& t = self();
+  BlockState& bs = *t.block;
+  Warp& w = bs.warps[t.warp];
+  if (w.size != 32 || w.live != 32)
+    throw std::logic_error("rnnsweep emulator: mma.sync needs all 32 lanes of a full warp");
+  for (int k = 0; k < 4; ++k) w.mma_slots[t.lane][k] = a[k];
+  for (int k = 0; k < 2; ++k) w.mma_slots[t.lane][4 + k] = b[k];
+  warp_wait(t, WarpOp::kMmaWrite);
+  // m16n8k8, A row-major, B column-major (PTX ISA, "Matrix Fragments for mma.m16n8k8" with .tf32):
+  // lane = 4 g + c holds A(g, c), A(g + 8, c), A(g, c + 4), A(g + 8, c + 4); B(c, g), B(c + 4, g);
+  // and D(g, 2c), D(g, 2c + 1), D(g + 8, 2c), D(g + 8, 2c + 1).
+  auto A = [&w](int row, int k) {
+    const std::uint32_t* s = w.mma_slots[4 * (row % 8) + k % 4];
+    return s[(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)];
+  };
+  auto B = [&w](int k, int col) { return w.mma_slots[4 * col + k % 4][4 + (k >= 4 ? 1 : 0)]; };
+  // The operands as TF32: the low 13 bits of each are ignored, as the tensor cores do. Every
+  // product of two TF32 values is exact in float; the sum runs in k order here (the hardware's
+  // order and internal rounding are its own: the GPU tests compare with a tolerance).
+  auto as_tf32 = [](std::uint32_t bits) {
+    bits &= ~std::uint32_t(0x1fff);
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    return x;
+  };
+  const int g = int(t.lane) / 4, c = int(t.lane) % 4;
+  float out[4];
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * c + e % 2;
+    float sum = d[e];
+    for (int k = 0; k < 8; ++k) sum = std::fma(as_tf32(A(row, k)), as_tf32(B(k, col)), sum);
+    out[e] = sum;
+  }
+  warp_wait(t, WarpOp::kMmaRead);
+  for (int e = 0; e < 4; ++e) d[e] = out[e];
 }
 
 unsigned warp_ballot(int predicate) {

@@ -4,7 +4,7 @@
 //
 // What it emulates:
 // - the qualifiers (__global__, __device__, __host__, __forceinline__, __align__), dim3, uint3,
-//   float2 and float4,
+//   float2, float4 and uint4,
 //   warpSize, threadIdx / blockIdx / blockDim / gridDim (of the emulated thread now running);
 // - a launch (RNNSWEEP_LAUNCH -> launcher(kernel, name, grid, block, shared_bytes, stream)(args...)):
 //   the configuration is checked as CUDA does (1..1024 threads, a non-empty grid, dynamic
@@ -117,6 +117,10 @@ struct alignas(16) float4 {
 };
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 inline constexpr int warpSize = 32;
 
@@ -232,6 +236,9 @@ void syncwarp();
 std::uint64_t warp_exchange(std::uint64_t bits, unsigned src);
 // Bit i set where lane i is live and passed a non-zero predicate.
 unsigned warp_ballot(int predicate);
+// d += A B for the warp's m16n8k8 TF32 fragments (mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32):
+// a warp-collective operation, every lane of a full warp takes part (kernels/portability.cuh).
+void warp_mma_tf32(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]);
 // The live lanes of the calling thread's warp.
 unsigned warp_active_mask();
 

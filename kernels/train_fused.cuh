@@ -1,0 +1,240 @@
+// What the two fused training kernels share: kernels/train_registers.cu (FMA pipes) and
+// kernels/train_mma.cu (tensor cores, precision = "tf32x3"). CPU twins: host/cpu/model.cpp
+// (task_loss: the loss, accuracy and dL/dy of a step) and host/cpu/adam.h.
+//
+// Both run one network per block with every instance's task shape known at compile time, keep
+// each step's loss terms in a ledger in shared memory, and compute the step's tail (outputs,
+// loss terms, dL/dy) in every warp after the step's one barrier, so that nothing waits for a
+// single tail warp.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/block_ops.cuh"
+#include "kernels/train_step.cuh"
+
+namespace rnnsweep::cuda::fused {
+
+// Inputs and outputs a fused instance handles (every built-in task: romo 1 and 2, 2af and dms 3 and 3).
+constexpr int kMaxIO = 3;
+
+// The task's shape, at compile time: the regression (romo: 1 input, 2 outputs) or a choice task
+// (2af, dms: 3 inputs, 3 outputs, classification). Exact trip counts for the loops over inputs
+// and outputs and no code for the other kind of loss: both cost registers.
+struct Regression {
+  static constexpr int I = 1, O = 2;
+  static constexpr bool kClassification = false;
+};
+struct Choice {
+  static constexpr int I = 3, O = 3;
+  static constexpr bool kClassification = true;
+};
+
+// The loss terms of the iteration, per batch column, accumulated step by step by warp 0's lane
+// of that column (each lane touches only its own entries: no synchronisation). In shared memory
+// rather than registers, which the step products need.
+struct LossLedger {
+  double* loss;      // Bt
+  double* resp;      // O x Bt: romo's response-period sums of y
+  int* correct;      // Bt: romo's correct channel
+  int* decisions;    // Bt
+  int* right;        // Bt
+  float* db_out;     // O x Bt
+  float* bias_out;   // O: b_out (read by every warp)
+};
+
+// Floats the ledger takes (at an 8-byte aligned offset).
+RNNSWEEP_HD constexpr size_t ledger_floats(int Bt, int O) {
+  return 2 * size_t(Bt) * (1 + O) + 3 * size_t(Bt) + size_t(O) * Bt + O;
+}
+
+RNNSWEEP_DEVICE LossLedger ledger_at(float* base, int Bt, int O) {
+  double* d = reinterpret_cast<double*>(base);
+  int* n = reinterpret_cast<int*>(d + size_t(Bt) * (1 + O));
+  float* f = reinterpret_cast<float*>(n + 3 * size_t(Bt));
+  return LossLedger{d, d + Bt, n, n + Bt, n + 2 * Bt, f, f + size_t(O) * Bt};
+}
+
+// Warp 0 clears the ledger and thread o < O reads b_out (before the block's first barrier).
+template <class Task, int Bt>
+RNNSWEEP_DEVICE void ledger_start(const LossLedger& ledger, const float* params, const ParamLayout& layout,
+                                  bool bias, int tid) {
+  constexpr int O = Task::O;
+  if (tid < O) ledger.bias_out[tid] = bias ? params[layout.b_out + tid] : 0.0f;
+  if (tid < 32)
+    for (int b = tid; b < Bt; b += 32) {
+      ledger.loss[b] = 0.0;
+      ledger.correct[b] = -1;
+      ledger.decisions[b] = ledger.right[b] = 0;
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < O; ++o) {
+        ledger.resp[o * Bt + b] = 0.0;
+        ledger.db_out[o * Bt + b] = 0.0f;
+      }
+    }
+}
+
+// The tail of step t, in every warp (host/cpu/model.cpp, task_loss): y_t from the kParts partial
+// sums ypart[(p O + o) Bt + b], the loss terms (warp 0 adds them to the ledger), and dL/dy_t into
+// the warp's own copy gwarp[o Bt + b] (and, for BPTT, warp 0's into gsteps[(t O + o) Bt + b]).
+// Exponentials and logarithms are float (expf, logf: the loss agrees with the CPU's double to
+// ~1e-7, far inside what the tests allow); the ledger's sums are double.
+template <class Task, int Bt, int kParts, bool kBptt>
+RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, const LossLedger& ledger,
+                               const TrialView& trials, float inv_mask_sum, float inv_steps, float* gwarp,
+                               float* gsteps) {
+  constexpr int O = Task::O;
+  constexpr int kLaneColumns = (Bt + 31) / 32;
+  RNNSWEEP_UNROLL
+  for (int r = 0; r < kLaneColumns; ++r) {
+    const int b = lane + 32 * r;
+    if (b >= Bt) continue;
+    float y[kMaxIO];
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o) {
+      float sum = 0.0f;
+      if (o < O)
+        for (int p = 0; p < kParts; ++p) sum += ypart[(size_t(p) * O + o) * Bt + b];
+      y[o] = sum + (o < O ? ledger.bias_out[o] : 0.0f);
+    }
+    const size_t col = size_t(t) * Bt + b;
+    float gv[kMaxIO] = {0, 0, 0};
+    if constexpr (!Task::kClassification) {
+      bool response = false;
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        if (o >= O) continue;
+        const size_t k = col * O + o;
+        const float mask = trials.mask[k], target = trials.target[k];
+        const float err = y[o] - target;
+        gv[o] = mask * err * inv_mask_sum;
+        if (warp == 0) {
+          ledger.loss[b] += 0.5 * double(mask) * double(err) * double(err);
+          if (target > 0) ledger.correct[b] = o, response = true;
+        }
+      }
+      if (warp == 0 && response) {
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o)
+          if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
+      }
+    } else {
+      const int label = trials.label[col];
+      float mx = y[0];
+      int argmax = 0;
+      RNNSWEEP_UNROLL
+      for (int o = 1; o < kMaxIO; ++o)
+        if (o < O && y[o] > mx) mx = y[o], argmax = o;
+      float z = 0.0f, ex[kMaxIO];
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        ex[o] = o < O ? expf(y[o] - mx) : 0.0f;
+        z += ex[o];
+      }
+      const float inv_z = 1.0f / z;
+      float y_label = y[0];
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        if (o == label) y_label = y[o];
+        gv[o] = o < O ? (ex[o] * inv_z - (o == label ? 1.0f : 0.0f)) * inv_steps : 0.0f;
+      }
+      if (warp == 0) {
+        ledger.loss[b] += -double(y_label - mx - logf(z));
+        if (label != 0) {
+          ledger.decisions[b] += 1;
+          ledger.right[b] += (argmax == label);
+        }
+      }
+    }
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o) {
+      if (o >= O) continue;
+      gwarp[o * Bt + b] = gv[o];
+      if (kBptt && warp == 0) gsteps[(size_t(t) * O + o) * Bt + b] = gv[o];
+      if (warp == 0) ledger.db_out[o * Bt + b] += gv[o];  // db_out, lane by lane
+    }
+  }
+}
+
+// Warp 0: the iteration's loss and accuracy from the ledger, into the chunk's logs; a
+// non-finite loss freezes the network (diverged_at) and verdict[0] says whether it did (1: go
+// on). The caller's barrier then lets every thread read the verdict.
+template <class Task, int Bt>
+RNNSWEEP_DEVICE void iteration_loss(const TrainChunk& c, int n, std::uint32_t iteration, int log_slot,
+                                    const LossLedger& ledger, double mask_sum, int T, int lane, int* verdict) {
+  constexpr int O = Task::O;
+  double loss_part = 0, loss = 0, accuracy = 0;
+  int decisions = 0, right = 0;
+  for (int b = lane; b < Bt; b += 32) {
+    loss_part += ledger.loss[b];
+    if constexpr (!Task::kClassification) {
+      int best = 0;
+      double best_value = ledger.resp[b];
+      RNNSWEEP_UNROLL
+      for (int o = 1; o < O; ++o)
+        if (ledger.resp[o * Bt + b] > best_value) best = o, best_value = ledger.resp[o * Bt + b];
+      right += (best == ledger.correct[b]);
+    } else {
+      decisions += ledger.decisions[b];
+      right += ledger.right[b];
+    }
+  }
+  if constexpr (!Task::kClassification) {
+    loss = warp_sum(loss_part) / mask_sum;
+    accuracy = double(warp_sum(right)) / Bt;
+  } else {
+    loss = warp_sum(loss_part) / (double(T) * Bt);
+    decisions = warp_sum(decisions);
+    right = warp_sum(right);
+    accuracy = decisions > 0 ? double(right) / decisions : 0.0;
+  }
+  if (lane == 0) {
+    c.loss_log[size_t(n) * c.log_window + log_slot] = loss;
+    c.accuracy_log[size_t(n) * c.log_window + log_slot] = accuracy;
+    verdict[0] = is_finite(loss) ? 1 : 0;
+    if (!is_finite(loss)) c.diverged_at[n] = int(iteration);
+  }
+}
+
+// PyTorch's Adam (or SGD) on one network's parameters (host/cpu/adam.h): update(e, gradient).
+struct OptimizerStep {
+  const TrainChunk& c;
+  float* params;
+  float* m;
+  float* v;
+  float* grad_out;
+  float b1, b2, eps, step_size, sqrt_bc2, lr;
+
+  // bias_correction1 and 2: the launch's, unless the chunk was resumed and the network has its
+  // own Adam step (its corrections were computed on the host with std::pow, as the CPU does, so
+  // that resumed runs match exactly).
+  RNNSWEEP_DEVICE OptimizerStep(const TrainChunk& chunk, int n, std::uint32_t iteration, double bias_correction1,
+                                double bias_correction2)
+      : c(chunk),
+        params(chunk.params + size_t(n) * chunk.P),
+        m(chunk.adam_m + size_t(n) * chunk.P),
+        v(chunk.adam_v + size_t(n) * chunk.P),
+        grad_out(chunk.grad_out ? chunk.grad_out + size_t(n) * chunk.P : nullptr) {
+    if (chunk.first_iteration) {
+      const long long adam_step = chunk.adam_steps_before[n] + (iteration - std::uint32_t(chunk.first_iteration[n])) + 1;
+      bias_correction1 = chunk.bias_correction1[adam_step];
+      bias_correction2 = chunk.bias_correction2[adam_step];
+    }
+    b1 = float(chunk.beta1), b2 = float(chunk.beta2), eps = float(chunk.eps);
+    step_size = float(chunk.lr[n] / bias_correction1), sqrt_bc2 = float(sqrt(bias_correction2));
+    lr = float(chunk.lr[n]);
+  }
+
+  RNNSWEEP_DEVICE void update(int e, float gr) const {
+    if (grad_out) grad_out[e] = gr;
+    if (c.optimizer == Optimizer::adam) {
+      m[e] = b1 * m[e] + (1 - b1) * gr;
+      v[e] = b2 * v[e] + (1 - b2) * gr * gr;
+      params[e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
+    } else {
+      params[e] -= lr * gr;
+    }
+  }
+};
+
+}  // namespace rnnsweep::cuda::fused
