@@ -62,8 +62,9 @@ struct TrainResult {
 
 // Which kernel: the heuristic's fp32 instance (the register kernel at this shape), the general
 // kernel (kernels/train_step.cu: the kernel before it, the same-run baseline) or the tensor-core
-// instance (precision tf32x3, kernels/train_mma.cu).
-enum class Variant { fp32, general, tf32x3 };
+// instance (precision tf32x3, kernels/train_mma.cu), or the layered path on cuBLAS
+// (kernels/train_layered.cu, meant for sizes past the fused kernels: here for the ratio).
+enum class Variant { fp32, general, tf32x3, layered };
 
 TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, Variant variant) {
   const TaskParams task = bench_task();
@@ -97,8 +98,11 @@ TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, Variant var
   lr.upload(lrs.data(), K);
   DeviceBuffer<std::uint32_t> seeds(K);
   seeds.upload(data_seeds.data(), K);
+  cuda::TrainLaunchPlan layered;
+  layered.layered = true;
   const cuda::TrainLaunchPlan plan =
-      variant == Variant::general ? cuda::plan_train_general(shape, Bt, g.max_shared)
+      variant == Variant::layered ? layered
+      : variant == Variant::general ? cuda::plan_train_general(shape, Bt, g.max_shared)
                                   : cuda::plan_train_step(shape, Bt, T, g.max_shared,
                                                           variant == Variant::tf32x3 ? cuda::Precision::tf32x3
                                                                                      : cuda::Precision::fp32);
@@ -106,7 +110,7 @@ TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, Variant var
     std::fprintf(stderr, "bench_cuda: %s runs %s, not the instance asked for\n", rule_name(rule), plan.name().c_str());
     std::exit(1);
   }
-  cuda::TrainScratch scratch(task, shape, K, Bt, rule == Rule::bptt, !plan.grad_shared, 1);
+  cuda::TrainScratch scratch(task, shape, K, Bt, rule == Rule::bptt, !plan.grad_shared, 1, plan.layered);
   const cuda::TrainChunk c = scratch.chunk(p.get(), fb.get(), rule_dev.get(), lr.get(), seeds.get());
   DeviceBuffer<double>& loss = scratch.loss_log;
 
@@ -241,6 +245,7 @@ int main(int argc, char** argv) {
     const TrainResult r = time_training(rule, K, iters, g, Variant::fp32);
     const TrainResult old = time_training(rule, K, iters, g, Variant::general);
     const TrainResult tf = time_training(rule, K, iters, g, Variant::tf32x3);
+    const TrainResult cublas = time_training(rule, K, iters, g, Variant::layered);
     const double base = cpu_baseline(rule, 20);
     std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n",
                   rule_name(rule), r.rate, r.flop_fraction, base, r.rate / base);
@@ -251,6 +256,9 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof line, "| %s, tf32x3 (tensor cores), network-iterations/s | %.0f | %.2f | | %.2fx fp32 |\n",
                   rule_name(rule), tf.rate, tf.flop_fraction, tf.rate / r.rate);
     tensor += line;
+    std::snprintf(line, sizeof line, "| %s, layered path (cuBLAS), network-iterations/s | %.0f | %.2f | | %.2fx fp32 |\n",
+                  rule_name(rule), cublas.rate, cublas.flop_fraction, cublas.rate / r.rate);
+    before += line;
   }
   table += tensor + before;
   const double spectra = time_spectra(K, g);

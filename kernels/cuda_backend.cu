@@ -22,6 +22,7 @@
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
+#include "kernels/train_layered.cuh"
 #include "kernels/train_step.cuh"
 #include "rnnsweep/backend.h"
 
@@ -108,8 +109,9 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
 size_t bytes_per_network(const Config& config, const ChunkShape& c, const RunOptions& options) {
   const size_t H = c.shape.H, I = c.shape.I, O = c.shape.O, T = c.T, Bt = c.Bt, P = c.P;
   size_t floats = 3 * P + H * O + T * Bt * (I + 2 * O + 1);
-  if (c.any_bptt) floats += (T + 1) * H * Bt + T * O * Bt;
-  if (!c.train_plan.grad_shared) floats += P;
+  if (c.any_bptt || c.train_plan.layered) floats += (T + 1) * H * Bt + T * O * Bt;
+  if (!c.train_plan.grad_shared || c.train_plan.layered) floats += P;
+  if (c.train_plan.layered) floats += layered_floats(c.shape, int(Bt), int(T));
   size_t doubles = 2 * kLogWindow + 4;
   const size_t J = config.le_batch, k = c.k;
   if (options.spectra) {
@@ -386,7 +388,8 @@ class Chunk {
     // The log window ends on checkpoint iterations, so that checkpoints fall where asked.
     const long every = options_.control ? options_.control->checkpoint_every : 0;
     const int window = int(std::min<long>({kLogWindow, config_.iters, every > 0 ? every : kLogWindow}));
-    TrainScratch scratch(c_.task, c_.shape, K_, c_.Bt, c_.any_bptt, !c_.train_plan.grad_shared, window);
+    TrainScratch scratch(c_.task, c_.shape, K_, c_.Bt, c_.any_bptt, !c_.train_plan.grad_shared, window,
+                         c_.train_plan.layered);
     DeviceBuffer<float>& m = scratch.adam_m;
     DeviceBuffer<float>& v = scratch.adam_v;
     DeviceBuffer<double>& loss_log = scratch.loss_log;

@@ -74,11 +74,76 @@ RNNSWEEP_DEVICE void ledger_start(const LossLedger& ledger, const float* params,
     }
 }
 
-// The tail of step t, in every warp (host/cpu/model.cpp, task_loss): y_t from the kParts partial
-// sums ypart[(p O + o) Bt + b], the loss terms (warp 0 adds them to the ledger), and dL/dy_t into
-// the warp's own copy gwarp[o Bt + b] (and, for BPTT, warp 0's into gsteps[(t O + o) Bt + b]).
-// Exponentials and logarithms are float (expf, logf: the loss agrees with the CPU's double to
-// ~1e-7, far inside what the tests allow); the ledger's sums are double.
+// The loss terms of step t at batch column b from its outputs y (host/cpu/model.cpp, task_loss):
+// dL/dy_t into gv, and, where `keep`, the terms added to the ledger (the loss, romo's response
+// sums and correct channel, the decisions of 2af and dms, db_out). Exponentials and logarithms
+// are float (expf, logf: the loss agrees with the CPU's double to ~1e-7, far inside what the
+// tests allow); the ledger's sums are double.
+template <class Task>
+RNNSWEEP_DEVICE void column_tail(int t, int b, int Bt, const float (&y)[kMaxIO], const LossLedger& ledger,
+                                 const TrialView& trials, float inv_mask_sum, float inv_steps, bool keep,
+                                 float (&gv)[kMaxIO]) {
+  constexpr int O = Task::O;
+  const size_t col = size_t(t) * Bt + b;
+  RNNSWEEP_UNROLL
+  for (int o = 0; o < kMaxIO; ++o) gv[o] = 0.0f;
+  if constexpr (!Task::kClassification) {
+    bool response = false;
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o) {
+      if (o >= O) continue;
+      const size_t k = col * O + o;
+      const float mask = trials.mask[k], target = trials.target[k];
+      const float err = y[o] - target;
+      gv[o] = mask * err * inv_mask_sum;
+      if (keep) {
+        ledger.loss[b] += 0.5 * double(mask) * double(err) * double(err);
+        if (target > 0) ledger.correct[b] = o, response = true;
+      }
+    }
+    if (keep && response) {
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o)
+        if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
+    }
+  } else {
+    const int label = trials.label[col];
+    float mx = y[0];
+    int argmax = 0;
+    RNNSWEEP_UNROLL
+    for (int o = 1; o < kMaxIO; ++o)
+      if (o < O && y[o] > mx) mx = y[o], argmax = o;
+    float z = 0.0f, ex[kMaxIO];
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o) {
+      ex[o] = o < O ? expf(y[o] - mx) : 0.0f;
+      z += ex[o];
+    }
+    const float inv_z = 1.0f / z;
+    float y_label = y[0];
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o) {
+      if (o == label) y_label = y[o];
+      gv[o] = o < O ? (ex[o] * inv_z - (o == label ? 1.0f : 0.0f)) * inv_steps : 0.0f;
+    }
+    if (keep) {
+      ledger.loss[b] += -double(y_label - mx - logf(z));
+      if (label != 0) {
+        ledger.decisions[b] += 1;
+        ledger.right[b] += (argmax == label);
+      }
+    }
+  }
+  if (keep) {
+    RNNSWEEP_UNROLL
+    for (int o = 0; o < kMaxIO; ++o)
+      if (o < O) ledger.db_out[o * Bt + b] += gv[o];  // db_out, column by column
+  }
+}
+
+// The tail of step t, in every warp: y_t from the kParts partial sums ypart[(p O + o) Bt + b],
+// the loss terms (warp 0 adds them to the ledger), and dL/dy_t into the warp's own copy
+// gwarp[o Bt + b] (and, for BPTT, warp 0's into gsteps[(t O + o) Bt + b]).
 template <class Task, int Bt, int kParts, bool kBptt>
 RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, const LossLedger& ledger,
                                const TrialView& trials, float inv_mask_sum, float inv_steps, float* gwarp,
@@ -97,61 +162,13 @@ RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, co
         for (int p = 0; p < kParts; ++p) sum += ypart[(size_t(p) * O + o) * Bt + b];
       y[o] = sum + (o < O ? ledger.bias_out[o] : 0.0f);
     }
-    const size_t col = size_t(t) * Bt + b;
-    float gv[kMaxIO] = {0, 0, 0};
-    if constexpr (!Task::kClassification) {
-      bool response = false;
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        if (o >= O) continue;
-        const size_t k = col * O + o;
-        const float mask = trials.mask[k], target = trials.target[k];
-        const float err = y[o] - target;
-        gv[o] = mask * err * inv_mask_sum;
-        if (warp == 0) {
-          ledger.loss[b] += 0.5 * double(mask) * double(err) * double(err);
-          if (target > 0) ledger.correct[b] = o, response = true;
-        }
-      }
-      if (warp == 0 && response) {
-        RNNSWEEP_UNROLL
-        for (int o = 0; o < kMaxIO; ++o)
-          if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
-      }
-    } else {
-      const int label = trials.label[col];
-      float mx = y[0];
-      int argmax = 0;
-      RNNSWEEP_UNROLL
-      for (int o = 1; o < kMaxIO; ++o)
-        if (o < O && y[o] > mx) mx = y[o], argmax = o;
-      float z = 0.0f, ex[kMaxIO];
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        ex[o] = o < O ? expf(y[o] - mx) : 0.0f;
-        z += ex[o];
-      }
-      const float inv_z = 1.0f / z;
-      float y_label = y[0];
-      RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        if (o == label) y_label = y[o];
-        gv[o] = o < O ? (ex[o] * inv_z - (o == label ? 1.0f : 0.0f)) * inv_steps : 0.0f;
-      }
-      if (warp == 0) {
-        ledger.loss[b] += -double(y_label - mx - logf(z));
-        if (label != 0) {
-          ledger.decisions[b] += 1;
-          ledger.right[b] += (argmax == label);
-        }
-      }
-    }
+    float gv[kMaxIO];
+    column_tail<Task>(t, b, Bt, y, ledger, trials, inv_mask_sum, inv_steps, warp == 0, gv);
     RNNSWEEP_UNROLL
     for (int o = 0; o < kMaxIO; ++o) {
       if (o >= O) continue;
       gwarp[o * Bt + b] = gv[o];
       if (kBptt && warp == 0) gsteps[(size_t(t) * O + o) * Bt + b] = gv[o];
-      if (warp == 0) ledger.db_out[o * Bt + b] += gv[o];  // db_out, lane by lane
     }
   }
 }
@@ -159,9 +176,9 @@ RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, co
 // Warp 0: the iteration's loss and accuracy from the ledger, into the chunk's logs; a
 // non-finite loss freezes the network (diverged_at) and verdict[0] says whether it did (1: go
 // on). The caller's barrier then lets every thread read the verdict.
-template <class Task, int Bt>
+template <class Task>
 RNNSWEEP_DEVICE void iteration_loss(const TrainChunk& c, int n, std::uint32_t iteration, int log_slot,
-                                    const LossLedger& ledger, double mask_sum, int T, int lane, int* verdict) {
+                                    const LossLedger& ledger, double mask_sum, int T, int Bt, int lane, int* verdict) {
   constexpr int O = Task::O;
   double loss_part = 0, loss = 0, accuracy = 0;
   int decisions = 0, right = 0;

@@ -452,7 +452,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 
   // Loss and accuracy of the iteration, from warp 0's lanes.
   const int nn = *static_cast<volatile int*>(misc + 1);  // == n, without a register through the loop
-  if (warp == 0) fused::iteration_loss<Task, Bt>(c, nn, iteration, log_slot, ledger, mask_sum, T, lane, misc);
+  if (warp == 0) fused::iteration_loss<Task>(c, nn, iteration, log_slot, ledger, mask_sum, T, Bt, lane, misc);
   __syncthreads();  // the verdict on the loss
   if (misc[0] == 0) return;  // frozen, as on the CPU
 
@@ -546,9 +546,9 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       }
       __syncthreads();  // this round's sums are complete
     }
-  } else {
-    __syncthreads();  // every lane's partials are complete
   }
+  // (The partials, read across warps below, are complete: e-prop's last were added before the
+  // verdict's barrier, BPTT's before its last backward step's.)
 
   // PyTorch's Adam (host/cpu/adam.h): W_h from the last column block's warps; the rows' other
   // parameters from the partials of their 4 G::kColBlocks owners, summed in a fixed order.

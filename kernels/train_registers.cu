@@ -479,7 +479,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 
   // Loss and accuracy of the iteration, from warp 0's lanes.
   const int nn = *static_cast<volatile int*>(misc + 1);  // == n, without a register through the loop
-  if (warp == 0) fused::iteration_loss<Task, Bt>(c, nn, iteration, log_slot, ledger, mask_sum, T, lane, misc);
+  if (warp == 0) fused::iteration_loss<Task>(c, nn, iteration, log_slot, ledger, mask_sum, T, Bt, lane, misc);
   __syncthreads();  // the verdict on the loss
   if (misc[0] == 0) return;  // frozen, as on the CPU
   float* const params_end = c.params + size_t(nn) * P;

@@ -28,6 +28,7 @@
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/tasks.cuh"
+#include "kernels/train_layered.cuh"
 #include "kernels/train_mma.cuh"
 #include "kernels/train_registers.cuh"
 #include "kernels/train_step.cuh"
@@ -395,7 +396,14 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_sh
     plan.shared_bytes = std::max(registers_shared_bytes(shape, Bt, T, true), registers_shared_bytes(shape, Bt, T, false));
     if (plan.shared_bytes <= max_shared) return plan;
   }
-  return plan_train_general(shape, Bt, max_shared);
+  try {
+    return plan_train_general(shape, Bt, max_shared);
+  } catch (const std::invalid_argument&) {  // too large for one block's shared memory
+    TrainLaunchPlan plan;
+    plan.layered = true;
+    plan.threads = 0;
+    return plan;
+  }
 }
 
 TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared) {
@@ -423,8 +431,8 @@ TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared
 }
 
 TrainScratch::TrainScratch(const TaskParams& task, const Shape& shape, int K, int Bt, bool any_bptt,
-                           bool grad_global_needed, int log_window)
-    : task_(task), shape_(shape), K_(K), Bt_(Bt), log_window_(log_window) {
+                           bool grad_global_needed, int log_window, bool layered_path)
+    : task_(task), shape_(shape), K_(K), Bt_(Bt), log_window_(log_window), any_bptt_(any_bptt) {
   const size_t k = size_t(K), T = size_t(task.T()), steps = T * Bt, P = size_t(ParamLayout(shape).size);
   const bool classification = task.classification();
   adam_m = DeviceBuffer<float>(k * P);
@@ -433,9 +441,10 @@ TrainScratch::TrainScratch(const TaskParams& task, const Shape& shape, int K, in
   trial_target = DeviceBuffer<float>(classification ? 0 : k * steps * shape.O);
   trial_mask = DeviceBuffer<float>(classification ? 0 : k * steps * shape.O);
   trial_label = DeviceBuffer<int>(classification ? k * steps : 0);
-  history = DeviceBuffer<float>(any_bptt ? k * (T + 1) * shape.H * Bt : 0);
-  output_grad = DeviceBuffer<float>(any_bptt ? k * steps * shape.O : 0);
-  grad_global = DeviceBuffer<float>(grad_global_needed ? k * P : 0);
+  history = DeviceBuffer<float>(any_bptt || layered_path ? k * (T + 1) * shape.H * Bt : 0);
+  output_grad = DeviceBuffer<float>(any_bptt || layered_path ? k * steps * shape.O : 0);
+  grad_global = DeviceBuffer<float>(grad_global_needed || layered_path ? k * P : 0);
+  layered = DeviceBuffer<float>(layered_path ? k * layered_floats(shape, Bt, task.T()) : 0);
   loss_log = DeviceBuffer<double>(k * log_window);
   accuracy_log = DeviceBuffer<double>(k * log_window);
   diverged_at = DeviceBuffer<int>(k);
@@ -473,6 +482,8 @@ TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* 
   c.history = history.get();
   c.output_grad = output_grad.get();
   c.grad_global = grad_global.get();
+  c.layered = layered.get();
+  c.any_bptt = any_bptt_;
   c.loss_log = loss_log.get();
   c.accuracy_log = accuracy_log.get();
   c.log_window = log_window_;
@@ -482,6 +493,7 @@ TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* 
 
 std::string TrainLaunchPlan::name() const {
   if (registers) return "registers threads=" + std::to_string(threads);
+  if (layered) return "layered-cublas";
   if (mma) return "mma-tf32x3 threads=" + std::to_string(threads);
   return "general threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
          " grad=" + (grad_shared ? "shared" : "global");
@@ -491,7 +503,13 @@ std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T,
                                               Precision precision) {
   const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared, precision);
   std::vector<TrainLaunchPlan> out = {heuristic};
-  if (heuristic.mma) return out;  // one tensor-core instance per shape: nothing to tune
+  if (heuristic.mma || heuristic.layered) return out;  // nothing to choose between
+  if (shape.H >= kLayeredCandidateHidden) {  // where the general kernel reads W_h from L2, cuBLAS may win
+    TrainLaunchPlan layered;
+    layered.layered = true;
+    layered.threads = 0;
+    out.push_back(layered);
+  }
   const TrainLaunchPlan general = plan_train_general(shape, Bt, max_shared);
   if (general.name() != heuristic.name()) out.push_back(general);
   const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
@@ -542,7 +560,7 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
     throw std::invalid_argument("launch_train_step: threads must be a multiple of 32");
   const double bc1 = 1.0 - std::pow(chunk.beta1, double(adam_step));
   const double bc2 = 1.0 - std::pow(chunk.beta2, double(adam_step));
-  if (plan.registers || plan.mma) {
+  if (plan.registers || plan.mma || plan.layered) {
     // the trials first, every thread of a launch busy with them; then one launch per rule
     // family (a chunk without bptt networks has no history)
     const TrialView first{chunk.T,
@@ -555,7 +573,9 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
                           chunk.task.classification() ? chunk.trial_label : nullptr};
     launch_generate_chunk_trials(chunk.task, Purpose::trials, chunk.K, chunk.data_seed, iteration, first,
                                  chunk.diverged_at, stream);
-    if (plan.mma) {
+    if (plan.layered) {
+      launch_train_layered(chunk, iteration, log_slot, bc1, bc2, stream);
+    } else if (plan.mma) {
       if (chunk.history) launch_train_mma(chunk, true, iteration, log_slot, bc1, bc2, stream);
       launch_train_mma(chunk, false, iteration, log_slot, bc1, bc2, stream);
     } else {

@@ -47,6 +47,8 @@ struct TrainChunk {
   float* history = nullptr;       // K x ((T + 1) H Bt): f(h_t) for BPTT (null if no bptt network)
   float* output_grad = nullptr;   // K x (T O Bt): dL/dy_t for BPTT (null if no bptt network)
   float* grad_global = nullptr;   // K x P: gradient accumulators when they do not fit in shared memory
+  float* layered = nullptr;       // K x layered_floats: the layered path's state (kernels/train_layered.cuh)
+  bool any_bptt = true;           // whether some network of the chunk is bptt (the layered path's backward)
 
   // results
   double* loss_log = nullptr;      // K x log_window
@@ -75,8 +77,10 @@ struct TrainChunk {
 // fills a TrainChunk from it, for the backend, the tests, the benchmark and the tuner.
 class TrainScratch {
  public:
+  // layered: the layered path's scratch too (which needs the history, dL/dy and grad_global
+  // whatever the rules).
   TrainScratch(const TaskParams& task, const Shape& shape, int K, int Bt, bool any_bptt, bool grad_global,
-               int log_window);
+               int log_window, bool layered = false);
   // The launch's view of these buffers and of the networks' own arrays; shapes from the
   // constructor's. The optimizer is Adam with PyTorch's defaults until the caller changes it.
   TrainChunk chunk(float* params, const float* feedback, const int* rule, const double* lr,
@@ -84,7 +88,7 @@ class TrainScratch {
   // Adam moments to zero and every network marked as not diverged: a fresh start.
   void restart();
 
-  DeviceBuffer<float> adam_m, adam_v, trial_x, trial_target, trial_mask, history, output_grad, grad_global;
+  DeviceBuffer<float> adam_m, adam_v, trial_x, trial_target, trial_mask, history, output_grad, grad_global, layered;
   DeviceBuffer<int> trial_label, diverged_at;
   DeviceBuffer<double> loss_log, accuracy_log;
 
@@ -92,6 +96,7 @@ class TrainScratch {
   TaskParams task_;
   Shape shape_;
   int K_, Bt_, log_window_;
+  bool any_bptt_;
 };
 
 // An instance of the training kernel and the shared memory it needs. Two kernels:
@@ -103,6 +108,7 @@ class TrainScratch {
 struct TrainLaunchPlan {
   bool registers = false;   // the register kernel (then only `threads` and `shared_bytes` apply)
   bool mma = false;         // the tensor-core kernel, tf32x3 (likewise)
+  bool layered = false;     // the layered path on cuBLAS (kernels/train_layered.cu): any hidden size
   int threads = 256;
   bool W_h_shared = true;   // general: W_h in shared memory (else read from global memory / L2)
   bool grad_shared = true;  // general: gradient accumulators in shared memory (else grad_global)
@@ -116,6 +122,8 @@ struct TrainLaunchPlan {
 // dynamic shared memory per block: the register instance where it exists and fits, else
 // plan_train_general's.
 // With precision tf32x3, the tensor-core instance where it exists and fits, else as fp32.
+// Where no fused kernel fits one block's shared memory, the layered path (kernels/train_layered.cu),
+// which takes any hidden size.
 TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared,
                                 Precision precision = Precision::fp32);
 
@@ -124,9 +132,12 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_sh
 // floats, must be in shared memory).
 TrainLaunchPlan plan_train_general(const Shape& shape, int Bt, size_t max_shared);
 
+// The smallest hidden size at which the layered path is also a candidate (for the tuner).
+constexpr int kLayeredCandidateHidden = 256;
+
 // Every instance that can run this shape (the register instance, the general kernel at block
-// sizes 128 to 512 and the heuristic's, each placement that fits), the heuristic's first; what
-// `rnnsweep tune` times.
+// sizes 128 to 512 and the heuristic's, each placement that fits, the layered path from
+// kLayeredCandidateHidden on), the heuristic's first; what `rnnsweep tune` times.
 std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared,
                                               Precision precision = Precision::fp32);
 

@@ -172,7 +172,9 @@ void tune_training(const TuneShape& t, size_t max_shared, const TuneOptions& opt
   fb.upload(feedback.data(), feedback.size());
   rule.upload(rules.data(), K);
   lr.upload(lrs.data(), K);
-  TrainScratch scratch(task, shape, K, t.Bt, true, true, 1);
+  const bool any_layered =
+      std::any_of(candidates.begin(), candidates.end(), [](const TrainLaunchPlan& p) { return p.layered; });
+  TrainScratch scratch(task, shape, K, t.Bt, true, true, 1, any_layered);
   TrainChunk c = scratch.chunk(nets.params_dev.get(), fb.get(), rule.get(), lr.get(), nets.seeds_dev.get());
   std::uint32_t iteration = 0;
   auto run = [&](const TrainLaunchPlan& plan, bool first) {

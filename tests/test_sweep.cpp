@@ -198,10 +198,11 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --set 'tasks=[\"romo\",\"xor\"]'", "invalid value \"xor\""},
       {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},
-      // without a GPU (or a build without CUDA) the cuda backend is refused; with one, a hidden
-      // size no thread block can hold is
-      {"run " + config + " --backend cuda --set hidden=4096",
-       no_gpu_here() ? "--backend cuda: " : "supports hidden <="},
+      // without a GPU (or a build without CUDA) the cuda backend is refused (with one, every
+      // hidden size runs: the layered path takes what no thread block holds, so nothing is
+      // refused there and the case checks a bad key instead)
+      no_gpu_here() ? Bad{"run " + config + " --backend cuda --set hidden=4096", "--backend cuda: "}
+                    : Bad{"run " + config + " --backend cuda --set hidden=-1", "config key 'hidden'"},
       {"run " + dir + "/missing.toml", "cannot read config"},
       {"trials --task xor --data-seed 0 --iteration 0 --batch 1", "romo, 2af, dms"},
       {"trials --task romo --data-seed 0 --iteration 0 --batch 0", "--batch"},
