@@ -222,14 +222,32 @@ double cpu_baseline(Rule rule, int iters) {
 
 int main(int argc, char** argv) {
   int K = 4096, iters = 50;
-  std::string results_file;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--networks"))
-      K = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--iters"))
-      iters = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--results"))
-      results_file = argv[i + 1];
+  std::string results_file, rules_arg = "bptt,eprop,rflo";
+  bool spectra_too = true;
+  for (int i = 1; i < argc; ++i) {
+    const bool has_value = i + 1 < argc;
+    if (!std::strcmp(argv[i], "--networks") && has_value)
+      K = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--iters") && has_value)
+      iters = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--results") && has_value)
+      results_file = argv[++i];
+    else if (!std::strcmp(argv[i], "--rules") && has_value)  // a comma list (for a profiler run)
+      rules_arg = argv[++i];
+    else if (!std::strcmp(argv[i], "--no-spectra"))
+      spectra_too = false;
+    else {
+      std::fprintf(stderr, "bench_cuda: unknown argument %s; allowed: --networks K, --iters N, --results FILE, "
+                           "--rules bptt,eprop,rflo, --no-spectra\n", argv[i]);
+      return 2;
+    }
+  }
+  std::vector<Rule> rules;
+  for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo})
+    if (("," + rules_arg + ",").find(std::string(",") + rule_name(rule) + ",") != std::string::npos) rules.push_back(rule);
+  if (rules.empty() || K < 1 || iters < 1) {
+    std::fprintf(stderr, "bench_cuda: --rules takes bptt, eprop, rflo; --networks and --iters at least 1\n");
+    return 2;
   }
   if (!cuda::device_available()) {
     std::fprintf(stderr, "bench_cuda: no CUDA device\n");
@@ -241,7 +259,7 @@ int main(int argc, char** argv) {
   char line[256];
   std::string before;
   std::string tensor;
-  for (Rule rule : {Rule::bptt, Rule::eprop, Rule::rflo}) {
+  for (Rule rule : rules) {
     const TrainResult r = time_training(rule, K, iters, g, Variant::fp32);
     const TrainResult old = time_training(rule, K, iters, g, Variant::general);
     const TrainResult tf = time_training(rule, K, iters, g, Variant::tf32x3);
@@ -261,9 +279,11 @@ int main(int argc, char** argv) {
     before += line;
   }
   table += tensor + before;
-  const double spectra = time_spectra(K, g);
-  std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
-  table += line;
+  if (spectra_too) {
+    const double spectra = time_spectra(K, g);
+    std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
+    table += line;
+  }
   std::printf("# H = 64, batch 32, T = 100, Adam; %d iterations timed after 3 warm-up\n%s", iters,
               table.c_str());
   if (!results_file.empty()) {

@@ -79,12 +79,30 @@ RNNSWEEP_DEVICE void ledger_start(const LossLedger& ledger, const float* params,
 // sums and correct channel, the decisions of 2af and dms, db_out). Exponentials and logarithms
 // are float (expf, logf: the loss agrees with the CPU's double to ~1e-7, far inside what the
 // tests allow); the ledger's sums are double.
+// The trial data a column's loss terms need at step t: romo's targets and mask, or the label.
 template <class Task>
-RNNSWEEP_DEVICE void column_tail(int t, int b, int Bt, const float (&y)[kMaxIO], const LossLedger& ledger,
-                                 const TrialView& trials, float inv_mask_sum, float inv_steps, bool keep,
+struct ColumnTargets {
+  float target[kMaxIO], mask[kMaxIO];
+  int label;
+  RNNSWEEP_DEVICE void load(const TrialView& trials, int t, int b) {
+    const size_t col = size_t(t) * trials.Bt + b;
+    if constexpr (!Task::kClassification) {
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o) {
+        target[o] = o < Task::O ? trials.target[col * Task::O + o] : 0.0f;
+        mask[o] = o < Task::O ? trials.mask[col * Task::O + o] : 0.0f;
+      }
+    } else {
+      label = trials.label[col];
+    }
+  }
+};
+
+template <class Task>
+RNNSWEEP_DEVICE void column_tail(int b, int Bt, const float (&y)[kMaxIO], const LossLedger& ledger,
+                                 const ColumnTargets<Task>& data, float inv_mask_sum, float inv_steps, bool keep,
                                  float (&gv)[kMaxIO]) {
   constexpr int O = Task::O;
-  const size_t col = size_t(t) * Bt + b;
   RNNSWEEP_UNROLL
   for (int o = 0; o < kMaxIO; ++o) gv[o] = 0.0f;
   if constexpr (!Task::kClassification) {
@@ -92,8 +110,7 @@ RNNSWEEP_DEVICE void column_tail(int t, int b, int Bt, const float (&y)[kMaxIO],
     RNNSWEEP_UNROLL
     for (int o = 0; o < kMaxIO; ++o) {
       if (o >= O) continue;
-      const size_t k = col * O + o;
-      const float mask = trials.mask[k], target = trials.target[k];
+      const float mask = data.mask[o], target = data.target[o];
       const float err = y[o] - target;
       gv[o] = mask * err * inv_mask_sum;
       if (keep) {
@@ -107,7 +124,7 @@ RNNSWEEP_DEVICE void column_tail(int t, int b, int Bt, const float (&y)[kMaxIO],
         if (o < O) ledger.resp[o * Bt + b] += double(y[o]);
     }
   } else {
-    const int label = trials.label[col];
+    const int label = data.label;
     float mx = y[0];
     int argmax = 0;
     RNNSWEEP_UNROLL
@@ -141,15 +158,29 @@ RNNSWEEP_DEVICE void column_tail(int t, int b, int Bt, const float (&y)[kMaxIO],
   }
 }
 
+// The trial data of step t's tail for the lane's batch columns (lane, lane + 32, ...): loaded
+// before the step's barrier, so that the loads' latency passes during the wait (no load moves
+// across a barrier by itself).
+template <class Task, int Bt>
+struct StepTargets {
+  static constexpr int kLaneColumns = (Bt + 31) / 32;
+  ColumnTargets<Task> column[kLaneColumns];
+  RNNSWEEP_DEVICE void load(const TrialView& trials, int t, int lane) {
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < kLaneColumns; ++r)
+      if (lane + 32 * r < Bt) column[r].load(trials, t, lane + 32 * r);
+  }
+};
+
 // The tail of step t, in every warp: y_t from the kParts partial sums ypart[(p O + o) Bt + b],
 // the loss terms (warp 0 adds them to the ledger), and dL/dy_t into the warp's own copy
 // gwarp[o Bt + b] (and, for BPTT, warp 0's into gsteps[(t O + o) Bt + b]).
 template <class Task, int Bt, int kParts, bool kBptt>
 RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, const LossLedger& ledger,
-                               const TrialView& trials, float inv_mask_sum, float inv_steps, float* gwarp,
+                               const StepTargets<Task, Bt>& data, float inv_mask_sum, float inv_steps, float* gwarp,
                                float* gsteps) {
   constexpr int O = Task::O;
-  constexpr int kLaneColumns = (Bt + 31) / 32;
+  constexpr int kLaneColumns = StepTargets<Task, Bt>::kLaneColumns;
   RNNSWEEP_UNROLL
   for (int r = 0; r < kLaneColumns; ++r) {
     const int b = lane + 32 * r;
@@ -163,7 +194,7 @@ RNNSWEEP_DEVICE void step_tail(int t, int lane, int warp, const float* ypart, co
       y[o] = sum + (o < O ? ledger.bias_out[o] : 0.0f);
     }
     float gv[kMaxIO];
-    column_tail<Task>(t, b, Bt, y, ledger, trials, inv_mask_sum, inv_steps, warp == 0, gv);
+    column_tail<Task>(b, Bt, y, ledger, data.column[r], inv_mask_sum, inv_steps, warp == 0, gv);
     RNNSWEEP_UNROLL
     for (int o = 0; o < kMaxIO; ++o) {
       if (o >= O) continue;

@@ -147,6 +147,8 @@ RNNSWEEP_KERNEL void layered_step(TrainChunk c, std::uint32_t iteration, int t) 
   const float inv_mask_sum = float(1.0 / mask_sum), inv_steps = float(1.0 / (double(T) * Bt));
   float* g_t = c.output_grad + (size_t(n) * T + t) * O * Bt;
   for (int b = tid; b < Bt; b += kThreads) {
+    fused::ColumnTargets<Task> data;  // loaded first: the sum over H below hides their latency
+    data.load(trials, t, b);
     float y[kMaxIO];
     RNNSWEEP_UNROLL
     for (int o = 0; o < kMaxIO; ++o) y[o] = o < O ? ledger.bias_out[o] : 0.0f;
@@ -156,7 +158,7 @@ RNNSWEEP_KERNEL void layered_step(TrainChunk c, std::uint32_t iteration, int t) 
       for (int o = 0; o < O; ++o) y[o] += params[layout.w + o + i * O] * f;
     }
     float gv[kMaxIO];
-    fused::column_tail<Task>(t, b, Bt, y, ledger, trials, inv_mask_sum, inv_steps, true, gv);
+    fused::column_tail<Task>(b, Bt, y, ledger, data, inv_mask_sum, inv_steps, true, gv);
     RNNSWEEP_UNROLL
     for (int o = 0; o < O; ++o) g_t[o * Bt + b] = gv[o];
   }

@@ -60,6 +60,9 @@ struct MmaGeometry {
   // as FP32 (one load, split at use), which halves them so that two blocks fit a multiprocessor.
   static constexpr bool kWInRegisters = H <= 32;
   static constexpr int WordsPerFragment(bool bptt) { return bptt ? 4 : 8; }
+  // The step tail's targets loaded before the step's barrier (their latency hidden by the wait),
+  // where the registers allow: with W_h's fragments in registers (H = 32) they would spill.
+  static constexpr bool kPrefetchTargets = !kWInRegisters;
   // Blocks per multiprocessor to ask the compiler for: 16 warps at most 128 registers each.
   static constexpr int kMinBlocks = kThreads >= 512 ? 1 : 512 / kThreads;
   static_assert(H % 16 == 0 && Bt % 16 == 0 && kThreads <= 1024, "whole tiles");
@@ -414,9 +417,12 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           if (lane < 16) ypart[(size_t(mw) * O + o) * Bt + b] = part[o];
         }
     }
+    fused::StepTargets<Task, Bt> targets;  // the tail's trial data, loaded during the barrier's wait
+    if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
     __syncthreads();  // the step's one barrier: f_{t+1}, e_{t+1}, q_{t+1} and the partial outputs
+    if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
 
-    fused::step_tail<Task, Bt, G::kRowBlocks, kBptt>(t, lane, warp, ypart, ledger, trials, inv_mask_sum, inv_steps,
+    fused::step_tail<Task, Bt, G::kRowBlocks, kBptt>(t, lane, warp, ypart, ledger, targets, inv_mask_sum, inv_steps,
                                                      gwarp, gsteps);
     __syncwarp();  // the warp's copy of dL/dy_t is complete
     // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.

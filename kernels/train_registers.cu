@@ -54,6 +54,9 @@ struct Geometry {
   // 32 + 32 registers would spill) the slice is read from shared memory as float4, like W_h^T's
   // in BPTT's backward pass, and only dW_h stays in registers.
   static constexpr bool kWInRegisters = kJ <= 16;
+  // The step tail's targets loaded before the step's barrier (their latency hidden by the wait),
+  // where the registers allow: at H = 128 they would spill inside the time loop.
+  static constexpr bool kPrefetchTargets = kWInRegisters;
   // Batch columns summed at once: two per lane of a row after the reduce-scatter, so that the
   // accumulators of a group (2 Q registers) leave room for W_h's and dW_h's slices.
   static constexpr int kGroup = 2 * Q;
@@ -436,10 +439,13 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           if (o < O) ypart[(size_t(warp) * O + o) * Bt + b] = part[o];
       }
     }
+    fused::StepTargets<Task, Bt> targets;  // the tail's trial data, loaded during the barrier's wait
+    if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
     __syncthreads();  // the step's one barrier: f_{t+1}, e_{t+1}, q_{t+1} and the partial outputs
+    if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
 
     // Loss of step t and dL/dy_t, in every warp; warp 0 keeps the sums.
-    fused::step_tail<Task, Bt, kWarps, kBptt>(t, lane, warp, ypart, ledger, trials, inv_mask_sum, inv_steps, gwarp,
+    fused::step_tail<Task, Bt, kWarps, kBptt>(t, lane, warp, ypart, ledger, targets, inv_mask_sum, inv_steps, gwarp,
                                               gsteps);
     __syncwarp();  // the warp's copy of dL/dy_t is complete
     // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.

@@ -12,7 +12,10 @@
 #               is a failure); stops here, with one line, where there is no GPU
 #   tune        `rnnsweep tune`: every kernel instance timed per shape -> tuning.json, which the
 #               steps after it run with (RNNSWEEP_TUNING)
-#   bench       bench_cuda at K = 1024, 4096, 16384 (validated against the CPU first)
+#   bench       bench_cuda at K = 1024, 4096, 16384 (validated against the CPU first): fp32,
+#               tf32x3, the layered path (cuBLAS) and the general kernel, each rule
+#   ncu         Nsight Compute on the H = 64, batch 32 e-prop instances (fp32 and tf32x3): achieved
+#               occupancy, issue and shared-memory pipe utilisation, top stall reasons (bench.log)
 #   run-vs-cpu  configs/quick.toml on the CUDA backend and on the CPU backend (all cores),
 #               compared column by column (scripts/compare_runs.py)
 #   sanitizers  compute-sanitizer memcheck on a small real run; racecheck and synccheck on a
@@ -201,9 +204,29 @@ bench() {
   done
 }
 export -f bench
-run_step bench 90 "$out/bench.log" bench
+run_step bench 150 "$out/bench.log" bench
 sed -n '/^## bench_cuda/,$p' "$out/bench.log" | grep -E '^(##|\||#)' > "$out/bench.md"
-figures+=("" "bench_cuda (bench.md):" "" "$(grep -E '^\| (bptt|eprop|rflo|spectrum)' "$out/bench.md" | head -12)")
+figures+=("" "bench_cuda (bench.md):" "" "$(grep -E '^\| (bptt|eprop|rflo|spectrum)' "$out/bench.md" | head -40)")
+
+# ---- ncu ----
+# One launch of each fused e-prop instance at the study's shape, the sections the training-kernels
+# issue asks for; appended to bench.log (the file count is capped) and summarised in summary.md.
+profile() {
+  command -v ncu > /dev/null || { echo "ncu not found"; return 1; }
+  for kernel in train_registers_kernel train_mma_kernel; do
+    echo "## ncu $kernel (bench_cuda --rules eprop --networks 1024 --iters 1 --no-spectra)"
+    ncu --kernel-name "regex:$kernel" --launch-count 1 --section SpeedOfLight --section Occupancy \
+      --section SchedulerStats --section WarpStateStats --section ComputeWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis "$build/bench/bench_cuda" --rules eprop --networks 1024 --iters 1 --no-spectra \
+      || return 1
+  done
+}
+export -f profile
+if run_step ncu 60 "$out/ncu.log" profile; then
+  cat "$out/ncu.log" >> "$out/bench.log"
+  figures+=("" "ncu (bench.log):" "" "$(grep -E '^## ncu|Achieved Occupancy|Issue Slots Busy|Shared Memory|Stall|SM Busy|Compute \(SM\) Throughput' "$out/ncu.log" | head -30)")
+fi
+rm -f "$out/ncu.log"  # (in bench.log: at most 8 files come back)
 
 # ---- run-vs-cpu ----
 run_vs_cpu() {
