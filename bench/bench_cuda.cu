@@ -24,6 +24,7 @@
 #include "host/cpu/tasks.h"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/lyapunov.cuh"
+#include "kernels/train_layered.cuh"
 #include "kernels/train_step.cuh"
 #include "rnnsweep/config.h"
 
@@ -263,7 +264,8 @@ int main(int argc, char** argv) {
     const TrainResult r = time_training(rule, K, iters, g, Variant::fp32);
     const TrainResult old = time_training(rule, K, iters, g, Variant::general);
     const TrainResult tf = time_training(rule, K, iters, g, Variant::tf32x3);
-    const TrainResult cublas = time_training(rule, K, iters, g, Variant::layered);
+    const TrainResult cublas = cuda::layered_available() ? time_training(rule, K, iters, g, Variant::layered)
+                                                         : TrainResult{0, 0};
     const double base = cpu_baseline(rule, 20);
     std::snprintf(line, sizeof line, "| %s, network-iterations/s | %.0f | %.2f | %.1f | %.0f |\n",
                   rule_name(rule), r.rate, r.flop_fraction, base, r.rate / base);

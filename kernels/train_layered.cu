@@ -12,11 +12,19 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_utils.cuh"
+#include "kernels/train_layered.cuh"
+
+#if RNNSWEEP_EMULATED || defined(RNNSWEEP_WITH_CUBLAS)
+#define RNNSWEEP_LAYERED 1
+#else
+#define RNNSWEEP_LAYERED 0  // built without cuBLAS: the entry points at the end say so
+#endif
+
+#if RNNSWEEP_LAYERED
 #include "kernels/blas.cuh"
 #include "kernels/block_ops.cuh"
-#include "kernels/cuda_utils.cuh"
 #include "kernels/train_fused.cuh"
-#include "kernels/train_layered.cuh"
 
 namespace rnnsweep::cuda {
 namespace {
@@ -396,6 +404,8 @@ void launch(const TrainChunk& c, std::uint32_t iteration, int log_slot, double b
 
 }  // namespace
 
+bool layered_available() { return true; }
+
 size_t layered_floats(const Shape& shape, int Bt, int T) { return layered_layout(shape, Bt, T).total; }
 
 void launch_train_layered(const TrainChunk& chunk, std::uint32_t iteration, int log_slot, double bias_correction1,
@@ -411,3 +421,19 @@ void launch_train_layered(const TrainChunk& chunk, std::uint32_t iteration, int 
 }
 
 }  // namespace rnnsweep::cuda
+
+#else  // no cuBLAS in this build
+
+namespace rnnsweep::cuda {
+
+bool layered_available() { return false; }
+
+size_t layered_floats(const Shape&, int, int) { return 0; }
+
+void launch_train_layered(const TrainChunk&, std::uint32_t, int, double, double, cudaStream_t) {
+  throw std::invalid_argument("launch_train_layered: this build has no cuBLAS (the layered path is left out)");
+}
+
+}  // namespace rnnsweep::cuda
+
+#endif

@@ -17,6 +17,10 @@
 
 namespace rnnsweep::cuda {
 
+// Whether this build has the layered path: on the emulator always (it has a twin of the one
+// cuBLAS routine); compiled by nvcc where CMake found cuBLAS (RNNSWEEP_WITH_CUBLAS).
+bool layered_available();
+
 // Floats of the layered path's scratch per network (TrainChunk::layered).
 size_t layered_floats(const Shape& shape, int Bt, int T);
 

@@ -398,7 +398,9 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_sh
   }
   try {
     return plan_train_general(shape, Bt, max_shared);
-  } catch (const std::invalid_argument&) {  // too large for one block's shared memory
+  } catch (const std::invalid_argument& e) {  // too large for one block's shared memory
+    if (!layered_available())
+      throw std::invalid_argument(std::string(e.what()) + " (this build has no cuBLAS for larger sizes)");
     TrainLaunchPlan plan;
     plan.layered = true;
     plan.threads = 0;
@@ -504,7 +506,7 @@ std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T,
   const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared, precision);
   std::vector<TrainLaunchPlan> out = {heuristic};
   if (heuristic.mma || heuristic.layered) return out;  // nothing to choose between
-  if (shape.H >= kLayeredCandidateHidden) {  // where the general kernel reads W_h from L2, cuBLAS may win
+  if (shape.H >= kLayeredCandidateHidden && layered_available()) {  // where the general kernel reads W_h from L2
     TrainLaunchPlan layered;
     layered.layered = true;
     layered.threads = 0;

@@ -20,6 +20,7 @@
 #include "host/cpu/tasks.h"
 #include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
+#include "kernels/train_layered.cuh"
 #include "kernels/train_step.cuh"
 #include "rnnsweep/config.h"
 #include "tests/kernel_test_support.h"
@@ -591,7 +592,7 @@ TEST(TrainStepDivergence, TheTensorCoreKernelAndTheLayeredPathFreezeADivergedNet
   RNNSWEEP_NEED_DEVICE();
   for (Rule rule : {Rule::bptt, Rule::eprop}) {
     expect_divergence_freezes(rule, 32, 16, cuda::Precision::tf32x3);
-    expect_divergence_freezes(rule, test::kHidden, test::kBatch, cuda::Precision::fp32, true);
+    if (cuda::layered_available()) expect_divergence_freezes(rule, test::kHidden, test::kBatch, cuda::Precision::fp32, true);
   }
 }
 
@@ -600,8 +601,13 @@ TEST(TrainStepDivergence, TheTensorCoreKernelAndTheLayeredPathFreezeADivergedNet
 // two iterations of SGD.
 class TrainStepLayered : public testing::TestWithParam<StepCase> {};
 
+// (A GPU build without cuBLAS has no layered path: its tests skip there.)
+#define RNNSWEEP_NEED_LAYERED() \
+  if (!cuda::layered_available()) GTEST_SKIP() << "built without cuBLAS"
+
 TEST_P(TrainStepLayered, LossGradientAndSgdUpdateMatchTheCpu) {
   RNNSWEEP_NEED_DEVICE();
+  RNNSWEEP_NEED_LAYERED();
   const StepCase c = GetParam();
   TrainHarness h(c.task, {spec(c.rule, 0.5, 3, 2e-3), spec(c.rule, 0.95, 4, 1e-3)}, c.bias, cuda::Optimizer::sgd,
                  test::kEmulated ? 20 : 300, test::kEmulated ? 6 : 32, cuda::Precision::fp32, true);
@@ -627,6 +633,7 @@ INSTANTIATE_TEST_SUITE_P(AllTasksRulesAndBias, TrainStepLayered, testing::Values
 // (a chunk without one skips the backward pass).
 TEST(TrainStepLayeredMixed, RulesSharingALaunchKeepApartUnderAdam) {
   RNNSWEEP_NEED_DEVICE();
+  RNNSWEEP_NEED_LAYERED();
   for (bool with_bptt : {true, false}) {
     std::vector<NetworkSpec> nets = {spec(Rule::eprop, 0.7, 3, 1e-3), spec(Rule::rflo, 1.2, 4, 2e-3)};
     if (with_bptt) nets.push_back(spec(Rule::bptt, 0.9, 5, 1e-3));
@@ -642,6 +649,7 @@ TEST(TrainStepLayeredMixed, RulesSharingALaunchKeepApartUnderAdam) {
 // train the same networks, and their gradients agree to float rounding.
 TEST(TrainStepLayeredMixed, TheFusedKernelsAgreeWithTheCublasPath) {
   RNNSWEEP_NEED_DEVICE();
+  RNNSWEEP_NEED_LAYERED();
   for (Rule rule : {Rule::bptt, Rule::eprop})
     for (int H : {32, test::kEmulated ? 24 : 192}) {
       SCOPED_TRACE(std::string(rule_name(rule)) + " H = " + std::to_string(H));
@@ -673,6 +681,10 @@ TEST(TrainPlan, TheLaunchPlanFitsTheGpuOrNamesTheSupportedRange) {
     EXPECT_GE(limit, 256);
     EXPECT_NE(std::string(e.what()).find("supports hidden <= " + std::to_string(limit)), std::string::npos)
         << e.what();
+  }
+  if (!cuda::layered_available()) {  // a GPU build without cuBLAS refuses, naming the range
+    EXPECT_THROW(cuda::plan_train_step(Shape{4096, 3, 3, false}, 32, 56, 227 * 1024), std::invalid_argument);
+    return;
   }
   const cuda::TrainLaunchPlan big = cuda::plan_train_step(Shape{4096, 3, 3, false}, 32, 56, 227 * 1024);
   EXPECT_TRUE(big.layered) << big.name();
