@@ -60,8 +60,23 @@ int main() {
   const Shape shape{64, romo.inputs(), romo.outputs(), false};
   const cuda::TrainLaunchPlan train = cuda::plan_train_general(shape, 32, kMaxShared);
   line("\"kernel\": \"train_step_kernel\", ", train.threads, train.shared_bytes, "H=64 Bt=32 romo");
-  const cuda::SpectrumLaunchPlan spectrum = cuda::plan_spectrum(shape, 64, romo, kMaxShared);
-  line("\"kernel\": \"spectrum_kernel\", ", spectrum.threads, spectrum.shared_bytes, "H=64 k=64 romo");
+  // the register spectrum instances (full spectra), at dms's T (the longest trial of the three,
+  // so the most shared memory)
+  const TaskParams dms = Config::make_task(TaskKind::dms);
+  for (int H : {32, 64}) {
+    const Shape full{H, dms.inputs(), dms.outputs(), false};
+    const cuda::SpectrumLaunchPlan spectrum = cuda::plan_spectrum(full, H, dms, kMaxShared);
+    if (!spectrum.registers) continue;
+    line("\"kernel\": \"spectrum_registers\", \"H\": " + std::to_string(H) + ", ", spectrum.threads,
+         spectrum.shared_bytes, "H=k=" + std::to_string(H) + " dms T=" + std::to_string(dms.T()));
+  }
+  cuda::SpectrumLaunchPlan general;
+  for (const auto& p : cuda::spectrum_candidates(shape, 64, romo, kMaxShared))
+    if (!p.registers) {
+      general = p;
+      break;
+    }
+  line("\"kernel\": \"spectrum_kernel\", ", general.threads, general.shared_bytes, "H=64 k=64 romo");
   const cuda::FlossLaunchPlan floss = cuda::plan_floss(shape, 32, romo, kMaxShared);
   line("\"kernel\": \"floss_kernel\", ", floss.threads, floss.shared_bytes, "H=64 k=32 romo");
   return 0;

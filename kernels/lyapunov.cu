@@ -14,6 +14,7 @@
 
 #include "kernels/cuda_utils.cuh"
 #include "kernels/lyapunov.cuh"
+#include "kernels/spectrum_registers.cuh"
 
 namespace rnnsweep::cuda {
 namespace {
@@ -130,8 +131,24 @@ RNNSWEEP_KERNEL void spectrum_kernel(SpectrumChunk c, bool W_h_shared, bool fram
 
 }  // namespace
 
+namespace {
+
+// The register instance's plan, if one exists for the shape and fits.
+bool registers_plan(const Shape& shape, int k, const TaskParams& task, size_t max_shared, SpectrumLaunchPlan& plan) {
+  if (!spectrum_registers_exists(shape, k)) return false;
+  plan = SpectrumLaunchPlan{};
+  plan.registers = true;
+  plan.threads = spectrum_registers_threads(shape, k);
+  plan.shared_bytes = spectrum_registers_shared_bytes(shape, k, task);
+  return plan.shared_bytes <= max_shared;
+}
+
+}  // namespace
+
 SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
   SpectrumLaunchPlan plan;
+  if (registers_plan(shape, k, task, max_shared, plan)) return plan;
+  plan = SpectrumLaunchPlan{};
   // One warp per column in the projection phase: up to k warps are useful; 4 warps keep a
   // small block's barriers cheap and leave room for several blocks per multiprocessor.
   plan.threads = std::min(256, std::max(32, (std::max(shape.H, k) + 31) / 32 * 32 * 2));
@@ -153,6 +170,7 @@ SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& ta
 }
 
 std::string SpectrumLaunchPlan::name() const {
+  if (registers) return "registers threads=" + std::to_string(threads);
   return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
          " frames=" + (frames_shared ? "shared" : "global");
 }
@@ -161,6 +179,8 @@ std::vector<SpectrumLaunchPlan> spectrum_candidates(const Shape& shape, int k, c
                                                     size_t max_shared) {
   const SpectrumLaunchPlan heuristic = plan_spectrum(shape, k, task, max_shared);
   std::vector<SpectrumLaunchPlan> out = {heuristic};
+  SpectrumLaunchPlan fast;
+  if (registers_plan(shape, k, task, max_shared, fast) && fast.name() != heuristic.name()) out.push_back(fast);
   const bool placements[3][2] = {{true, true}, {false, true}, {false, false}};
   for (int threads : {64, 128, 256})
     for (const auto& p : placements) {
@@ -187,6 +207,10 @@ void launch_spectrum(const SpectrumChunk& chunk, const SpectrumLaunchPlan& plan,
   if (!plan.frames_shared && !chunk.frames)
     throw std::invalid_argument(
         "launch_spectrum: the plan keeps frames in global memory but none were given");
+  if (plan.registers) {
+    launch_spectrum_registers(chunk, stream);
+    return;
+  }
   CUDA_CHECK(cudaFuncSetAttribute(spectrum_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(plan.shared_bytes)));
   RNNSWEEP_LAUNCH(spectrum_kernel, chunk.K * chunk.J, plan.threads, plan.shared_bytes, stream)

@@ -205,14 +205,18 @@ struct SpectrumChunk {
 struct SpectrumLaunchPlan {
   int threads = 128;
   bool W_h_shared = true, frames_shared = true;
+  // the frame in registers (kernels/spectrum_registers.cu, full spectra at H = 32 and 64);
+  // W_h and the frame are then in shared memory as that kernel lays them out
+  bool registers = false;
   size_t shared_bytes = 0;
-  std::string name() const;  // "threads=128 W_h=shared frames=shared"
+  std::string name() const;  // "threads=128 W_h=shared frames=shared", or "registers threads=256"
 };
 
-// The heuristic's plan; throws std::invalid_argument when nothing fits.
+// The heuristic's plan (the register instance where one exists and fits, else the general
+// kernel); throws std::invalid_argument when nothing fits.
 SpectrumLaunchPlan plan_spectrum(const Shape& shape, int k, const TaskParams& task, size_t max_shared);
-// Every instance that can run this shape (64 to 256 threads and the heuristic's, each placement
-// that fits), the heuristic's first.
+// Every instance that can run this shape (the register instance, the general kernel at 64 to 256
+// threads and the heuristic's, each placement that fits), the heuristic's first.
 std::vector<SpectrumLaunchPlan> spectrum_candidates(const Shape& shape, int k, const TaskParams& task,
                                                     size_t max_shared);
 std::string spectrum_shape_key(const Shape& shape, int k, const TaskParams& task);

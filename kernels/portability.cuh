@@ -33,6 +33,8 @@
 #define RNNSWEEP_EMULATED 0
 // Unroll the next loop (its trip count is a compile-time constant).
 #define RNNSWEEP_UNROLL _Pragma("unroll")
+// Keep the next loop rolled (a long loop whose unrolled copies would only cost registers).
+#define RNNSWEEP_NO_UNROLL _Pragma("unroll 1")
 
 #else
 
@@ -46,6 +48,7 @@
   ::rnnsweep::emu::launcher((kernel), #kernel, (grid), (block), (shared_bytes), (stream))
 #define RNNSWEEP_EMULATED 1
 #define RNNSWEEP_UNROLL _Pragma("GCC unroll 8")
+#define RNNSWEEP_NO_UNROLL _Pragma("GCC unroll 1")
 
 #endif
 

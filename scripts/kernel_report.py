@@ -86,6 +86,9 @@ def short_name(mangled):
     if m:
         H, Bt, bptt, task = m.groups()
         return f"train_mma<H={H},Bt={Bt},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
+    m = re.search(r"spectrum_registers_kernelINS1_16SpectrumGeometryILi(\d+)EEEEEv", mangled)
+    if m:
+        return f"spectrum_registers<H={m.group(1)},k={m.group(1)}>"
     m = re.search(r"([a-z_]+_kernel)(?:I|E)", mangled)
     return m.group(1) if m else mangled[:60]
 
@@ -142,6 +145,7 @@ COUNTS = {
     "BAR": r"\bBAR\.SYNC\b",
     "LDL/STL": r"\b(LDL|STL)\b",
     "FP64": r"\bD(FMA|MUL|ADD)\b",
+    "F2F.F64": r"\bF2F\.F64\.F32\b",
     "MUFU": r"\bMUFU\b",
 }
 
@@ -198,7 +202,85 @@ def instance_key(name):
     m = re.match(r"train_mma<H=(\d+),Bt=(\d+),(\S+?),(\w+)>", name)
     if m:
         return ("train_mma", int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
+    m = re.match(r"spectrum_registers<H=(\d+),k=\d+>", name)
+    if m:
+        return ("spectrum_registers", int(m.group(1)), None, None, None)
     return (name, None, None, None, None)
+
+
+def all_loops(code):
+    """(start, end) of every loop (a predicated backward branch), as barrier_loops finds them."""
+    labels = {}
+    for addr, names, _ in code:
+        for n in names:
+            labels[n] = addr
+    loops = set()
+    for addr, _, text in code:
+        m = re.match(r"@!?U?P\w+\s+BRA\b.*?`?\(?\.(L_x_\d+)", text)
+        if m and m.group(1) in labels and labels[m.group(1)] <= addr:
+            loops.add((labels[m.group(1)], addr))
+    return sorted(loops)
+
+
+def spectrum_loops(code):
+    """The register spectrum kernel's loops, found by nesting: the trial loop (the outermost loop
+    with a barrier that holds another), the step loop inside it, and inside that the QR's column
+    loop (with a barrier) and the Jacobian's loop over units (no barrier, the most FP64)."""
+    bars = [a for a, _, t in code if re.search(COUNTS["BAR"], t)]
+    loops = all_loops(code)
+    has_bar = lambda l: any(l[0] <= b <= l[1] for b in bars)
+    inside = lambda inner, outer: inner != outer and outer[0] <= inner[0] and inner[1] <= outer[1]
+    with_bar = [l for l in loops if has_bar(l)]
+    trials = [l for l in with_bar if any(inside(o, l) for o in with_bar)]
+    if not trials:
+        return None
+    trial = max(trials, key=lambda l: l[1] - l[0])
+    steps = [l for l in with_bar if inside(l, trial) and any(inside(o, l) for o in with_bar)]
+    if not steps:
+        return None
+    step = max(steps, key=lambda l: l[1] - l[0])
+    qr = max((l for l in with_bar if inside(l, step)), key=lambda l: l[1] - l[0])
+    plain = [l for l in loops if inside(l, step) and not has_bar(l) and not inside(l, qr)]
+    jac = max(plain, key=lambda l: loop_counts(code, *l)["FP64"]) if plain else None
+    return {"step": step, "qr": qr, "jacobian": jac}
+
+
+# The spectrum model's latency assumptions (bench/MODEL.md, "The spectrum kernel"): cycles per
+# instruction on the QR column's dependent chain (DFMA ~8 cycles, shuffles and shared loads
+# ~25-30, with some overlap), on the rest of a step, and a block barrier's cost.
+CPI_COLUMN, CPI_REST, BARRIER_CYCLES = 4.0, 2.0, 40.0
+UNITS_ON = 0.5  # fraction of units with h > 0, whose Jacobian columns are summed
+
+
+def spectrum_model(row, code):
+    """Modeled network-steps/s of a register spectrum instance (one step with a QR, per
+    trajectory): throughput of the SM's FP64 lanes (2 warp-DFMA a cycle), issue (4 a cycle) and
+    shared wavefronts (1 a cycle), against the latency of the QR's chain of k columns per block,
+    which the resident blocks overlap."""
+    found = spectrum_loops(code)
+    m = re.match(r"spectrum_registers<H=(\d+)", row["kernel"])
+    if not found or not m or not row.get("threads"):
+        return None
+    H = k = int(m.group(1))
+    warps = row["threads"] // 32
+    count = lambda l: loop_counts(code, *l) if l else {key: 0 for key in list(COUNTS) + ["instructions"]}
+    step, qr, jac = count(found["step"]), count(found["qr"]), count(found["jacobian"])
+    # warp w holds columns 8w .. 8w + 7 and works in the column iterations j < 8w + 7
+    qr_per_warp = sum(min(k - 1, 8 * w + 7) for w in range(warps)) / warps
+    per_warp = {key: step[key] - qr[key] - jac[key] + qr_per_warp * qr[key] + H * UNITS_ON * jac[key]
+                for key in step}
+    fp64 = (per_warp["FP64"] + per_warp["F2F.F64"]) * warps / 2
+    issue = per_warp["instructions"] * warps / 4
+    shared = (per_warp["LDS"] + per_warp["LDS.64"] + per_warp["LDS.128"] + per_warp["STS"] + per_warp["SHFL"]) * warps
+    throughput = max(fp64, issue, shared)
+    rest = step["instructions"] - qr["instructions"] - jac["instructions"] + H * UNITS_ON * jac["instructions"]
+    latency = (k - 1) * (qr["instructions"] * CPI_COLUMN + BARRIER_CYCLES) + rest * CPI_REST
+    blocks = row.get("blocks_per_sm") or 1
+    cycles = max(throughput, latency / blocks)
+    names = ["FP64", "issue", "shared", "QR latency"]
+    values = [fp64, issue, shared, latency / blocks]
+    return {"cycles_per_step": cycles, "bound": names[values.index(cycles)], "fp64_fraction": fp64 / cycles,
+            "network_steps_per_s": SMS * CLOCK_HZ / cycles, "latency_per_block": latency, "throughput": throughput}
 
 
 def model(row):
@@ -262,8 +344,14 @@ def main():
                         row["blocks_per_sm"], row["warps_per_sm"] = occupancy(
                             row["regs"], row["threads"], row["static_shared"] + row["dynamic_shared"])
                     row["loops"] = [dict(range=[lo, hi], counts=loop_counts(code, lo, hi)) for lo, hi in barrier_loops(code)]
+                    found = spectrum_loops(code) if name.startswith("spectrum_registers<") else None
+                    if found:  # its step loop (holding the QR's) and the QR's column loop, as counted
+                        row["loops"] = [dict(range=list(found[key]), counts=loop_counts(code, *found[key]), label=label)
+                                        for key, label in (("step", "step"), ("qr", "QR column"))]
                     if args.model:
                         row["model"] = model(row)
+                        if row["kernel"].startswith("spectrum_registers<"):
+                            row["model"] = spectrum_model(row, code)
                     rows.append(row)
     rows.sort(key=lambda r: (r["file"], r["kernel"]))
 
@@ -279,7 +367,7 @@ def main():
                 f"{r['regs'] if k == 0 else ''} | {r['stack'] if k == 0 else ''} | "
                 f"{(str(r['static_shared']) + ' (' + str(r.get('dynamic_shared', '?')) + ')') if k == 0 else ''} | "
                 f"{r.get('threads', '') if k == 0 else ''} | {occ if k == 0 else ''} | "
-                f"{('forward', 'backward')[k] if len(r['loops']) == 2 else (k + 1 if loop else 'none')} | "
+                f"{loop['label'] if loop and 'label' in loop else ('forward', 'backward')[k] if len(r['loops']) == 2 else (k + 1 if loop else 'none')} | "
                 + " | ".join(str(c.get(key, "")) for key in
                              ("instructions", "FFMA", "HMMA", "LDS", "LDS.64", "LDS.128", "STS", "LD/ST generic", "LDG", "STG",
                               "SHFL", "BAR", "LDL/STL", "FP64")) + " |")
@@ -288,10 +376,19 @@ def main():
         text += "\n\nModeled ceiling on an H200 (bench/MODEL.md), all of a kernel's time loops once per step:\n\n"
         text += "| kernel | bound | FMA pipe | tensor cores | network-steps/s |\n|---|---|---|---|---|\n"
         for r in rows:
-            if r.get("model"):
+            if r.get("model") and not r["kernel"].startswith("spectrum"):
                 m = r["model"]
                 text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fma_fraction']:.0f}% | "
                          f"{100 * m['mma_fraction']:.0f}% | {m['network_steps_per_s']:.3g} |\n")
+        spectra = [r for r in rows if r.get("model") and r["kernel"].startswith("spectrum")]
+        if spectra:
+            text += ("\nSpectra (one step with its QR, per trajectory; target 5,000,000 network-steps/s at k = 64; "
+                     "the general kernel before these instances: about 1,700,000):\n\n"
+                     "| kernel | bound | FP64 lanes | QR chain per block (cycles) | network-steps/s |\n|---|---|---|---|---|\n")
+            for r in spectra:
+                m = r["model"]
+                text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fp64_fraction']:.0f}% | "
+                         f"{m['latency_per_block']:,.0f} | {m['network_steps_per_s']:.3g} |\n")
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -333,12 +430,35 @@ def main():
                     failures.append(f"{name}: {c['LDL/STL']} local-memory accesses in time loop {k}")
             if not r["loops"]:
                 failures.append(f"{name}: no time loop with a barrier found")
+        # the register spectrum instance at the paper's shape (bench/MODEL.md, "The spectrum kernel")
+        spectrum = [r for r in rows if r["kernel"] == "spectrum_registers<H=64,k=64>"]
+        if len(spectrum) != 1:
+            failures.append(f"expected the spectrum_registers<H=64,k=64> instance, found {len(spectrum)}")
+        for r in spectrum:
+            name = r["kernel"]
+            labels = [loop.get("label") for loop in r["loops"]]
+            if labels != ["step", "QR column"]:
+                failures.append(f"{name}: its step and QR loops were not found (loops: {labels})")
+            for loop in r["loops"]:
+                c = loop["counts"]
+                if c["LDL/STL"]:
+                    failures.append(f"{name}: {c['LDL/STL']} local-memory accesses in its {loop.get('label')} loop")
+                if c["LD/ST generic"]:
+                    failures.append(f"{name}: {c['LD/ST generic']} generic loads/stores in its {loop.get('label')} loop")
+            if r["loops"] and r["loops"][-1]["counts"]["BAR"] != 1:
+                failures.append(f"{name}: {r['loops'][-1]['counts']['BAR']} barriers per QR column (want 1)")
+            if r.get("warps_per_sm", 0) < 16:
+                failures.append(f"{name}: {r.get('warps_per_sm')} resident warps per SM < 16")
+            if r.get("dynamic_shared", 1 << 30) + r["static_shared"] + BLOCK_SHARED_RESERVED > SM_SHARED // 4:
+                failures.append(f"{name}: shared memory for fewer than 4 blocks per SM")
+            if args.model and r.get("model") and r["model"]["network_steps_per_s"] < 5e6:
+                failures.append(f"{name}: modeled {r['model']['network_steps_per_s']:.3g} network-steps/s < 5e6")
         for f in failures:
             print("CHECK FAILED:", f, file=sys.stderr)
         if failures:
             return 1
-        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register and tensor-core instances are within "
-              "their limits",
+        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register and tensor-core instances and the "
+              "H = 64 spectrum instance are within their limits",
               file=sys.stderr)
     return 0
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <string>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "host/cpu/adam.h"
@@ -700,9 +701,14 @@ struct SpectrumRun {
   std::vector<double> device, cpu;
 };
 
+// Which kernel computes the device's spectrum: the heuristic's choice, the general kernel
+// (kernels/lyapunov.cu) or the register instance (kernels/spectrum_registers.cu, k = H = 32, 64).
+enum class SpectrumKernel { heuristic, general, registers };
+
 // The spectrum of one network (gain, seed) on the device and on the CPU, both averaged over
 // the trajectories and sorted.
-SpectrumRun spectra_of(TaskKind kind, int H, double gain, int k, long warmup, long steps, int J) {
+SpectrumRun spectra_of(TaskKind kind, int H, double gain, int k, long warmup, long steps, int J,
+                       SpectrumKernel which = SpectrumKernel::heuristic) {
   Config config;
   config.hidden = H;
   config.le_k = k;
@@ -733,7 +739,15 @@ SpectrumRun spectra_of(TaskKind kind, int H, double gain, int k, long warmup, lo
   c.params = params_dev.get();
   c.seed = seeds.get();
   c.lambda = lambda.get();
-  const cuda::SpectrumLaunchPlan plan = cuda::plan_spectrum(shape, k, task, max_shared());
+  cuda::SpectrumLaunchPlan plan = cuda::plan_spectrum(shape, k, task, max_shared());
+  if (which != SpectrumKernel::heuristic) {
+    const auto candidates = cuda::spectrum_candidates(shape, k, task, max_shared());
+    const auto found = std::find_if(candidates.begin(), candidates.end(), [&](const cuda::SpectrumLaunchPlan& p) {
+      return p.registers == (which == SpectrumKernel::registers);
+    });
+    if (found == candidates.end()) throw std::invalid_argument("spectra_of: no such spectrum kernel for this shape");
+    plan = *found;
+  }
   DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(J) * 2 * H * k);
   c.frames = frames.get();
   cuda::launch_spectrum(c, plan, nullptr);
@@ -779,11 +793,66 @@ TEST(SpectrumPaperShape, FullSpectrumAtHidden64MatchesTheCpu) {
   // 26 finite). The GPU's FMA contraction and its log, within an ulp of glibc's, move each
   // step's numbers by ~1e-16 relative; 1e-9 leaves five orders of magnitude for their sums.
   // The annihilated directions must be -inf on both sides (exactly).
+  // This is the general kernel's test at the paper's shape (the heuristic takes the register
+  // instance there, tested below).
   for (const auto& [kind, gain] : {std::pair{TaskKind::romo, 1.5}, std::pair{TaskKind::two_af, 1.0}}) {
-    const SpectrumRun r = spectra_of(kind, 64, gain, 64, 3, 12, 1);
+    const SpectrumRun r = spectra_of(kind, 64, gain, 64, 3, 12, 1, SpectrumKernel::general);
     expect_same_spectrum(r, 1e-9, std::string(task_name(kind)) + " H 64");
     ASSERT_TRUE(std::isfinite(r.cpu[0]));
   }
+}
+
+TEST(SpectrumRegisters, TheHeuristicTakesThemForFullSpectraAtTheirSizes) {
+  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+    for (int H : {32, 64}) {
+      const TaskParams task = Config::make_task(kind);
+      const Shape shape{H, task.inputs(), task.outputs(), false};
+      const cuda::SpectrumLaunchPlan plan = cuda::plan_spectrum(shape, H, task, 227 * 1024);
+      EXPECT_TRUE(plan.registers) << plan.name();
+      EXPECT_EQ(plan.threads, 4 * H);
+      // an H100 / H200 multiprocessor: 228 KiB, 1 KiB of it reserved per block
+      EXPECT_LE(plan.shared_bytes, 228 * 1024 / 4 - 1024)
+          << "4 blocks' shared memory per multiprocessor at H = " << H << ", " << task_name(kind);
+      EXPECT_FALSE(cuda::plan_spectrum(shape, H / 2, task, 227 * 1024).registers) << "k < H: the general kernel";
+    }
+}
+
+// The register instances on every task, against the CPU: the frame in registers, the QR with
+// look-ahead and reciprocals, the tiled Jacobian, and the state advanced by four lanes a unit.
+// Measured on the emulator: within 4e-15 of the CPU; 1e-9 as for the general kernel (the same
+// argument: per step ~1e-16 relative, summed over the steps).
+TEST(SpectrumRegisters, EveryTaskAndInstanceMatchesTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  for (int H : {32, 64})
+    for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms})
+      for (double gain : {0.5, 1.5}) {
+        const long steps = H == 64 ? 8 : 30;
+        const SpectrumRun r = spectra_of(kind, H, gain, H, 5, steps, 2, SpectrumKernel::registers);
+        const std::string what = std::string(task_name(kind)) + " H " + std::to_string(H) + " gain " + std::to_string(gain);
+        expect_same_spectrum(r, 1e-9, what);
+        ASSERT_TRUE(std::isfinite(r.cpu[0])) << what;
+      }
+}
+
+TEST(SpectrumRegisters, WithoutWarmupAndAcrossTrialsMatchesTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  // le_warmup = 0 (the first Jacobian reads the zero state) and a trajectory over more than one
+  // trial (the trial buffer is rewritten between steps)
+  for (TaskKind kind : {TaskKind::romo, TaskKind::dms}) {
+    const int T = Config::make_task(kind).T();
+    const SpectrumRun r = spectra_of(kind, 32, 1.2, 32, 0, T + 5, 1, SpectrumKernel::registers);
+    expect_same_spectrum(r, 1e-9, std::string(task_name(kind)) + " warmup 0");
+  }
+}
+
+TEST(SpectrumRegisters, AnExpandingNetworkIsRenormalisedAsOnTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  // At g = 3 the state grows like e^(0.27 t) and so passes the range of double (e^709) within
+  // the 3000 warmup steps: it is renormalised (kRenormaliseAbove) about once a step from step
+  // ~850 on, and a kernel that did not would give NaN.
+  const SpectrumRun r = spectra_of(TaskKind::romo, 32, 3.0, 32, 3000, 10, 1, SpectrumKernel::registers);
+  ASSERT_GT(r.cpu[0], 0.25) << "g = 3 must be expanding, or the test proves nothing";
+  expect_same_spectrum(r, 1e-8, "g = 3 after 3000 steps");
 }
 
 TEST(Spectrum, WithoutWarmupMatchesTheCpu) {

@@ -4,7 +4,7 @@
 //
 // What it emulates:
 // - the qualifiers (__global__, __device__, __host__, __forceinline__, __align__), dim3, uint3,
-//   float2, float4 and uint4,
+//   float2, float4, double2 and uint4,
 //   warpSize, threadIdx / blockIdx / blockDim / gridDim (of the emulated thread now running);
 // - a launch (RNNSWEEP_LAUNCH -> launcher(kernel, name, grid, block, shared_bytes, stream)(args...)):
 //   the configuration is checked as CUDA does (1..1024 threads, a non-empty grid, dynamic
@@ -117,6 +117,10 @@ struct alignas(16) float4 {
 };
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+struct alignas(16) double2 {
+  double x, y;
+};
+inline double2 make_double2(double x, double y) { return double2{x, y}; }
 struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
