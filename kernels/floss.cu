@@ -12,7 +12,7 @@
 //   C = R R_bar^T - Q_bar^T Q (lower triangle),  M_bar = (Q_bar + Q copyltu(C)) R^{-T},
 //   W_bar += (1 - a) M_bar (D_t Q_{t-1})^T,  Q_bar = a M_bar + (1 - a) D_t W^T M_bar,
 // one thread per entry of each product, the triangular solve one thread per row.
-// Then PyTorch's Adam on W_h, as the CPU does.
+// Then PyTorch's Adam on W_h, as the CPU does, with the bias corrections from the host.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -240,7 +240,7 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   if (block_sum(bad, reduce) > 0) return;
   if (tid == 0) c.adam_steps[slot] = step;
   const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
-  const double bc1 = 1.0 - pow(c.beta1, double(step)), bc2 = 1.0 - pow(c.beta2, double(step));
+  const double bc1 = c.bias_correction1[step], bc2 = c.bias_correction2[step];  // from the host
   const float step_size = float(c.lr / bc1), sqrt_bc2 = float(sqrt(bc2));
   float* m = c.adam_m + size_t(slot) * H * H;
   float* v = c.adam_v + size_t(slot) * H * H;
@@ -259,6 +259,12 @@ size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared) {
 }  // namespace
 
 size_t floss_scratch_doubles(int H, int k, long steps) { return floss_scratch_layout(H, k, steps).total; }
+
+std::vector<double> adam_bias_corrections(double beta, long steps) {
+  std::vector<double> out(size_t(steps) + 1);
+  for (long s = 0; s <= steps; ++s) out[size_t(s)] = 1.0 - std::pow(beta, double(s));
+  return out;
+}
 
 std::string FlossLaunchPlan::name() const {
   return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global");
@@ -311,6 +317,8 @@ void launch_floss_iteration(const FlossChunk& chunk, const FlossLaunchPlan& plan
         "launch_floss_iteration: need K >= 1, 1 <= k <= H, steps >= 1, 0 <= iteration < iters");
   if (plan.threads % 32 != 0 || plan.threads < 32)
     throw std::invalid_argument("launch_floss_iteration: threads must be a positive multiple of 32");
+  if (!chunk.bias_correction1 || !chunk.bias_correction2)
+    throw std::invalid_argument("launch_floss_iteration: the bias corrections (adam_bias_corrections) are missing");
   if (plan.shared_bytes != floss_shared_bytes(s, chunk.k, chunk.task.T(), plan.W_h_shared))
     throw std::invalid_argument("launch_floss_iteration: the plan was made for another shape");
   CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -27,6 +27,11 @@ struct FlossChunk {
   float* adam_m = nullptr;              // K x H H (flossing has its own Adam state)
   float* adam_v = nullptr;              // K x H H
   int* adam_steps = nullptr;            // K: updates made so far (iterations without one do not count)
+  // iters + 1 each: Adam's bias corrections 1 - beta^s for s = 0 .. iters, computed on the host
+  // (adam_bias_corrections) so that they are std::pow's, as the CPU's (the device's pow may
+  // differ by an ulp or two)
+  const double* bias_correction1 = nullptr;
+  const double* bias_correction2 = nullptr;
   double* scratch = nullptr;            // K x floss_scratch_doubles(...)
   double* loss = nullptr;               // K x iters: sum of the squared exponents, before the update
   int* k_used = nullptr;                // K x iters
@@ -49,6 +54,9 @@ FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, si
 std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const TaskParams& task,
                                               size_t max_shared);
 std::string floss_shape_key(const Shape& shape, int k, const TaskParams& task);
+
+// 1 - beta^s for s = 0 .. steps (host std::pow, as host/cpu/adam.h).
+std::vector<double> adam_bias_corrections(double beta, long steps);
 
 // Doubles of global scratch one network needs: the n + 1 frames and n triangles of the forward
 // chain, the slopes, and the backward pass's H x k and k x k work arrays and dL/dW_h.
