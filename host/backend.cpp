@@ -32,6 +32,15 @@ std::unique_ptr<Backend> make_backend(const std::string& which, int threads) {
   throw UsageError("--backend '" + which + "': allowed: auto, cpu, cuda");
 }
 
+bool gpu_here(std::string* why) {
+#if RNNSWEEP_WITH_CUDA
+  return cuda_device_usable(why);
+#else
+  if (why) *why = "this build has no CUDA backend";
+  return false;
+#endif
+}
+
 void tune_kernels(const TuneArgs& args) {
   namespace fs = std::filesystem;
   // Every argument is checked first, in every build, so that bad input is refused the same way.

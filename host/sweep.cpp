@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 
+#include "host/gpu_model.h"
 #include "host/progress.h"
 #include "host/run_store.h"
 #include "host/writers.h"
@@ -424,11 +425,15 @@ int plan_sweep(const SweepArgs& args) {
   const Config config = load_config(args.config_path, args.overrides);
   const Shard shard = requested_shard(args);
   check_threads(args.threads);
-  auto backend = make_backend(args.backend.empty() ? "auto" : args.backend, args.threads);
+  // --backend cuda where no GPU is at hand (a login node): the estimate comes from the kernels'
+  // static model for an H200 instead of a calibration run
+  std::string no_gpu;
+  const bool modeled = args.backend == "cuda" && !gpu_here(&no_gpu);
+  auto backend = modeled ? nullptr : make_backend(args.backend.empty() ? "auto" : args.backend, args.threads);
   const auto grid = expand_grid(config);
   const auto networks = shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
   RunOptions options;
-  const std::string chunking = backend->plan(config, networks, options);
+  const std::string chunking = modeled ? "" : backend->plan(config, networks, options);
 
   std::printf("grid: %zu networks (%zu tasks x %zu rules x %zu gains x %zu lrs x %zu seeds x %zu floss)\n",
               grid.size(), config.tasks.size(), config.rules.size(), config.gains.size(), config.lrs.size(),
@@ -454,6 +459,17 @@ int plan_sweep(const SweepArgs& args) {
       iterations, flossing, trajectories, config.le_warmup + config.le_steps);
   std::printf("memory: %zu parameters per network; training state up to %.1f MiB per network in flight\n",
               params, state_bytes / (1 << 20));
+  if (modeled) {
+    const GpuModelEstimate m = model_gpu_time(config, networks, options);
+    std::printf("backend: cuda, not here (%s): the estimate is the kernels' static model of an H200\n",
+                no_gpu.c_str());
+    for (const std::string& note : m.notes) std::printf("model: %s\n", note.c_str());
+    std::printf("estimated time on an H200: %s (training %s, spectra %s, flossing %s; modeled from the compiler's "
+                "output, bench/MODEL.md, not measured: run plan on the GPU node for a calibrated one)\n",
+                clock_text(m.total()).c_str(), clock_text(m.train_s).c_str(), clock_text(m.spectra_s).c_str(),
+                clock_text(m.floss_s).c_str());
+    return 0;
+  }
   std::printf("backend: %s on %s\n", backend->name().c_str(), backend->device().c_str());
   if (!chunking.empty()) std::printf("%s\n", chunking.c_str());
 

@@ -453,6 +453,25 @@ def main():
                 failures.append(f"{name}: shared memory for fewer than 4 blocks per SM")
             if args.model and r.get("model") and r["model"]["network_steps_per_s"] < 5e6:
                 failures.append(f"{name}: modeled {r['model']['network_steps_per_s']:.3g} network-steps/s < 5e6")
+        # the modeled rates that `rnnsweep plan --backend cuda` uses where no GPU is at hand
+        if args.model:
+            source = open(os.path.join(ROOT, "host", "gpu_model.cpp")).read()
+            by_name = {r["kernel"]: r for r in rows}
+            listed = re.findall(r'\{"([^"]+)", ([0-9.e+]+), (\d+)\}', source)
+            if not listed:
+                failures.append("host/gpu_model.cpp: no modeled rates found")
+            for name, rate, blocks in listed:
+                r = by_name.get(name)
+                if not r or not r.get("model"):
+                    failures.append(f"host/gpu_model.cpp lists {name}, which the report does not model")
+                    continue
+                modeled = r["model"]["network_steps_per_s"]
+                if abs(float(rate) / modeled - 1) > 0.10:
+                    failures.append(f"host/gpu_model.cpp: {name} at {float(rate):.3g} network-steps/s, the report "
+                                    f"models {modeled:.3g}: update it")
+                if int(blocks) != r.get("blocks_per_sm"):
+                    failures.append(f"host/gpu_model.cpp: {name} at {blocks} blocks per SM, the report has "
+                                    f"{r.get('blocks_per_sm')}")
         for f in failures:
             print("CHECK FAILED:", f, file=sys.stderr)
         if failures:

@@ -292,4 +292,18 @@ TEST(Runs, PlanPrintsTheGridTheMemoryAndAnEstimate) {
     EXPECT_NE(text.find(says), std::string::npos) << says << " in:\n" << text;
 }
 
+TEST(Runs, PlanForTheGpuWithoutOneEstimatesFromTheKernelModel) {
+  // A login node: --backend cuda has no GPU, so plan estimates from the kernels' static model
+  // (host/gpu_model.cpp) and says so, instead of refusing.
+  const std::string dir = scratch("plan_model");
+  const Outcome o = rnnsweep_cli("plan " + std::string(RNNSWEEP_SOURCE_DIR) + "/configs/paper.toml --backend cuda",
+                                 "", dir + "/plan.txt");
+  ASSERT_EQ(o.code, 0) << o.err;
+  const std::string text = read_file(dir + "/plan.txt");
+  if (text.find("backend: cuda on ") != std::string::npos) GTEST_SKIP() << "a GPU is here: plan calibrates on it";
+  for (const char* says : {"grid: 2520 networks", "static model of an H200", "estimated time on an H200:",
+                           "not measured", "flossing: not modeled yet"})
+    EXPECT_NE(text.find(says), std::string::npos) << says << " in:\n" << text;
+}
+
 }  // namespace

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "host/cpu/tasks.h"
+#include "host/gpu_model.h"
 #include "tests/cli_support.h"
 #include "rnnsweep/config.h"
 #include "rnnsweep/model.h"
@@ -228,6 +229,41 @@ TEST(Sweep, ExistingResultsAreNeverOverwrittenWithoutForce) {
   EXPECT_EQ(read_file(dir + "/o/networks.csv"), before);
   EXPECT_EQ(rnnsweep_cli(args + " --set iters=3 --force").code, 0);
   EXPECT_NE(read_file(dir + "/o/networks.csv"), before);
+}
+
+// ---- the H200 model behind `plan --backend cuda` without a GPU (host/gpu_model.cpp) ----------
+
+TEST(GpuModel, ThePapersGridIsModeledUnderAMinuteAndScalesAsItShould) {
+  const Config paper = load_config(std::string(RNNSWEEP_SOURCE_DIR) + "/configs/paper.toml", {});
+  const RunOptions options;
+  const GpuModelEstimate m = model_gpu_time(paper, expand_grid(paper), options);
+  EXPECT_LT(m.total(), 60.0) << "the spectrum issue's target for configs/paper.toml";
+  EXPECT_GT(m.train_s, 1.0);
+  EXPECT_GT(m.spectra_s, 0.5);
+  EXPECT_GT(m.floss_s, 0.5);
+  // twice the iterations, twice the training; spectra unchanged
+  Config longer = paper;
+  longer.iters *= 2;
+  const GpuModelEstimate l = model_gpu_time(longer, expand_grid(longer), options);
+  EXPECT_NEAR(l.train_s, 2 * m.train_s, 1e-9 * m.train_s);
+  EXPECT_EQ(l.spectra_s, m.spectra_s);
+  // a launch fills the GPU in waves of 264 blocks (132 SMs x 2): one network costs a whole wave
+  Config one = default_config_with({"tasks=romo", "rules=eprop", "gains=[1.0]", "lrs=[1e-3]", "seeds=[0]",
+                                    "floss=[false]"});
+  RunOptions train_only;
+  train_only.spectra = false;
+  auto train_s = [&](int seeds) {
+    Config c = one;
+    c.seeds.clear();
+    for (int s = 0; s < seeds; ++s) c.seeds.push_back(s);
+    return model_gpu_time(c, expand_grid(c), train_only).train_s;
+  };
+  EXPECT_DOUBLE_EQ(train_s(1), train_s(264));
+  EXPECT_DOUBLE_EQ(train_s(265), 2 * train_s(264));
+  // tf32x3 models faster than fp32 at the study's shape
+  Config tf32 = paper;
+  tf32.precision = "tf32x3";
+  EXPECT_LT(model_gpu_time(tf32, expand_grid(tf32), options).train_s, m.train_s);
 }
 
 }  // namespace

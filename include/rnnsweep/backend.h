@@ -111,6 +111,9 @@ class Backend {
 // UsageError naming the flag when the choice cannot be honoured here (no GPU, no CUDA build).
 std::unique_ptr<Backend> make_backend(const std::string& which, int threads);
 
+// Whether --backend cuda can run here (a CUDA build and a usable GPU); if not, why.
+bool gpu_here(std::string* why);
+
 // `rnnsweep tune`: the kernel instances timed on this machine's GPU (kernels/tuning.cuh) and
 // merged into the tuning table at `out` (host/tuning.h; created if missing, this GPU's entries
 // for the same shapes replaced). shapes: "all" (every task at H 32..256, batch 16..64),
