@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <iomanip>
 #include <sstream>
 
 namespace rnnsweep {
@@ -355,19 +356,34 @@ void apply_table(Config& c, const toml::table& t, const std::string& prefix, con
   }
 }
 
+std::string trimmed(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
 void apply_override(Config& c, const std::string& assignment) {
   auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0)
+  // spaces around the key and the value are the shell's, not the config's: `gains = [0.5, 1]`
+  const std::string key = eq == std::string::npos ? "" : trimmed(assignment.substr(0, eq));
+  if (eq == std::string::npos || key.empty())
     throw usage_error("--set '" + assignment + "': expected key=value, e.g. --set iters=200");
-  std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  const std::string text = trimmed(assignment.substr(eq + 1));
+  if (text.empty())
+    throw usage_error("--set '" + assignment + "': the value of '" + key + "' is empty, e.g. --set " + key +
+                      "=VALUE");
   toml::table parsed;
   try {
     parsed = toml::parse("v = " + text);
   } catch (const toml::parse_error&) {
-    // Not a TOML value: a bare word (romo) or a comma-separated list (romo,dms or 0.5,1).
+    // Not a TOML value: a bare word (romo) or a comma-separated list of them, bracketed or not
+    // (romo,dms or [romo, dms] or 0.5,1), each item a TOML value or a bare word.
+    const bool bracketed = text.size() >= 2 && text.front() == '[' && text.back() == ']';
+    const std::string items = bracketed ? text.substr(1, text.size() - 2) : text;
     toml::array list;
-    std::stringstream ss(text);
+    std::stringstream ss(items);
     for (std::string item; std::getline(ss, item, ',');) {
+      item = trimmed(item);
       try {
         auto one = toml::parse("v = " + item);
         list.push_back(*one["v"].node());
@@ -375,12 +391,22 @@ void apply_override(Config& c, const std::string& assignment) {
         list.push_back(item);
       }
     }
-    if (list.size() == 1)
+    if (list.size() == 1 && !bracketed)
       parsed.insert_or_assign("v", text);
     else
       parsed.insert_or_assign("v", std::move(list));
   }
   set_key(c, key, *parsed["v"].node(), " (from --set)");
+}
+
+// 100, 0.5, 12.25: a number as short as it reads back exactly (std::to_string gives 100.000000).
+std::string shortest(double x) {
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::ostringstream os;
+    os << std::setprecision(digits) << x;
+    if (std::stod(os.str()) == x) return os.str();
+  }
+  return std::to_string(x);
 }
 
 bool multiple_of(int ms, double dt) {
@@ -455,14 +481,14 @@ void validate(const Config& c) {
     for (const auto& [name, ms] : t.ms) steps += ms / t.p.dt;
     if (!(steps <= kMaxSteps))
       fail(std::string(t.table) + ".dt", "the trial would be longer than 10^7 steps of " +
-                                             std::to_string(t.p.dt) + " ms; allowed: a larger dt");
+                                             shortest(t.p.dt) + " ms; allowed: a larger dt");
     if (t.p.tau < t.p.dt)
       fail(std::string(t.table) + ".tau",
            "must be >= " + std::string(t.table) + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
     for (const auto& [name, ms] : t.ms)
       if (!multiple_of(ms, t.p.dt))
         fail(std::string(t.table) + "." + name,
-             std::to_string(ms) + " ms is not a multiple of dt = " + std::to_string(t.p.dt) + " ms");
+             std::to_string(ms) + " ms is not a multiple of dt = " + shortest(t.p.dt) + " ms");
   }
 }
 

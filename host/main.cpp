@@ -80,7 +80,12 @@ void reject_extras(const CLI::App& sub) {
   const std::string& bad = extras.front();
   std::string msg = "unknown argument '" + bad + "' for 'rnnsweep " + sub.get_name() + "'";
   const std::string near = nearest(bad.substr(0, bad.find('=')), flags);
-  if (!near.empty()) msg += "; did you mean '" + near + "'?";
+  if (bad.rfind("-", 0) != 0 && bad.find('=') != std::string::npos)
+    // `--set iters=10 lrs=1e-3`: one key=value per --set, so that a CONFIG after --set stays
+    // the positional
+    msg += "; give each key=value its own --set: --set iters=10 --set lrs=1e-3";
+  else if (!near.empty())
+    msg += "; did you mean '" + near + "'?";
   msg += " (see rnnsweep " + sub.get_name() + " --help)";
   throw UsageError(msg);
 }
@@ -101,7 +106,8 @@ int main(int argc, char** argv) {
     auto* config = sub->add_option("config", a.config_path, "config file (TOML), e.g. configs/quick.toml");
     if (config_required) config->required();
     // one value per --set, so that `run --set iters=5 CONFIG` leaves CONFIG to the positional
-    sub->add_option("--set", a.overrides, "override a config key: --set key=value (repeatable)")
+    sub->add_option("--set", a.overrides, "override a config key, one per --set: --set iters=200 --set lrs=[1e-3]")
+        ->type_name("KEY=VALUE")
         ->allow_extra_args(false);
     sub->add_option(
         "--backend", a.backend,
@@ -148,7 +154,8 @@ int main(int argc, char** argv) {
   trials->add_option("--batch", trials_args.batch, "trials in the batch")->required();
   trials->add_option("--out", trials_args.out, "CSV file to write (must not exist)")->required();
   trials->add_option("--config", trials_args.config_path, "take task parameters from this config");
-  trials->add_option("--set", trials_args.overrides, "override a config key (task parameters)")
+  trials->add_option("--set", trials_args.overrides, "override a config key (task parameters), one per --set")
+      ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
   trials->allow_extras();
 

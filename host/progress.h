@@ -23,6 +23,11 @@ inline std::string utc_now() {
   return buf;
 }
 
+// "1 network", "2 networks": a count and its noun, singular for one.
+inline std::string count_of(long long n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 inline std::string clock_text(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
   char buf[32];

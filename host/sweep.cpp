@@ -249,7 +249,7 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   manifest["networks_finished"] = already.size();
   write_json(out + "/manifest.json", manifest);  // also proves the folder is writable
 
-  std::fprintf(stderr, "rnnsweep: %zu networks%s on %s (%s) -> %s\n", networks.size(),
+  std::fprintf(stderr, "rnnsweep: %s%s on %s (%s) -> %s\n", count_of(networks.size(), "network").c_str(),
                shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" +
                                   std::to_string(shard.count) + " of " + std::to_string(grid.size()) + ")")
                                      .c_str()
@@ -319,9 +319,9 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
     write_json(out + "/manifest.json", manifest);
     std::fprintf(
         stderr,
-        "rnnsweep: interrupted: %ld of %zu networks finished, the ones in flight checkpointed; continue "
+        "rnnsweep: interrupted: %ld of %s finished, the ones in flight checkpointed; continue "
         "with: rnnsweep run --resume %s\n",
-        counts.finished, networks.size(), out.c_str());
+        counts.finished, count_of(networks.size(), "network").c_str(), out.c_str());
     return kExitInterrupted;
   }
 
@@ -416,7 +416,8 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
   manifest["finished_at"] = utc_now();
   manifest.erase("timings");
   write_json(out + "/manifest.json", manifest);
-  std::fprintf(stderr, "rnnsweep: merged %d shards, %zu networks -> %s\n", count, all.size(), out.c_str());
+  std::fprintf(stderr, "rnnsweep: merged %s, %s -> %s\n", count_of(count, "shard").c_str(),
+               count_of(all.size(), "network").c_str(), out.c_str());
   std::printf("%s\n", out.c_str());
   return 0;
 }
@@ -435,10 +436,12 @@ int plan_sweep(const SweepArgs& args) {
   RunOptions options;
   const std::string chunking = modeled ? "" : backend->plan(config, networks, options);
 
-  std::printf("grid: %zu networks (%zu tasks x %zu rules x %zu gains x %zu lrs x %zu seeds x %zu floss)\n",
-              grid.size(), config.tasks.size(), config.rules.size(), config.gains.size(), config.lrs.size(),
-              config.seeds.size(), config.floss.size());
-  if (shard.count > 1) std::printf("shard %d/%d: %zu networks\n", shard.index, shard.count, networks.size());
+  std::printf("grid: %s (%s x %s x %s x %s x %s x %zu floss)\n", count_of(grid.size(), "network").c_str(),
+              count_of(config.tasks.size(), "task").c_str(), count_of(config.rules.size(), "rule").c_str(),
+              count_of(config.gains.size(), "gain").c_str(), count_of(config.lrs.size(), "lr").c_str(),
+              count_of(config.seeds.size(), "seed").c_str(), config.floss.size());
+  if (shard.count > 1)
+    std::printf("shard %d/%d: %s\n", shard.index, shard.count, count_of(networks.size(), "network").c_str());
   long long iterations = 0, flossing = 0, trajectories = 0;
   size_t params = 0;
   double state_bytes = 0;

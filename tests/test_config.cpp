@@ -59,6 +59,32 @@ TEST(Config, FileThenOverrides) {
   EXPECT_EQ(j["2af.sigma"], 0.3);
 }
 
+TEST(Config, OverridesTakeTheShellsSpacesAndBracketedBareLists) {
+  // what a new user typed: spaces around = and after commas, a bracketed list of bare words
+  const Config c = default_config_with({"gains = [0.5, 1.0]", "tasks=romo, dms", " iters =  12 ", "rules=[bptt, rflo]",
+                                        "seeds=[3]"});
+  EXPECT_EQ(c.gains, (std::vector<double>{0.5, 1.0}));
+  EXPECT_EQ(c.tasks, (std::vector<std::string>{"romo", "dms"}));
+  EXPECT_EQ(c.iters, 12);
+  EXPECT_EQ(c.rules, (std::vector<std::string>{"bptt", "rflo"}));
+  EXPECT_EQ(c.seeds, std::vector<long>{3});
+  EXPECT_EQ(default_config_with({"tasks=[dms]"}).tasks, std::vector<std::string>{"dms"});
+  // an empty value says so, naming the key
+  try {
+    default_config_with({"romo.T="});
+    FAIL() << "an empty value must be refused";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("the value of 'romo.T' is empty"), std::string::npos) << e.what();
+  }
+  // dt as written, not as std::to_string prints it
+  try {
+    default_config_with({"2af.dt=33"});
+    FAIL() << "100 ms of fixation is not a multiple of 33 ms";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a multiple of dt = 33 ms"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Config, GridIdsFollowTheAxisOrder) {
   const Config c = load_config(
       write_config("tasks=['2af','romo']\nrules=['eprop']\ngains=[1,2]\nlrs=[0.1]\nseeds=[4,5]\n"), {});

@@ -270,6 +270,8 @@ TEST(Runs, ResumeAndShardRefuseBadInputBeforeAnyWork) {
       {"run " + config + " --shard 3/3 --out " + dir + "/never", "--shard '3/3'"},
       {"run " + config + " --shard two --out " + dir + "/never", "allowed: I/N"},
       {"plan " + config + " --shard 0/0", "--shard '0/0'"},
+      // two overrides after one --set: each needs its own
+      {"plan " + config + " --set iters=10 lrs=1e-3", "give each key=value its own --set"},
       // a folder that cannot be made (its parent is a file): refused before any work
       {"run " + config + " --out /dev/null/never", "cannot create the folder"},
   };
