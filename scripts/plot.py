@@ -2,7 +2,7 @@
 """Figures of a sweep's results, in the spirit of the study's figures.
 
     scripts/plot.py RESULTS_DIR [--out DIR] [--force] [--summary]
-    (needs pandas and matplotlib >= 3.7: pip install pandas matplotlib)
+    (needs pandas >= 1.5 and matplotlib >= 3.6, as in Debian 12: pip install pandas matplotlib)
 
 Reads the tables of RESULTS_DIR (networks.csv, and where present summary.csv, curves.csv) as
 pandas reads them, with no options, and writes into RESULTS_DIR/plots/ (or --out DIR), never
@@ -140,12 +140,13 @@ def gain_colors(plt, gains):
     return {g: cmap(0.9 * i / max(1, len(gains) - 1)) for i, g in enumerate(gains)}
 
 
-def save(fig, path, plt):
-    """A 256-colour PNG: a third of the size of matplotlib's RGBA one, so committed figures stay small."""
+def save(fig, path, plt, tight=False):
+    """A 256-colour PNG: a third of the size of matplotlib's RGBA one, so committed figures stay small.
+    tight: the saved area grows to hold what lies outside the figure (a legend below it)."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, **({"bbox_inches": "tight"} if tight else {}))
     plt.close(fig)
     try:
         from PIL import Image
@@ -414,8 +415,11 @@ def draw_heatmap(r, path, plt, column, label):
         handles.append(Patch(facecolor="none", edgecolor="none", label="k/n div: k of n seeds diverged"))
     if not handles:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no network diverged"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-    save(fig, path, plt)
+    # below the panels, and the saved figure grown to hold it (loc="outside ..." would do this
+    # too, but needs matplotlib 3.7; Debian stable has 3.6)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=8,
+               frameon=False)
+    save(fig, path, plt, tight=True)
 
 
 def gain_summary(r):
