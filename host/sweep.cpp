@@ -124,8 +124,12 @@ std::string prepare_out_dir(const std::string& out, bool force) {
                      "continue an interrupted run with rnnsweep run --resume '" +
                      out + "'");
   std::error_code ec;
-  if (has_results)
+  if (has_results) {
     for (const char* f : kResultFiles) fs::remove_all(fs::path(out) / f, ec);
+    // scripts/plot.py's figures of the results just removed: they would describe another run
+    // (and plot.py would refuse to draw over them)
+    fs::remove_all(fs::path(out) / "plots", ec);
+  }
   fs::create_directories(out, ec);
   if (ec || !fs::is_directory(out))
     throw UsageError("--out '" + out + "': cannot create the folder" + (ec ? ": " + ec.message() : ""));

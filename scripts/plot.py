@@ -6,7 +6,8 @@
 
 Reads the tables of RESULTS_DIR (networks.csv, and where present summary.csv, curves.csv) as
 pandas reads them, with no options, and writes into RESULTS_DIR/plots/ (or --out DIR), never
-over an existing file unless --force:
+over an existing file unless --force (without it the figures that exist are kept and the
+missing ones drawn):
 
 - learning_curves.png (figures 1, 2, 5): loss against iteration, one panel per task x rule, one
   line per gain at that gain's best lr (summary.csv), without flossing: the mean across seeds,
@@ -32,7 +33,7 @@ It prints one line per file written and one line per figure it cannot draw, sayi
 `rnnsweep lyapunov` folder has no training, a sweep without flossing has no flossing figure).
 Exit status: 0 when at least one figure was drawn and nothing failed; 1 when nothing could be
 drawn or a figure failed unexpectedly; 2 for a folder that is not a results folder, plots that
-exist already (without --force) or missing pandas / matplotlib.
+that all exist already (without --force) or missing pandas / matplotlib.
 """
 import argparse
 import math
@@ -509,9 +510,9 @@ def main():
 
     out = args.out or os.path.join(folder, "plots")
     names = FIGURES + (SUMMARY_CSV,)
-    existing = [n for n in names if os.path.exists(os.path.join(out, n))]
-    if existing and not args.force:
-        return fail(f"{os.path.join(out, existing[0])} exists; pass --force to replace the plots")
+    existing = [n for n in names if os.path.exists(os.path.join(out, n))] if not args.force else []
+    if existing and len(existing) == len(names):
+        return fail(f"{os.path.join(out, existing[0])} exists (and every other plot); pass --force to replace them")
     os.makedirs(out, exist_ok=True)
 
     drawers = {
@@ -521,9 +522,13 @@ def main():
         "heatmap_tail_loss.png": lambda p: draw_heatmap(r, p, plt, "tail_loss", "tail loss"),
         "heatmap_tail_accuracy.png": lambda p: draw_heatmap(r, p, plt, "tail_accuracy", "tail accuracy"),
     }
-    drawn, failed = 0, 0
+    drawn, failed, kept = 0, 0, 0
     for name in FIGURES:
         path = os.path.join(out, name)
+        if name in existing:  # drawn before: kept; the missing figures are drawn
+            print(f"{name}: exists, kept (--force replaces it)")
+            kept += 1
+            continue
         try:
             drawers[name](path)
         except NotDrawn as e:
@@ -537,18 +542,22 @@ def main():
         drawn += 1
         print(f"{name}: wrote {path} ({os.path.getsize(path) // 1024} KB)")
     try:
+        if SUMMARY_CSV in existing:
+            raise FileExistsError
         table = gain_summary(r)
         table.to_csv(os.path.join(out, SUMMARY_CSV), index=False)
         print(f"{SUMMARY_CSV}: wrote {os.path.join(out, SUMMARY_CSV)}")
         if args.summary:
             print()
             print_summary(table, r.trained and r.summary is not None)
+    except FileExistsError:
+        print(f"{SUMMARY_CSV}: exists, kept (--force replaces it)")
     except Exception as e:
         failed += 1
         print(f"{SUMMARY_CSV}: FAILED: {type(e).__name__}: {e}", file=sys.stderr)
-    if not drawn:
+    if not drawn and not kept:
         print(f"plot.py: no figure could be drawn from {folder}", file=sys.stderr)
-    return 1 if failed or not drawn else 0
+    return 1 if failed or not (drawn or kept) else 0
 
 
 if __name__ == "__main__":

@@ -131,6 +131,15 @@ def main():
         check(rc == 2 and "--force" in err, f"plot.py over existing plots: exit {rc}, {err.strip()!r}")
         check(all(os.path.getmtime(os.path.join(plots, n)) == mtimes[n] for n in FIGURES),
               "plot.py without --force touched existing plots")
+        # one figure gone: drawn again, the others kept
+        os.remove(os.path.join(plots, "max_le.png"))
+        rc, out, err = plot(full)
+        check(rc == 0 and "max_le.png: wrote" in out and "learning_curves.png: exists, kept" in out,
+              f"plot.py with one figure missing: exit {rc}, {out.strip()!r} {err.strip()!r}")
+        check(open(os.path.join(plots, "max_le.png"), "rb").read() == before["max_le.png"],
+              "the missing figure was drawn differently")
+        check(all(os.path.getmtime(os.path.join(plots, n)) == mtimes[n] for n in FIGURES if n != "max_le.png"),
+              "plot.py without --force touched existing plots")
         rc, out, err = plot(full, "--force")
         check(rc == 0, f"plot.py --force exited {rc}: {err.strip()}")
         check(all(open(os.path.join(plots, n), "rb").read() == before[n] for n in FIGURES),

@@ -227,8 +227,12 @@ TEST(Sweep, ExistingResultsAreNeverOverwrittenWithoutForce) {
   EXPECT_EQ(again.code, 2);
   EXPECT_NE(again.err.find("--force"), std::string::npos) << again.err;
   EXPECT_EQ(read_file(dir + "/o/networks.csv"), before);
+  // figures drawn from the old results go with them under --force
+  fs::create_directories(dir + "/o/plots");
+  std::ofstream(dir + "/o/plots/learning_curves.png") << "old";
   EXPECT_EQ(rnnsweep_cli(args + " --set iters=3 --force").code, 0);
   EXPECT_NE(read_file(dir + "/o/networks.csv"), before);
+  EXPECT_FALSE(fs::exists(dir + "/o/plots")) << "the old results' plots were kept";
 }
 
 // ---- the H200 model behind `plan --backend cuda` without a GPU (host/gpu_model.cpp) ----------
