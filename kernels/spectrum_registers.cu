@@ -215,9 +215,9 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
                       reinterpret_cast<float*>(shared + L.trial_mask),
                       reinterpret_cast<int*>(shared + L.trial_label)};
   double* u = shared + L.u;  // u[parity H + i]
+  // (no barrier here: the first trial's, below, also publishes the zero state)
   for (int i = tid; i < 2 * H; i += G::kThreads) u[i] = 0.0;
   double log_scale = 0, drive_scale = 1, log_sum = 0;
-  __syncthreads();
 
   const long total = c.warmup + c.steps;
   // Trial by trial, so that the trial's generation (one thread's work once every T steps) stays
