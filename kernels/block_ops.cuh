@@ -4,9 +4,28 @@
 // its scratch from the caller's dynamic shared memory.)
 #pragma once
 
+#include <cstddef>
+
 #include "kernels/portability.cuh"
+#include "rnnsweep/rng.h"  // RNNSWEEP_HD
 
 namespace rnnsweep::cuda {
+
+// Offsets of the arrays of a block's dynamic shared memory, in `Unit`s (float or double): each
+// take(n) returns where the next n start, 16-byte aligned so that they can be read as 128-bit
+// vectors; size() is the total. Used by every kernel's layout function, on the host (to size
+// the launch) and on the device (to find the arrays), so it must give the same on both.
+template <typename Unit>
+struct SharedCarver {
+  static constexpr size_t kAlign = 16 / sizeof(Unit);
+  size_t at = 0;
+  RNNSWEEP_HD size_t take(size_t n) {
+    const size_t start = at;
+    at += (n + kAlign - 1) / kAlign * kAlign;
+    return start;
+  }
+  RNNSWEEP_HD size_t size() const { return at; }
+};
 
 // Sum of `value` over the warp, returned to every lane.
 template <typename Real>

@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
@@ -33,20 +34,15 @@ struct FlossScratch {
 
 RNNSWEEP_HD inline FlossScratch floss_scratch_layout(int H, int k, long n) {
   FlossScratch L{};
-  size_t at = 0;
-  auto take = [&at](size_t count) {
-    const size_t start = at;
-    at += (count + 1) / 2 * 2;
-    return start;
-  };
-  L.frames = take(size_t(n + 1) * H * k);
-  L.triangles = take(size_t(n) * k * k);
-  L.slopes = take(size_t(n) * H);
-  L.frame_bar = take(size_t(H) * k);
-  L.M_bar = take(size_t(H) * k);
-  L.C = take(size_t(k) * k);
-  L.W_bar = take(size_t(H) * H);
-  L.total = at;
+  SharedCarver<double> carve;  // 16-byte aligned arrays
+  L.frames = carve.take(size_t(n + 1) * H * k);
+  L.triangles = carve.take(size_t(n) * k * k);
+  L.slopes = carve.take(size_t(n) * H);
+  L.frame_bar = carve.take(size_t(H) * k);
+  L.M_bar = carve.take(size_t(H) * k);
+  L.C = carve.take(size_t(k) * k);
+  L.W_bar = carve.take(size_t(H) * H);
+  L.total = carve.size();
   return L;
 }
 
@@ -57,23 +53,18 @@ struct FlossShared {
 
 RNNSWEEP_HD inline FlossShared floss_shared_layout(const Shape& s, int k, int T, bool W_h_shared) {
   FlossShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t count) {
-    const size_t start = at;
-    at += (count + 1) / 2 * 2;
-    return start;
-  };
-  L.reduce = take(32);
-  L.diag = take(k);
-  L.log_sum = take(k);
-  L.W_h = take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
-  L.W_x = take(size_t(s.H) * s.I);
-  L.b = take(s.H);
-  L.u = take(s.H);
-  L.scratch = take(2 * size_t(s.H));
+  SharedCarver<double> carve;  // 16-byte aligned arrays
+  L.reduce = carve.take(32);
+  L.diag = carve.take(k);
+  L.log_sum = carve.take(k);
+  L.W_h = carve.take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_x = carve.take(size_t(s.H) * s.I);
+  L.b = carve.take(s.H);
+  L.u = carve.take(s.H);
+  L.scratch = carve.take(2 * size_t(s.H));
   // x, target, mask (floats) and label (ints) of one trial: T (I + 2 O + 1) 4-byte values
-  L.trial = take((size_t(T) * (s.I + 2 * s.O + 1) + 1) / 2);
-  L.total = at;
+  L.trial = carve.take((size_t(T) * (s.I + 2 * s.O + 1) + 1) / 2);
+  L.total = carve.size();
   return L;
 }
 

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/lyapunov.cuh"
 #include "kernels/spectrum_registers.cuh"
@@ -28,27 +29,22 @@ struct SpectrumShared {
 RNNSWEEP_HD inline SpectrumShared spectrum_shared_layout(const Shape& s, int k, int T, bool W_h_shared,
                                                          bool frames_shared) {
   SpectrumShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 1) / 2 * 2;  // 16-byte aligned
-    return start;
-  };
-  L.reduce = take(32);
-  L.W_h = take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
-  L.W_x = take(size_t(s.H) * s.I);
-  L.b = take(s.H);
-  L.u = take(s.H);
-  L.scratch = take(2 * size_t(s.H));
-  L.diag = take(k);
-  L.log_sum = take(k);
-  L.frames = take(frames_shared ? 2 * size_t(s.H) * k : 0);
+  SharedCarver<double> carve;  // 16-byte aligned arrays
+  L.reduce = carve.take(32);
+  L.W_h = carve.take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_x = carve.take(size_t(s.H) * s.I);
+  L.b = carve.take(s.H);
+  L.u = carve.take(s.H);
+  L.scratch = carve.take(2 * size_t(s.H));
+  L.diag = carve.take(k);
+  L.log_sum = carve.take(k);
+  L.frames = carve.take(frames_shared ? 2 * size_t(s.H) * k : 0);
   // the current trial, in floats and ints (half a double each, rounded up)
-  L.trial_x = take((size_t(T) * s.I + 1) / 2);
-  L.trial_target = take((size_t(T) * s.O + 1) / 2);
-  L.trial_mask = take((size_t(T) * s.O + 1) / 2);
-  L.trial_label = take((size_t(T) + 1) / 2);
-  L.total = at;
+  L.trial_x = carve.take((size_t(T) * s.I + 1) / 2);
+  L.trial_target = carve.take((size_t(T) * s.O + 1) / 2);
+  L.trial_mask = carve.take((size_t(T) * s.O + 1) / 2);
+  L.trial_label = carve.take((size_t(T) + 1) / 2);
+  L.total = carve.size();
   return L;
 }
 

@@ -65,25 +65,20 @@ struct RegistersSpectrumShared {
 template <typename G>
 RNNSWEEP_HD RegistersSpectrumShared registers_spectrum_layout(int I, int O, int T, bool classification) {
   RegistersSpectrumShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 1) / 2 * 2;  // 16-byte aligned
-    return start;
-  };
-  L.reduce = take(2 * G::kWarps);                  // a step's maxima by warp, two parities (or a block sum)
-  L.frame = take(size_t(G::H) * G::kLdq);          // H x k, row-major
-  L.published = take(2 * size_t(G::kPublished));   // the QR's column j, by parity of j
-  L.u = take(2 * size_t(G::H));                    // the state, two parities
-  L.W_x = take((size_t(G::H) * I + 1) / 2);        // floats, as W_h (exact: the parameters are float)
-  L.b = take(G::H / 2);                            // floats
-  L.W_h = take((size_t(G::H) * G::kLdw + 1) / 2);  // floats
-  L.trial_x = take((size_t(T) * I + 1) / 2);
+  SharedCarver<double> carve;  // 16-byte aligned arrays
+  L.reduce = carve.take(2 * G::kWarps);                  // a step's maxima by warp, two parities (or a block sum)
+  L.frame = carve.take(size_t(G::H) * G::kLdq);          // H x k, row-major
+  L.published = carve.take(2 * size_t(G::kPublished));   // the QR's column j, by parity of j
+  L.u = carve.take(2 * size_t(G::H));                    // the state, two parities
+  L.W_x = carve.take((size_t(G::H) * I + 1) / 2);        // floats, as W_h (exact: the parameters are float)
+  L.b = carve.take(G::H / 2);                            // floats
+  L.W_h = carve.take((size_t(G::H) * G::kLdw + 1) / 2);  // floats
+  L.trial_x = carve.take((size_t(T) * I + 1) / 2);
   // what the task's generator writes besides x: targets and masks (romo) or labels (2af, dms)
-  L.trial_target = take(classification ? 0 : (size_t(T) * O + 1) / 2);
-  L.trial_mask = take(classification ? 0 : (size_t(T) * O + 1) / 2);
-  L.trial_label = take(classification ? (size_t(T) + 1) / 2 : 0);
-  L.total = at;
+  L.trial_target = carve.take(classification ? 0 : (size_t(T) * O + 1) / 2);
+  L.trial_mask = carve.take(classification ? 0 : (size_t(T) * O + 1) / 2);
+  L.trial_label = carve.take(classification ? (size_t(T) + 1) / 2 : 0);
+  L.total = carve.size();
   return L;
 }
 

@@ -49,21 +49,16 @@ struct LayeredLayout {
 
 RNNSWEEP_HD LayeredLayout layered_layout(const Shape& s, int Bt, int T) {
   LayeredLayout L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 3) / 4 * 4;  // 16-byte aligned
-    return start;
-  };
+  SharedCarver<float> carve;  // 16-byte aligned arrays
   const size_t HB = size_t(s.H) * Bt, TB = size_t(T) * Bt;
-  L.h = take(HB);
-  L.z = take(HB);
-  L.signal = take(size_t(s.H) * (TB + Bt));
-  L.trace = take(size_t(s.H) * TB);
-  L.qtrace = take(size_t(s.I) * TB);
-  L.ledger = take(fused::ledger_floats(Bt, s.O));
-  L.misc = take(4);
-  L.total = at;
+  L.h = carve.take(HB);
+  L.z = carve.take(HB);
+  L.signal = carve.take(size_t(s.H) * (TB + Bt));
+  L.trace = carve.take(size_t(s.H) * TB);
+  L.qtrace = carve.take(size_t(s.I) * TB);
+  L.ledger = carve.take(fused::ledger_floats(Bt, s.O));
+  L.misc = carve.take(4);
+  L.total = carve.size();
   return L;
 }
 

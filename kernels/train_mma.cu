@@ -91,30 +91,25 @@ struct MmaShared {
 template <class G>
 RNNSWEEP_HD MmaShared mma_layout(int T, int I, int O, bool bptt) {
   MmaShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 3) / 4 * 4;  // 16-byte aligned
-    return start;
-  };
-  L.reduce = take(64);  // first: 8-byte aligned doubles
-  for (int k = 0; k < 2; ++k) L.ft[k] = take(size_t(G::Bt) * G::kStrideT);
+  SharedCarver<float> carve;  // 16-byte aligned arrays
+  L.reduce = carve.take(64);  // first: 8-byte aligned doubles
+  for (int k = 0; k < 2; ++k) L.ft[k] = carve.take(size_t(G::Bt) * G::kStrideT);
   // uj[0..3) contiguous: the dW_h sums, when a row block has several warps, reuse them
   const size_t uj = size_t(G::H) * G::kStride, uj_count = bptt ? 3 : 2;
   const size_t uj_floats = G::kColBlocks > 1 && size_t(G::H) * G::H > uj_count * uj ? size_t(G::H) * G::H : uj_count * uj;
-  const size_t uj_start = take(uj_floats);
+  const size_t uj_start = carve.take(uj_floats);
   for (int k = 0; k < 3; ++k) L.uj[k] = uj_start + k * uj;
-  L.w = take(size_t(O) * G::H);
-  L.ypart = take(2 * size_t(G::kRowBlocks) * O * G::Bt);
-  L.gwarp = take(size_t(G::kWarps) * O * G::Bt);
-  L.qtrace = take(bptt ? 0 : 2 * size_t(I) * G::Bt);
-  L.ledger = take(fused::ledger_floats(G::Bt, O));
-  L.rows = take(8 * size_t(G::H));
-  L.partials = take(14 * size_t(G::kThreads));
-  L.wfrag = take(G::kWInRegisters ? 0 : size_t(G::kRowBlocks) * G::kKTiles * 32 * G::WordsPerFragment(bptt));
-  L.misc = take(4);
-  L.gsteps = take(bptt ? size_t(T) * O * G::Bt : 0);  // last: its size is known only at run time
-  L.total = at;
+  L.w = carve.take(size_t(O) * G::H);
+  L.ypart = carve.take(2 * size_t(G::kRowBlocks) * O * G::Bt);
+  L.gwarp = carve.take(size_t(G::kWarps) * O * G::Bt);
+  L.qtrace = carve.take(bptt ? 0 : 2 * size_t(I) * G::Bt);
+  L.ledger = carve.take(fused::ledger_floats(G::Bt, O));
+  L.rows = carve.take(8 * size_t(G::H));
+  L.partials = carve.take(14 * size_t(G::kThreads));
+  L.wfrag = carve.take(G::kWInRegisters ? 0 : size_t(G::kRowBlocks) * G::kKTiles * 32 * G::WordsPerFragment(bptt));
+  L.misc = carve.take(4);
+  L.gsteps = carve.take(bptt ? size_t(T) * O * G::Bt : 0);  // last: its size is known only at run time
+  L.total = carve.size();
   return L;
 }
 

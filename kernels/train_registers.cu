@@ -97,28 +97,23 @@ struct RegistersShared {
 template <class G>
 RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
   RegistersShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 3) / 4 * 4;  // 16-byte aligned
-    return start;
-  };
-  L.reduce = take(64);  // first: 8-byte aligned doubles
-  for (int k = 0; k < 5; ++k) L.buf[k] = take(k < 4 || bptt ? size_t(G::H) * G::kStride : 0);
-  L.signal = take(bptt ? 0 : size_t(G::H) * G::kStride);
-  L.w = take(size_t(O) * G::H);
-  L.ypart = take(2 * size_t(G::kWarps) * O * G::Bt);
-  L.gwarp = take(size_t(G::kWarps) * O * G::Bt);
-  L.qtrace = take(bptt ? 0 : 2 * size_t(I) * G::Bt);
-  L.ledger = take(fused::ledger_floats(G::Bt, O));
-  L.rows = take(8 * size_t(G::H));
-  L.partials = take(8 * size_t(G::kThreads));
-  L.misc = take(4);
-  L.wt = take(bptt || !G::kWInRegisters ? size_t(G::kJ) * G::kThreads : 0);
+  SharedCarver<float> carve;  // 16-byte aligned arrays
+  L.reduce = carve.take(64);  // first: 8-byte aligned doubles
+  for (int k = 0; k < 5; ++k) L.buf[k] = carve.take(k < 4 || bptt ? size_t(G::H) * G::kStride : 0);
+  L.signal = carve.take(bptt ? 0 : size_t(G::H) * G::kStride);
+  L.w = carve.take(size_t(O) * G::H);
+  L.ypart = carve.take(2 * size_t(G::kWarps) * O * G::Bt);
+  L.gwarp = carve.take(size_t(G::kWarps) * O * G::Bt);
+  L.qtrace = carve.take(bptt ? 0 : 2 * size_t(I) * G::Bt);
+  L.ledger = carve.take(fused::ledger_floats(G::Bt, O));
+  L.rows = carve.take(8 * size_t(G::H));
+  L.partials = carve.take(8 * size_t(G::kThreads));
+  L.misc = carve.take(4);
+  L.wt = carve.take(bptt || !G::kWInRegisters ? size_t(G::kJ) * G::kThreads : 0);
   // last, the one region whose size is known only at run time: every offset before it is a
   // compile-time constant of the instance (no registers for addresses)
-  L.gsteps = take(bptt ? size_t(T) * O * G::Bt : 0);
-  L.total = at;
+  L.gsteps = carve.take(bptt ? size_t(T) * O * G::Bt : 0);
+  L.total = carve.size();
   return L;
 }
 

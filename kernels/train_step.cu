@@ -59,32 +59,27 @@ struct TrainShared {
 RNNSWEEP_HD inline TrainShared train_shared_layout(const Shape& s, int Bt, bool W_h_shared,
                                                    bool grad_shared) {
   TrainShared L{};
-  size_t at = 0;
-  auto take = [&at](size_t n) {
-    const size_t start = at;
-    at += (n + 3) / 4 * 4;  // keep every array 16-byte aligned
-    return start;
-  };
+  SharedCarver<float> carve;  // 16-byte aligned arrays
   const size_t HB = size_t(s.H) * Bt;
-  L.reduce = take(64);
-  L.W_h = take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
-  L.W_x = take(size_t(s.H) * s.I);
-  L.w = take(size_t(s.O) * s.H);
-  L.b = take(s.H);
-  L.b_out = take(s.O);
-  L.feedback = take(size_t(s.H) * s.O);
-  L.h = take(HB);
-  L.f = take(HB);
-  L.buf_a = take(HB);
-  L.buf_b = take(HB);
-  L.buf_c = take(HB);
-  L.q = take(size_t(s.I) * Bt);
-  L.y = take(size_t(s.O) * Bt);
-  L.g = take(size_t(s.O) * Bt);
-  L.resp = take(2 * size_t(s.O) * Bt);  // doubles, as the CPU sums them
-  L.correct = take(Bt);
-  L.grad = take(grad_shared ? size_t(ParamLayout(s).size) : 0);
-  L.total = at;
+  L.reduce = carve.take(64);
+  L.W_h = carve.take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_x = carve.take(size_t(s.H) * s.I);
+  L.w = carve.take(size_t(s.O) * s.H);
+  L.b = carve.take(s.H);
+  L.b_out = carve.take(s.O);
+  L.feedback = carve.take(size_t(s.H) * s.O);
+  L.h = carve.take(HB);
+  L.f = carve.take(HB);
+  L.buf_a = carve.take(HB);
+  L.buf_b = carve.take(HB);
+  L.buf_c = carve.take(HB);
+  L.q = carve.take(size_t(s.I) * Bt);
+  L.y = carve.take(size_t(s.O) * Bt);
+  L.g = carve.take(size_t(s.O) * Bt);
+  L.resp = carve.take(2 * size_t(s.O) * Bt);  // doubles, as the CPU sums them
+  L.correct = carve.take(Bt);
+  L.grad = carve.take(grad_shared ? size_t(ParamLayout(s).size) : 0);
+  L.total = carve.size();
   return L;
 }
 
