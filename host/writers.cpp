@@ -98,13 +98,16 @@ void write_floss_curves_csv(const std::string& path, const std::vector<NetworkRe
 void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,phase,index,lambda\n";
+  // finite: false for an annihilated direction (-inf, docs/lyapunov.md), so that means and
+  // describe() can leave those rows out (spectra[spectra.finite])
+  o << "network,phase,index,lambda,finite\n";
   for (const auto& r : results) {
     const std::pair<const char*, const std::vector<double>*> phases[] = {
         {"init", &r.spectrum_init}, {"flossed", &r.spectrum_flossed}, {"trained", &r.spectrum_trained}};
     for (const auto& [phase, spectrum] : phases)
       for (size_t i = 0; i < spectrum->size(); ++i)
-        o << r.spec.id << ',' << phase << ',' << i + 1 << ',' << format_number((*spectrum)[i]) << '\n';
+        o << r.spec.id << ',' << phase << ',' << i + 1 << ',' << format_number((*spectrum)[i]) << ','
+          << (std::isfinite((*spectrum)[i]) ? "true" : "false") << '\n';
   }
   f.commit();
 }

@@ -172,6 +172,22 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   // 48 networks x 3 exponents + header
   EXPECT_EQ(std::count(spectra.begin(), spectra.end(), '\n'), 1 + 48 * 3);
   EXPECT_NE(spectra.find("0,init,3,"), std::string::npos);
+  EXPECT_EQ(spectra.substr(0, spectra.find('\n')), "network,phase,index,lambda,finite");
+  // every row says whether its exponent is finite, and says it right: the full spectra of 2af
+  // (a = 0) have annihilated directions
+  ASSERT_EQ(rnnsweep_cli("lyapunov " + small_config(dir) +
+                         " --quiet --set tasks=2af --set seeds=[0] --set le_k=16 --out " + dir + "/full")
+                .code,
+            0);
+  const std::string full = read_file(dir + "/full/lyapunov.csv");
+  std::istringstream rows(full.substr(full.find('\n') + 1));
+  int infinite = 0;
+  for (std::string row; std::getline(rows, row);) {
+    const bool minus_inf = row.find(",-inf,") != std::string::npos;
+    infinite += minus_inf;
+    EXPECT_EQ(row.substr(row.rfind(',') + 1), minus_inf ? "false" : "true") << row;
+  }
+  EXPECT_GT(infinite, 0) << "2af and dms (a = 0) annihilate directions: the test needs some -inf rows";
   EXPECT_FALSE(fs::exists(dir + "/o/curves.csv")) << "no training, no curves";
   // No invented training statistics: status untrained, loss columns empty.
   const std::string networks = read_file(dir + "/o/networks.csv");
