@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
     sub->add_option("--out", a.out, "output folder (default: results/<config>-<time>[-shard<I>of<N>])");
     sub->add_flag("--force", a.force, "replace the results already in --out");
     sub->add_flag("--quiet", a.quiet, "no progress line");
+    sub->add_option("--progress-every", a.progress_every,
+                    "seconds between progress lines (default: 1 on a terminal, in place; 10 otherwise, one "
+                    "plain line each, as in a batch job's log)");
   };
   CLI::App* run = app.add_subcommand("run", "train every network of a grid and write its results");
   add_sweep_options(run, run_args, false);
@@ -145,6 +148,13 @@ int main(int argc, char** argv) {
   merge->add_option("--out", merge_out, "output folder")->required();
   merge->add_flag("--force", merge_force, "replace the results already in --out");
   merge->allow_extras();
+
+  std::string tables_dir, tables_out;
+  CLI::App* tables = app.add_subcommand(
+      "tables", "write the tables of an unfinished run's finished networks (into DIR/partial), while it runs");
+  tables->add_option("dir", tables_dir, "the run's results folder")->required();
+  tables->add_option("--out", tables_out, "write them here instead of DIR/partial (refreshed on each call)");
+  tables->allow_extras();
 
   TrialsArgs trials_args;
   CLI::App* trials = app.add_subcommand("trials", "write the trials a data seed trains on at one iteration");
@@ -171,7 +181,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-    for (CLI::App* sub : {run, lyap, plan, merge, trials, tune})
+    for (CLI::App* sub : {run, lyap, plan, merge, tables, trials, tune})
       if (sub->parsed()) reject_extras(*sub);
     if (run->parsed()) {
       // --resume takes everything from the folder; a config or grid options would be ignored
@@ -190,6 +200,7 @@ int main(int argc, char** argv) {
     if (lyap->parsed()) return run_sweep(lyap_args, command_line);
     if (plan->parsed()) return plan_sweep(plan_args);
     if (merge->parsed()) return merge_runs(merge_dirs, merge_out, merge_force, command_line);
+    if (tables->parsed()) return write_tables_so_far(tables_dir, tables_out);
     if (tune->parsed()) {
       tune_kernels(tune_args);
       return 0;

@@ -38,41 +38,49 @@ inline std::string clock_text(double seconds) {
   return buf;
 }
 
-// Prints "what: 42.0% (done/total units), rate, elapsed, ETA" on stderr until stopped: in place
-// on a terminal, a line every 10 s otherwise (logs of batch jobs stay short).
+// Prints "rnnsweep: 42.0% (done/total units), rate, elapsed, ETA" on stderr until stopped: in
+// place every second on a terminal; otherwise (a batch job's log) a plain line, no carriage
+// return, every `period_s` seconds (default 10). The last line says "done", or, for a run
+// stopped by a signal, "stopped" with what was left.
 class ProgressPrinter {
  public:
-  ProgressPrinter(const Progress& p, std::string units, bool quiet)
+  ProgressPrinter(const Progress& p, std::string units, bool quiet, double period_s = 0)
       : progress_(p), units_(std::move(units)), tty_(isatty(STDERR_FILENO)) {
+    period_ = std::chrono::duration<double>(period_s > 0 ? period_s : tty_ ? 1.0 : 10.0);
     if (!quiet) thread_ = std::thread([this] { loop(); });
   }
   ~ProgressPrinter() { stop(); }
-  void stop() {
+  // `stopped`: the work ended early (SIGTERM and the like), not because it was done.
+  void stop(bool stopped = false) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
       stopping_ = true;
     }
     wake_.notify_all();
     if (thread_.joinable()) {
       thread_.join();
-      print(true);
+      print(stopped ? Line::stopped : Line::done);
     }
   }
 
  private:
+  enum class Line { running, done, stopped };
   void loop() {
     std::unique_lock<std::mutex> lock(mutex_);
-    const auto period = std::chrono::seconds(tty_ ? 1 : 10);
-    while (!wake_.wait_for(lock, period, [this] { return stopping_; })) print(false);
+    while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) print(Line::running);
   }
-  void print(bool last) {
+  void print(Line line) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const long long done = progress_.done, total = std::max(1LL, progress_.total.load());
     const double rate = elapsed > 0 ? done / elapsed : 0;
     const std::string eta = rate > 0 ? clock_text((total - done) / rate) : "?";
-    std::fprintf(stderr, "%srnnsweep: %5.1f%% (%lld/%lld %s), %.0f/s, elapsed %s, ETA %s%s", tty_ ? "\r" : "",
+    const std::string end = line == Line::done      ? "done"
+                            : line == Line::stopped ? "stopped with " + std::to_string(total - done) + " to go"
+                                                    : "ETA " + eta;
+    std::fprintf(stderr, "%srnnsweep: %5.1f%% (%lld/%lld %s), %.0f/s, elapsed %s, %s%s", tty_ ? "\r" : "",
                  100.0 * done / total, done, total, units_.c_str(), rate, clock_text(elapsed).c_str(),
-                 last ? "0:00" : eta.c_str(), tty_ && !last ? "" : "\n");
+                 end.c_str(), tty_ && line == Line::running ? "\033[K" : tty_ ? "\033[K\n" : "\n");
     std::fflush(stderr);
   }
 
@@ -82,6 +90,7 @@ class ProgressPrinter {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::chrono::duration<double> period_;
   std::thread thread_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -54,8 +55,14 @@ std::string read_bytes(const std::string& path) {
   return ss.str();
 }
 
-nlohmann::json number(double v) { return format_number(v); }
+// A double in the journal: a JSON number (nlohmann writes the shortest text that reads back to
+// the same double), or, since JSON has none, the string "nan", "inf" or "-inf".
+nlohmann::json number(double v) {
+  if (std::isfinite(v)) return v;
+  return format_number(v);
+}
 double number_of(const nlohmann::json& j) {
+  if (j.is_number()) return j.get<double>();
   const std::string text = j.get<std::string>();
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
@@ -164,7 +171,16 @@ nlohmann::json result_to_json(const NetworkResult& r) {
   nlohmann::json curve = nlohmann::json::array(), floss = nlohmann::json::array();
   for (const auto& p : r.curve) curve.push_back({p.iteration, number(p.loss), number(p.accuracy)});
   for (const auto& p : r.floss_curve) floss.push_back({p.iteration, number(p.loss), p.k_used});
+  // The grid coordinates make each line readable on its own (pandas.read_json(lines=True));
+  // reading back takes them from the grid and checks that they agree.
   return {{"network", r.spec.id},
+          {"task", task_name(r.spec.task)},
+          {"rule", rule_name(r.spec.rule)},
+          {"gain", number(r.spec.gain)},
+          {"lr", number(r.spec.lr)},
+          {"seed", r.spec.seed},
+          {"data_seed", r.spec.data_seed},
+          {"floss", r.spec.floss},
           {"trained", r.trained},
           {"diverged", r.diverged},
           {"diverged_at", r.diverged_at},
@@ -186,6 +202,12 @@ NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec)
   NetworkResult r;
   r.spec = spec;
   if (j.at("network").get<long>() != spec.id) throw std::runtime_error("result of another network");
+  if (j.at("task").get<std::string>() != task_name(spec.task) || j.at("rule").get<std::string>() != rule_name(spec.rule) ||
+      number_of(j.at("gain")) != spec.gain || number_of(j.at("lr")) != spec.lr ||
+      j.at("seed").get<std::uint32_t>() != spec.seed || j.at("data_seed").get<std::uint32_t>() != spec.data_seed ||
+      j.at("floss").get<bool>() != spec.floss)
+    throw std::runtime_error("its grid coordinates are not those of network " + std::to_string(spec.id) +
+                             " in this config");
   r.trained = j.at("trained").get<bool>();
   r.diverged = j.at("diverged").get<bool>();
   r.diverged_at = j.at("diverged_at").get<long>();
@@ -262,11 +284,11 @@ NetworkCheckpoint decode_checkpoint(const std::string& bytes, const std::string&
   return c;
 }
 
-RunStore::RunStore(std::string dir) : dir_(std::move(dir)) {
+RunStore::RunStore(std::string dir, Access access) : dir_(std::move(dir)) {
   // A crash can leave the last line of the journal incomplete: cut it off, so that the next
   // append starts on a line of its own.
   const std::string path = dir_ + "/results.jsonl";
-  if (!fs::exists(path)) return;
+  if (access == Access::read || !fs::exists(path)) return;
   const std::string text = read_bytes(path);
   const size_t keep = text.empty() ? 0 : text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
   if (keep < text.size() && ::truncate(path.c_str(), off_t(keep)) != 0) system_error("repair", path);
@@ -303,7 +325,10 @@ std::vector<nlohmann::json> RunStore::read_journal() const {
   std::vector<nlohmann::json> lines;
   const std::string path = dir_ + "/results.jsonl";
   if (!fs::exists(path)) return lines;
-  std::ifstream in(path);
+  // Only whole lines: a run appending beside a reader may be half-way through its last one.
+  std::string text = read_bytes(path);
+  text.resize(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  std::istringstream in(text);
   long number = 0;
   for (std::string line; std::getline(in, line);) {
     ++number;
@@ -323,6 +348,14 @@ std::set<long> RunStore::finished_ids() const {
 }
 
 std::vector<NetworkResult> RunStore::results_of(const std::vector<NetworkSpec>& networks) const {
+  return recorded(networks, true);
+}
+
+std::vector<NetworkResult> RunStore::finished_results_of(const std::vector<NetworkSpec>& networks) const {
+  return recorded(networks, false);
+}
+
+std::vector<NetworkResult> RunStore::recorded(const std::vector<NetworkSpec>& networks, bool all_required) const {
   std::map<long, nlohmann::json> by_id;
   for (auto& j : read_journal()) {
     const long id = j.at("network").get<long>();  // before j is moved from
@@ -332,6 +365,7 @@ std::vector<NetworkResult> RunStore::results_of(const std::vector<NetworkSpec>& 
   results.reserve(networks.size());
   for (const auto& spec : networks) {
     const auto it = by_id.find(spec.id);
+    if (it == by_id.end() && !all_required) continue;
     if (it == by_id.end())
       throw std::runtime_error("'" + dir_ + "/results.jsonl' has no result for network " +
                                std::to_string(spec.id));

@@ -41,8 +41,11 @@ NetworkCheckpoint decode_checkpoint(const std::string& bytes, const std::string&
 
 class RunStore {
  public:
-  // The folder must exist. Cuts off a torn last line of results.jsonl left by a crash.
-  explicit RunStore(std::string dir);
+  // `write`: the run that owns the folder; cuts off a torn last line of results.jsonl left by
+  // a crash. `read`: a reader beside a run that may still be appending (`rnnsweep tables`):
+  // changes nothing, and an unfinished last line is not read. The folder must exist.
+  enum class Access { write, read };
+  explicit RunStore(std::string dir, Access access = Access::write);
 
   const std::string& dir() const { return dir_; }
 
@@ -52,6 +55,8 @@ class RunStore {
   std::set<long> finished_ids() const;
   // The recorded results of `networks`, in their order; throws if one is missing.
   std::vector<NetworkResult> results_of(const std::vector<NetworkSpec>& networks) const;
+  // The recorded results of those of `networks` that have finished so far, in their order.
+  std::vector<NetworkResult> finished_results_of(const std::vector<NetworkSpec>& networks) const;
 
   void save_checkpoint(const NetworkCheckpoint& c) const;
   // The checkpoint of network `id`, if there is one; throws if it is damaged.
@@ -60,6 +65,7 @@ class RunStore {
  private:
   std::string checkpoint_path(long id) const;
   std::vector<nlohmann::json> read_journal() const;
+  std::vector<NetworkResult> recorded(const std::vector<NetworkSpec>& networks, bool all_required) const;
 
   std::string dir_;
   mutable std::mutex mutex_;

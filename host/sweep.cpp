@@ -90,6 +90,12 @@ Shard requested_shard(const SweepArgs& args) {
   return shard;
 }
 
+void check_progress_every(double seconds) {
+  if (!(seconds >= 0) || seconds > 86400)
+    throw UsageError("--progress-every " + format_number(seconds) +
+                     ": allowed: seconds between progress lines, > 0 and at most 86400 (0: the default)");
+}
+
 void check_threads(int threads) {
   if (threads < 0)
     throw UsageError("--threads " + std::to_string(threads) +
@@ -109,7 +115,7 @@ std::string default_out_dir(const std::string& config_path, const Shard& shard) 
 
 const char* kResultFiles[] = {"manifest.json", "networks.csv",     "curves.csv",  "summary.csv",
                               "lyapunov.csv",  "floss_curves.csv", "timings.csv", "results.jsonl",
-                              "checkpoints",   "weights"};
+                              "checkpoints",   "weights",          "partial",     "partial.tmp"};
 
 // The output folder: a fresh one by default; an existing one only if it holds no results, or
 // with --force (then the previous results are removed first, never mixed with new ones).
@@ -173,6 +179,57 @@ struct Counts {
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
+
+// The tables of the networks of `dir` finished so far, as a results folder of their own at `out`
+// (default dir/partial) whose manifest says status "partial" and how many networks it holds:
+// plot.py and pandas read it like a finished run's. Written beside in `out`.tmp and renamed into
+// place, so a reader never sees a mix of two snapshots. Reads the journal without changing it,
+// so it is safe beside the run that appends to it. Returns how many networks the tables hold.
+long write_partial_snapshot(const std::string& dir, const json& manifest, const std::vector<NetworkSpec>& networks,
+                            const std::string& out) {
+  const std::vector<NetworkResult> finished = RunStore(dir, RunStore::Access::read).finished_results_of(networks);
+  const std::string tmp = out + ".tmp";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) throw std::runtime_error("cannot create '" + tmp + "': " + ec.message());
+  const bool trained = manifest.value("mode", "run") != "lyapunov";
+  json snapshot = manifest;
+  snapshot["files"] = write_tables(tmp, finished, trained);
+  snapshot["partial"] = {{"of", dir},
+                         {"run_status", manifest.value("status", "unknown")},
+                         {"networks_in_tables", finished.size()},
+                         {"networks", networks.size()},
+                         {"written_at", utc_now()}};
+  snapshot["status"] = "partial";
+  snapshot["networks_finished"] = finished.size();
+  write_json(tmp + "/manifest.json", snapshot);
+  fs::remove_all(out, ec);  // the previous snapshot, with any figures drawn from it
+  fs::rename(tmp, out, ec);
+  if (ec) throw std::runtime_error("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
+  return long(finished.size());
+}
+
+void remove_partial_snapshot(const std::string& dir) {
+  std::error_code ignored;
+  fs::remove_all(dir + "/partial", ignored);
+  fs::remove_all(dir + "/partial.tmp", ignored);
+}
+
+// A run's networks: its shard of its config's grid.
+std::vector<NetworkSpec> networks_of_manifest(const json& manifest, const std::string& dir) {
+  const Config config = config_from_manifest(manifest, dir);
+  const auto grid = expand_grid(config);
+  const Shard shard = shard_of_manifest(manifest);
+  return shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
+}
+
+// A snapshot folder (status "partial") given where a run's own folder belongs.
+void refuse_snapshot(const json& manifest, const std::string& dir, const std::string& what) {
+  if (manifest.value("status", "") == "partial")
+    throw UsageError(what + " '" + dir + "': it holds the partial tables of '" +
+                     manifest["partial"].value("of", "?") + "', not a run; name that run's folder");
+}
 }  // namespace
 
 int run_sweep(const SweepArgs& args, const std::string& command_line) {
@@ -186,6 +243,7 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   if (resuming) {
     out = args.resume_dir;
     manifest = read_manifest(out, "--resume");
+    refuse_snapshot(manifest, out, "--resume");
     if (manifest.value("status", "") == "complete") {
       std::fprintf(stderr, "rnnsweep: '%s' is already complete; nothing to do\n", out.c_str());
       std::printf("%s\n", out.c_str());
@@ -204,6 +262,7 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
     shard = requested_shard(args);
   }
   check_threads(args.threads);
+  check_progress_every(args.progress_every);
   // A resumed run keeps its backend unless told otherwise: float results are identical only
   // on the same backend (and device).
   std::string backend_name = args.backend.empty() ? "auto" : args.backend;
@@ -292,8 +351,10 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   const auto train_start = std::chrono::steady_clock::now();
   std::vector<NetworkResult> results;
   try {
-    ProgressPrinter printer(progress, "work units (iterations, spectrum trajectories)", args.quiet);
+    ProgressPrinter printer(progress, "work units (iterations, spectrum trajectories)", args.quiet,
+                            args.progress_every);
     results = backend->train(config, remaining, options, progress);
+    printer.stop(g_stop.load());
   } catch (const std::exception& e) {
     // Record the failure where a batch system's user looks; the journal and checkpoints on
     // disk are intact (every write is atomic), so the run can be resumed once the cause is gone.
@@ -320,12 +381,22 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   if (interrupted) {
     manifest["status"] = "interrupted";
     manifest["interrupted_at"] = utc_now();
+    // The finished networks' tables, so that an interrupted run can be looked at before it is
+    // resumed; a failure here (a full disk) costs only the snapshot, never the run.
+    std::string snapshot;
+    if (counts.finished > 0) try {
+        write_partial_snapshot(out, manifest, networks, out + "/partial");
+        manifest["partial_tables"] = "partial";
+        snapshot = "; their tables are in " + out + "/partial";
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rnnsweep: warning: no partial tables: %s\n", e.what());
+      }
     write_json(out + "/manifest.json", manifest);
     std::fprintf(
         stderr,
-        "rnnsweep: interrupted: %ld of %s finished, the ones in flight checkpointed; continue "
+        "rnnsweep: interrupted: %ld of %s finished%s, the ones in flight checkpointed; continue "
         "with: rnnsweep run --resume %s\n",
-        counts.finished, count_of(networks.size(), "network").c_str(), out.c_str());
+        counts.finished, count_of(networks.size(), "network").c_str(), snapshot.c_str(), out.c_str());
     return kExitInterrupted;
   }
 
@@ -343,7 +414,9 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   manifest["diverged"] = diverged;
   manifest["files"] = files;
   manifest["timings"]["total_s"] = total_seconds;
+  manifest.erase("partial_tables");
   write_json(out + "/manifest.json", manifest);
+  remove_partial_snapshot(out);  // the whole tables supersede it
   std::error_code ignored;
   fs::remove_all(out + "/checkpoints", ignored);  // every network is finished: nothing to resume
   std::fprintf(stderr, "rnnsweep: done in %s, %ld diverged; results in %s\n",
@@ -364,6 +437,7 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
   for (size_t i = 0; i < shard_dirs.size(); ++i) {
     const json& m = manifests[i];
     const std::string& dir = shard_dirs[i];
+    refuse_snapshot(m, dir, "merge:");
     if (m.value("status", "") != "complete")
       throw UsageError("merge: '" + dir + "' is unfinished (status " + m.value("status", "unknown") +
                        "); finish it first: rnnsweep run --resume '" + dir + "'");
@@ -422,6 +496,31 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
   write_json(out + "/manifest.json", manifest);
   std::fprintf(stderr, "rnnsweep: merged %s, %s -> %s\n", count_of(count, "shard").c_str(),
                count_of(all.size(), "network").c_str(), out.c_str());
+  std::printf("%s\n", out.c_str());
+  return 0;
+}
+
+int write_tables_so_far(const std::string& dir, const std::string& out_arg) {
+  const json manifest = read_manifest(dir, "tables:");
+  refuse_snapshot(manifest, dir, "tables:");
+  const std::string status = manifest.value("status", "unknown");
+  if (status == "complete") {
+    std::fprintf(stderr, "rnnsweep: '%s' is complete: its tables are in it\n", dir.c_str());
+    std::printf("%s\n", dir.c_str());
+    return 0;
+  }
+  const std::string out = out_arg.empty() ? dir + "/partial" : out_arg;
+  // --out elsewhere: a snapshot there is refreshed, anything else is never replaced
+  if (!out_arg.empty() && fs::exists(out)) {
+    bool has_results = false;
+    for (const char* f : kResultFiles) has_results |= fs::exists(fs::path(out) / f);
+    if (has_results && read_manifest(out, "--out").value("status", "") != "partial")
+      throw UsageError("--out '" + out + "' holds results that are not a partial snapshot; choose another folder");
+  }
+  const std::vector<NetworkSpec> networks = networks_of_manifest(manifest, dir);
+  const long n = write_partial_snapshot(dir, manifest, networks, out);
+  std::fprintf(stderr, "rnnsweep: the tables of %ld of %s of '%s' (%s) -> %s\n", n,
+               count_of(networks.size(), "network").c_str(), dir.c_str(), status.c_str(), out.c_str());
   std::printf("%s\n", out.c_str());
   return 0;
 }

@@ -15,6 +15,7 @@ struct SweepArgs {
   std::string backend;  // "" = not given: auto for a new run, the run's own for --resume
   std::vector<std::string> overrides;
   int threads = 0;
+  double progress_every = 0;  // seconds between progress lines; 0: 1 on a terminal, 10 otherwise
   bool force = false, save_weights = false, quiet = false;
   bool spectra_only = false;  // `rnnsweep lyapunov`
 };
@@ -25,6 +26,11 @@ int run_sweep(const SweepArgs& args, const std::string& command_line);
 // `rnnsweep merge SHARD_DIR... --out DIR`.
 int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& out, bool force,
                const std::string& command_line);
+
+// `rnnsweep tables DIR [--out DIR2]`: the tables of the networks of an unfinished (running,
+// interrupted or failed) run that have finished so far, into DIR/partial (or DIR2), a results
+// folder of its own whose manifest says status "partial". Safe beside the running run.
+int write_tables_so_far(const std::string& dir, const std::string& out);
 
 // `rnnsweep plan CONFIG`: grid size, memory, chunking and a time estimate from a short
 // calibration run, printed on stdout.

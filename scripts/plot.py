@@ -73,6 +73,7 @@ class Results:
     def __init__(self, folder, pd):
         self.folder = folder
         self.pd = pd
+        self.partial = read_partial(folder)  # None for a finished run
         net = pd.read_csv(os.path.join(folder, "networks.csv"))
         missing = [c for c in NETWORK_COLUMNS if c not in net.columns]
         if missing:
@@ -132,7 +133,7 @@ def panel_grid(plt, r, title, sharey="row", extra_w=1.2):
     for i, task in enumerate(r.tasks):
         for j, rule in enumerate(r.rules):
             axes[i][j].set_title(f"{task}, {rule}", fontsize=10)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + (f"\n[partial: {r.partial}]" if r.partial else ""), fontsize=10)
     return fig, axes
 
 
@@ -405,7 +406,8 @@ def draw_heatmap(r, path, plt, column, label):
         cb.ax.tick_params(labelsize=7)
     n_seeds = r.networks["seed"].nunique()
     fig.suptitle(f"{label[0].upper() + label[1:]} over gain x lr, {r.floss_note()}: mean across the seeds "
-                 f"that did not diverge (of {n_seeds})", fontsize=10)
+                 f"that did not diverge (of {n_seeds})" + (f"\n[partial: {r.partial}]" if r.partial else ""),
+                 fontsize=10)
     handles = []
     if "all" in seen:
         handles.append(Patch(facecolor="0.85", edgecolor="0.4", hatch="xxx", label="every seed diverged"))
@@ -477,6 +479,22 @@ def print_summary(table, trained):
               f"{fmt(x.get('max_le_trained_mean')):>10}")
 
 
+def read_partial(folder):
+    """For a snapshot of an unfinished run (`rnnsweep tables`): 'k of n networks, written at T'."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    p = manifest.get("partial") if manifest.get("status") == "partial" else None
+    if not isinstance(p, dict):
+        return None
+    return (f"{p.get('networks_in_tables', '?')} of {p.get('networks', '?')} networks, written at "
+            f"{p.get('written_at', '?')} while the run was {p.get('run_status', '?')}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", help="a folder written by rnnsweep run (or rnnsweep lyapunov, or merge)")
@@ -497,10 +515,20 @@ def main():
     if not os.path.isdir(folder):
         return fail(f"{folder} is not a folder")
     if not os.path.exists(os.path.join(folder, "networks.csv")):
-        if os.path.exists(os.path.join(folder, "manifest.json")):
-            return fail(f"{folder} has no networks.csv: the run is unfinished (rnnsweep run --resume {folder}) "
-                        "or is a shard to merge")
-        return fail(f"{folder} has no networks.csv; is it the folder of `rnnsweep run` or `rnnsweep lyapunov`?")
+        if not os.path.exists(os.path.join(folder, "manifest.json")):
+            return fail(f"{folder} has no networks.csv; is it the folder of `rnnsweep run` or `rnnsweep lyapunov`?")
+        snapshot = os.path.join(folder, "partial")
+        if not os.path.exists(os.path.join(snapshot, "networks.csv")):
+            return fail(f"{folder} has no networks.csv: the run is unfinished; `rnnsweep tables {folder}` writes "
+                        f"the tables of its finished networks into {snapshot}, `rnnsweep run --resume {folder}` "
+                        "finishes it")
+        # an unfinished run: its finished networks, as `rnnsweep tables` (or the interruption) left them
+        print(f"plot.py: {folder} is unfinished: drawing the tables of its finished networks in {snapshot} "
+              f"(`rnnsweep tables {folder}` refreshes them)")
+        folder = snapshot
+    partial = read_partial(folder)
+    if partial:
+        print(f"plot.py: partial tables: {partial}")
     try:
         r = Results(folder, pd)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:

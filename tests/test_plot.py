@@ -12,6 +12,7 @@ a results folder is one line and exit 2. Exit 77 (ctest: skipped) without pandas
 """
 import os
 import struct
+import json
 import subprocess
 import sys
 import tempfile
@@ -170,6 +171,45 @@ def main():
         for name in FIGURES:
             if name != "flossing.png":
                 check_png(os.path.join(nofloss, "plots", name))
+
+        # An unfinished run (its journal's first 10 networks, and half of the 11th as a run being
+        # appended to leaves it): plot.py says how to get tables; `rnnsweep tables` writes them,
+        # without touching the journal, into partial/, which plot.py then draws, marked partial.
+        unfinished = os.path.join(tmp, "unfinished")
+        os.mkdir(unfinished)
+        with open(os.path.join(full, "results.jsonl")) as f:
+            journal = f.read().splitlines(keepends=True)
+        torn = "".join(journal[:10]) + journal[10][: len(journal[10]) // 2]
+        with open(os.path.join(unfinished, "results.jsonl"), "w") as f:
+            f.write(torn)
+        with open(os.path.join(full, "manifest.json")) as f:
+            manifest = json.load(f)
+        manifest["status"] = "running"
+        with open(os.path.join(unfinished, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        rc, out, err = plot(unfinished)
+        check(rc == 2 and f"rnnsweep tables {unfinished}" in err, f"plot.py on an unfinished run: exit {rc}, {err!r}")
+        rc, out, err = run([binary, "tables", unfinished])
+        check(rc == 0, f"rnnsweep tables exited {rc}: {err.strip()}")
+        with open(os.path.join(unfinished, "results.jsonl")) as f:
+            check(f.read() == torn, "rnnsweep tables changed the journal of a run that may be appending to it")
+        snapshot = os.path.join(unfinished, "partial")
+        with open(os.path.join(snapshot, "networks.csv")) as f:
+            rows = f.read().splitlines()
+        check(len(rows) == 1 + 10, f"partial networks.csv: {len(rows) - 1} networks, expected the 10 finished")
+        with open(os.path.join(full, "networks.csv")) as f:
+            finished = set(f.read().splitlines())
+        check(all(row in finished for row in rows), "partial networks.csv rows differ from the finished run's")
+        ids = [int(row.split(",")[0]) for row in rows[1:]]
+        check(ids == sorted(ids), f"partial networks.csv is not in network order: {ids}")
+        with open(os.path.join(snapshot, "manifest.json")) as f:
+            m = json.load(f)
+        check(m["status"] == "partial" and m["partial"]["networks_in_tables"] == 10
+              and m["partial"]["run_status"] == "running", f"partial manifest: {m.get('status')} {m.get('partial')}")
+        rc, out, err = plot(unfinished)
+        check(rc == 0 and "partial tables: 10 of 144 networks" in out,
+              f"plot.py on a run with partial tables: exit {rc}, {out.strip()!r} {err.strip()!r}")
+        check_png(os.path.join(snapshot, "plots", "learning_curves.png"))
 
         # Not a results folder: one line, exit 2, nothing written.
         empty = os.path.join(tmp, "empty")

@@ -8,11 +8,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
 
+#include "host/run_store.h"
+#include "rnnsweep/grid.h"
 #include "tests/cli_support.h"
 
 namespace fs = std::filesystem;
@@ -80,7 +85,9 @@ const char* const kSignalBackend = " --backend cpu";
 // Starts a run of `config` into `dir`, waits until at least one network has finished and one
 // has written a checkpoint, sends `signal`, and returns the wait status.
 int interrupt_run(const std::string& config, const std::string& dir, int signal) {
-  const pid_t pid = spawn("run " + config + kSignalBackend + " --quiet --threads 2 --out " + dir, dir + ".err");
+  // progress lines (plain: stderr is a file) so that the last one can be checked
+  const pid_t pid =
+      spawn("run " + config + kSignalBackend + " --progress-every 0.2 --threads 2 --out " + dir, dir + ".err");
   const bool progressed = wait_until([&] { return fs::exists(dir + "/results.jsonl") && has_checkpoint(dir); });
   kill(pid, signal);
   int status = 0;
@@ -107,6 +114,23 @@ TEST(Runs, SigtermMidTrainingThenResumeGivesTheUninterruptedTables) {
   EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"interrupted\""), std::string::npos);
   EXPECT_NE(read_file(run + ".err").find("rnnsweep run --resume"), std::string::npos);
   EXPECT_FALSE(fs::exists(run + "/networks.csv")) << "no tables until every network is done";
+  // but the finished networks' tables, as a snapshot marked partial
+  const std::string journal = read_file(run + "/results.jsonl");
+  const long finished = std::count(journal.begin(), journal.end(), '\n');
+  const nlohmann::json snapshot = nlohmann::json::parse(read_file(run + "/partial/manifest.json"));
+  EXPECT_EQ(snapshot.at("status"), "partial");
+  EXPECT_EQ(snapshot.at("partial").at("networks_in_tables"), finished);
+  EXPECT_EQ(snapshot.at("partial").at("run_status"), "interrupted");
+  const std::string rows = read_file(run + "/partial/networks.csv");
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 1 + finished);
+  EXPECT_NE(read_file(run + ".err").find(run + "/partial"), std::string::npos) << "the message says where";
+  // the last progress line says the run stopped and what was left, not an ETA of 0:00
+  const std::string err = read_file(run + ".err");
+  EXPECT_EQ(err.find('\r'), std::string::npos) << "stderr is a file: plain lines";
+  const size_t last = err.rfind("% (");
+  ASSERT_NE(last, std::string::npos) << err;
+  EXPECT_NE(err.find(" to go\n", last), std::string::npos) << err;
+  EXPECT_EQ(err.find("stopped with", last), err.find("stopped with")) << "one final line: " << err;
 
   const Outcome resumed = rnnsweep_cli("run --resume " + run + " --quiet");
   ASSERT_EQ(resumed.code, 0) << resumed.err;
@@ -114,6 +138,7 @@ TEST(Runs, SigtermMidTrainingThenResumeGivesTheUninterruptedTables) {
   EXPECT_NE(read_file(run + "/manifest.json").find("\"status\": \"complete\""), std::string::npos);
   expect_same_tables(run, reference_run(config, dir, kSignalBackend));
   EXPECT_FALSE(fs::exists(run + "/checkpoints")) << "a complete run keeps no checkpoints";
+  EXPECT_FALSE(fs::exists(run + "/partial")) << "the whole tables supersede the snapshot";
   // and once complete, a resume has nothing to do
   EXPECT_EQ(rnnsweep_cli("run --resume " + run + " --quiet").code, 0);
 }
@@ -281,6 +306,59 @@ TEST(Runs, ResumeAndShardRefuseBadInputBeforeAnyWork) {
     EXPECT_NE(o.err.find(c.says), std::string::npos) << c.args << "\n" << o.err;
     EXPECT_FALSE(fs::exists(dir + "/never"));
   }
+}
+
+TEST(Runs, EachJournalLineCarriesItsGridCoordinatesAndReadsBackBitForBit) {
+  using rnnsweep::NetworkResult;
+  using rnnsweep::NetworkSpec;
+  NetworkSpec spec{7, rnnsweep::TaskKind::dms, rnnsweep::Rule::eprop, 1.25, 3e-4, 2, 5, true};
+  NetworkResult r;
+  r.spec = spec;
+  r.trained = true;
+  r.iterations = 3;
+  r.final_loss = 0.1;
+  r.final_accuracy = 1.0 / 3;
+  r.tail_loss = std::numeric_limits<double>::quiet_NaN();
+  r.tail_accuracy = -0.0;
+  r.best_loss = std::numeric_limits<double>::denorm_min();
+  r.curve = {{0, 1e308, 0.5}, {2, std::numeric_limits<double>::infinity(), 0}};
+  r.spectrum_init = {0.0123456789012345678, -std::numeric_limits<double>::infinity(), -1e-300};
+  r.floss_curve = {{0, 2.5e-7, 4}};
+  r.seconds = 12.75;
+  const nlohmann::json line = nlohmann::json::parse(rnnsweep::result_to_json(r).dump());
+  // readable alone: coordinates as in networks.csv, finite numbers as JSON numbers
+  EXPECT_EQ(line.at("task"), "dms");
+  EXPECT_EQ(line.at("rule"), "eprop");
+  EXPECT_EQ(line.at("gain").get<double>(), 1.25);
+  EXPECT_EQ(line.at("lr").get<double>(), 3e-4);
+  EXPECT_EQ(line.at("seed"), 2);
+  EXPECT_EQ(line.at("data_seed"), 5);
+  EXPECT_EQ(line.at("floss"), true);
+  EXPECT_TRUE(line.at("final_loss").is_number_float());
+  EXPECT_TRUE(line.at("spectrum_init").at(0).is_number_float());
+  EXPECT_EQ(line.at("tail_loss"), "nan") << "JSON has no NaN: non-finite values are strings";
+  EXPECT_EQ(line.at("spectrum_init").at(1), "-inf");
+  // and back, every double to the bit
+  const NetworkResult back = rnnsweep::result_from_json(line, spec);
+  auto same = [](double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+  EXPECT_TRUE(same(back.final_loss, r.final_loss));
+  EXPECT_TRUE(same(back.final_accuracy, r.final_accuracy));
+  EXPECT_TRUE(std::isnan(back.tail_loss));
+  EXPECT_TRUE(same(back.tail_accuracy, -0.0)) << "the sign of zero survives";
+  EXPECT_TRUE(same(back.best_loss, r.best_loss));
+  EXPECT_TRUE(same(back.curve[0].loss, 1e308));
+  EXPECT_TRUE(same(back.curve[1].loss, r.curve[1].loss));
+  for (size_t i = 0; i < r.spectrum_init.size(); ++i)
+    EXPECT_TRUE(same(back.spectrum_init[i], r.spectrum_init[i])) << i;
+  EXPECT_TRUE(same(back.floss_curve[0].loss, 2.5e-7));
+  EXPECT_TRUE(same(back.seconds, 12.75));
+  // a line whose coordinates are not the grid's (a journal of another config) is refused
+  NetworkSpec other = spec;
+  other.lr = 1e-3;
+  EXPECT_THROW(rnnsweep::result_from_json(line, other), std::runtime_error);
+  other = spec;
+  other.rule = rnnsweep::Rule::rflo;
+  EXPECT_THROW(rnnsweep::result_from_json(line, other), std::runtime_error);
 }
 
 TEST(Runs, PlanPrintsTheGridTheMemoryAndAnEstimate) {

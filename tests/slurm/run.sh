@@ -201,7 +201,7 @@ wait "$ref_pid" || die "the unsharded run failed (exit $?)"
 
 # ---- the sweep as a 3-task array and its merge
 out=$T/out
-read -r array merge < <(RNNSWEEP=$RNNSWEEP RNNSWEEP_BACKEND=cpu CPUS=1 \
+read -r array merge < <(RNNSWEEP=$RNNSWEEP RNNSWEEP_BACKEND=cpu RNNSWEEP_PROGRESS_EVERY=1 CPUS=1 \
   "$root/scripts/slurm/submit.sh" "$T/grid.toml" "$out" 3) || die "submit.sh failed"
 [[ $array =~ ^[0-9]+$ && $merge =~ ^[0-9]+$ ]] || die "submit.sh printed '$array $merge'"
 say "submitted array $array, merge $merge"
@@ -246,6 +246,9 @@ check "task 0 (scontrol requeue) was interrupted, requeued and resumed" requeued
 check "task 1 (USR1) was interrupted, requeued itself and resumed" requeued_and_resumed 1
 for i in 0 1 2; do check "task $i completed" completed "${array}_$i"; done
 check "merge job completed" completed "$merge"
+# the tasks' logs show progress as plain lines (stderr is a file: no carriage returns)
+progress_in_log() { grep -Eq '^rnnsweep: +[0-9.]+% \(' "$out/logs/shard-2.out" && ! grep -q $'\r' "$out/logs/shard-2.out"; }
+check "task 2's log has plain progress lines" progress_in_log
 for f in networks.csv curves.csv floss_curves.csv lyapunov.csv summary.csv; do
   check "merged $f == unsharded" cmp "$out/merged/$f" "$T/unsharded/$f"
 done
