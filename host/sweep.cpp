@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include "host/gpu_model.h"
 #include "host/progress.h"
@@ -288,6 +289,22 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   std::vector<NetworkSpec> remaining;
   for (const auto& n : networks)
     if (!already.count(n.id)) remaining.push_back(n);
+  // `rnnsweep lyapunov`: a network's initial spectrum depends on its task, gain and seed only
+  // (rule, lr, data seed and flossing shape the training, which is not run), so each distinct
+  // initial network is computed once, and its result recorded for every grid point sharing it.
+  std::map<long, std::vector<NetworkSpec>> sharing;  // computed network -> the grid points it stands for
+  long distinct = 0;
+  if (spectra_only) {
+    std::map<std::tuple<int, double, std::uint32_t>, long> first_of;
+    std::vector<NetworkSpec> computed;
+    for (const auto& n : remaining) {
+      const auto [it, fresh] = first_of.emplace(std::make_tuple(int(n.task), n.gain, n.seed), n.id);
+      if (fresh) computed.push_back(n);
+      sharing[it->second].push_back(n);
+    }
+    distinct = long(computed.size());
+    remaining = std::move(computed);
+  }
 
   if (!resuming) {
     manifest = {{"rnnsweep_version", RNNSWEEP_VERSION},
@@ -310,6 +327,7 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   manifest["plan"] = plan;
   manifest["status"] = "running";
   manifest["networks_finished"] = already.size();
+  if (spectra_only) manifest["distinct_initial_networks_to_go"] = distinct;
   write_json(out + "/manifest.json", manifest);  // also proves the folder is writable
 
   std::fprintf(stderr, "rnnsweep: %s%s on %s (%s) -> %s\n", count_of(networks.size(), "network").c_str(),
@@ -319,7 +337,13 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
                                : "",
                backend->name().c_str(), backend->device().c_str(), out.c_str());
   if (resuming)
-    std::fprintf(stderr, "rnnsweep: resuming: %zu finished, %zu to go\n", already.size(), remaining.size());
+    std::fprintf(stderr, "rnnsweep: resuming: %zu finished, %zu to go\n", already.size(),
+                 networks.size() - already.size());
+  if (spectra_only)
+    std::fprintf(stderr,
+                 "rnnsweep: %s share %ld distinct initial networks (task, gain, seed): each spectrum is "
+                 "computed once\n",
+                 count_of(networks.size() - already.size(), "network").c_str(), distinct);
   if (!plan.empty()) std::fprintf(stderr, "rnnsweep: %s\n", plan.c_str());
 
   // Finished networks go to the journal (and their weights to weights/) as they finish; the
@@ -330,11 +354,27 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   RunControl control;
   control.stop = &g_stop;
   control.checkpoint_every = config.checkpoint_every;
-  control.finished = [&](const NetworkResult& r) {
+  auto record = [&](const NetworkResult& r) {
     if (save_weights) write_weights(out + "/weights", config, {r});
     store.append_result(r);
+  };
+  control.finished = [&](const NetworkResult& r) {
+    long recorded = 1;
+    if (!spectra_only) {
+      record(r);
+    } else {
+      // every grid point this network stands for, each with an equal share of its time
+      const std::vector<NetworkSpec>& points = sharing.at(r.spec.id);
+      for (const NetworkSpec& point : points) {
+        NetworkResult copy = r;
+        copy.spec = point;
+        copy.seconds = r.seconds / double(points.size());
+        record(copy);
+      }
+      recorded = long(points.size());
+    }
     std::lock_guard<std::mutex> lock(counts.mutex);
-    ++counts.finished;
+    counts.finished += recorded;
     if (std::chrono::steady_clock::now() - counts.last_write > std::chrono::seconds(5)) {
       counts.last_write = std::chrono::steady_clock::now();
       std::lock_guard<std::mutex> m(manifest_mutex);

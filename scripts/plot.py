@@ -16,7 +16,7 @@ missing ones drawn):
   one panel per task x rule: mean and min-max band across the seeds of each gain's best lr,
   without flossing; a triangle at the bottom marks a gain where a network's exponent is -inf
   (every unit silent), left out of the mean. A `rnnsweep lyapunov` folder gives the exponent
-  before training only, over every network of the gain.
+  before training only, one panel per task (an initial network is the same under every rule).
 - flossing.png (figure 4): tail loss at the best lr against gain with and without flossing
   (mean +- std across seeds), one panel per task x rule (e-prop and whichever rules the sweep has).
 - heatmap_tail_loss.png: tail loss, mean across the seeds that did not diverge, over gain x lr,
@@ -126,12 +126,13 @@ def finite(values):
     return np.where(np.isfinite(v), v, np.nan)
 
 
-def panel_grid(plt, r, title, sharey="row", extra_w=1.2):
-    fig, axes = plt.subplots(len(r.tasks), len(r.rules), squeeze=False, sharex=True, sharey=sharey,
-                             figsize=(PANEL_W * len(r.rules) + extra_w, PANEL_H * len(r.tasks) + 0.6),
+def panel_grid(plt, r, title, sharey="row", extra_w=1.2, rules=None):
+    rules = rules or r.rules
+    fig, axes = plt.subplots(len(r.tasks), len(rules), squeeze=False, sharex=True, sharey=sharey,
+                             figsize=(PANEL_W * len(rules) + extra_w, PANEL_H * len(r.tasks) + 0.6),
                              layout="constrained")
     for i, task in enumerate(r.tasks):
-        for j, rule in enumerate(r.rules):
+        for j, rule in enumerate(rules):
             axes[i][j].set_title(f"{task}, {rule}", fontsize=10)
     fig.suptitle(title + (f"\n[partial: {r.partial}]" if r.partial else ""), fontsize=10)
     return fig, axes
@@ -229,18 +230,22 @@ def draw_max_le(r, path, plt):
         phases = (("max_le_init", "before training", "0.45", "o"), ("max_le_trained", "after training", "C3", "s"))
     else:
         rows = net
-        how = ("untrained networks (`rnnsweep lyapunov`), all lrs" if not r.trained
-               else "all networks (no summary.csv)")
+        how = ("initial networks (`rnnsweep lyapunov`)" if not r.trained else "all networks (no summary.csv)")
         phases = (("max_le_init", "before training", "0.45", "o"),)
         if r.trained:
             phases += (("max_le_trained", "after training", "C3", "s"),)
+    # An initial network is the same whatever its rule, lr or flossing: one panel per task, each
+    # (task, gain, seed) once.
+    rules = r.rules if r.trained else ["any rule"]
+    if not r.trained:
+        rows = rows.drop_duplicates(["task", "gain", "seed"])
     fig, axes = panel_grid(plt, r, f"Largest Lyapunov exponent against gain: mean and min-max across seeds,\n{how}",
-                           sharey=True)
+                           sharey=True, rules=rules)
     any_silent = False
     for i, task in enumerate(r.tasks):
-        for j, rule in enumerate(r.rules):
+        for j, rule in enumerate(rules):
             ax = axes[i][j]
-            sub = rows[(rows["task"] == task) & (rows["rule"] == rule)]
+            sub = rows[(rows["task"] == task) & ((rows["rule"] == rule) | (not r.trained))]
             for col, label, color, marker in phases:
                 if col not in sub.columns:
                     continue

@@ -7,10 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "host/cpu/tasks.h"
 #include "host/gpu_model.h"
+#include "host/writers.h"
+#include "rnnsweep/grid.h"
 #include "tests/cli_support.h"
 #include "rnnsweep/config.h"
 #include "rnnsweep/model.h"
@@ -189,6 +192,43 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   }
   EXPECT_GT(infinite, 0) << "2af and dms (a = 0) annihilate directions: the test needs some -inf rows";
   EXPECT_FALSE(fs::exists(dir + "/o/curves.csv")) << "no training, no curves";
+  // Each distinct initial network (task, gain, seed) once: 48 grid points, 12 spectra computed.
+  // A grid of one rule, flossed, has none in common, so it computes every spectrum of its own,
+  // and each must be the one recorded for every grid point of the same task, gain and seed.
+  const Outcome alone = rnnsweep_cli("lyapunov " + small_config(dir) +
+                                     " --set le_k=3 --set rules=[rflo] --set floss=[true] --out " + dir + "/alone");
+  ASSERT_EQ(alone.code, 0) << alone.err;
+  const Outcome shared = rnnsweep_cli("lyapunov " + small_config(dir) + " --set le_k=3 --out " + dir + "/shared");
+  ASSERT_EQ(shared.code, 0) << shared.err;
+  EXPECT_NE(shared.err.find("48 networks share 12 distinct initial networks"), std::string::npos) << shared.err;
+  EXPECT_NE(alone.err.find("12 networks share 12 distinct"), std::string::npos) << alone.err;
+  auto spectra_by_point = [&](const std::string& out, const std::vector<std::string>& overrides) {
+    const Config c = load_config(dir + "/small.toml", overrides);
+    std::map<long, std::string> point;  // network id -> "task gain seed"
+    for (const auto& n : expand_grid(c))
+      point[n.id] = std::string(task_name(n.task)) + " " + format_number(n.gain) + " " + std::to_string(n.seed);
+    std::map<std::string, std::set<std::string>> spectra;  // point -> its rows "index,lambda"
+    std::istringstream rows(read_file(out + "/lyapunov.csv"));
+    std::string row;
+    std::getline(rows, row);
+    while (std::getline(rows, row)) {
+      const size_t comma = row.find(',');
+      const long id = std::stol(row.substr(0, comma));
+      spectra[point.at(id)].insert(std::to_string(id) + ":" + row.substr(row.find(",init,") + 6));
+    }
+    return spectra;
+  };
+  const auto a = spectra_by_point(dir + "/alone", {"le_k=3", "rules=[rflo]", "floss=[true]"});
+  const auto b = spectra_by_point(dir + "/shared", {"le_k=3"});
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u);
+  for (const auto& [p, rows_a] : a) {
+    std::set<std::string> values_a, values_b;  // the spectra without the network ids
+    for (const auto& r : rows_a) values_a.insert(r.substr(r.find(':') + 1));
+    for (const auto& r : b.at(p)) values_b.insert(r.substr(r.find(':') + 1));
+    EXPECT_EQ(values_a, values_b) << p;
+    EXPECT_EQ(b.at(p).size(), 4u * 3) << p << ": 4 grid points (2 rules x 2 floss) x 3 exponents";
+  }
   // No invented training statistics: status untrained, loss columns empty.
   const std::string networks = read_file(dir + "/o/networks.csv");
   EXPECT_NE(networks.find("\n0,romo,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
