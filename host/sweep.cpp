@@ -3,6 +3,7 @@
 #include "host/sweep.h"
 
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -52,6 +53,13 @@ void install_stop_handlers() {
 struct Shard {
   int index = 0, count = 1;
 };
+
+// The CPU time of this process, all its threads together.
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 Shard parse_shard(const std::string& text) {
   const auto slash = text.find('/');
@@ -619,60 +627,108 @@ int plan_sweep(const SweepArgs& args) {
   std::printf("backend: %s on %s\n", backend->name().c_str(), backend->device().c_str());
   if (!chunking.empty()) std::printf("%s\n", chunking.c_str());
 
-  // Calibration: the first networks of each task trained for a few iterations, their spectra
-  // over a few steps and a flossing iteration, timed on this backend and scaled up.
-  const int sample_size =
-      backend->name() == "cuda" ? 256 : std::max(1, int(std::thread::hardware_concurrency()));
-  double estimate = 0;
+  // Calibration: for every task, a sample of each rule's networks (spread over the grid, up to
+  // `sample_size` per task) trains a few iterations, a sample's spectra run a few steps and a
+  // flossing iteration is timed, each kRepeats times; each repeat gives an estimate, the median
+  // is printed with the lowest and highest. On the CPU the cost is this process's CPU time,
+  // which other users of a shared machine do not inflate, spread over the threads the run will
+  // use; on a GPU, wall-clock time.
+  constexpr int kRepeats = 3;
+  const bool on_cpu = backend->name() == "cpu";
+  const int threads = args.threads > 0 ? args.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int sample_size = on_cpu ? threads : 256;
+  double calibration_cpu = 0, calibration_capacity = 0;
+  auto time_of = [&](const Config& c, const std::vector<NetworkSpec>& specs, bool train, bool spectra) {
+    RunOptions o;
+    o.train = train;
+    o.spectra = spectra;
+    Progress p;
+    const double cpu0 = process_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    backend->train(c, specs, o, p);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double cpu = process_cpu_seconds() - cpu0;
+    calibration_cpu += cpu;
+    calibration_capacity += wall * std::min<double>(threads, double(specs.size()));
+    // CPU seconds of one network's work on one thread, or the GPU's wall time for the whole sample
+    return on_cpu ? cpu : wall;
+  };
+  // `count` of `from`, evenly spread (every gain, lr and seed has its turn).
+  auto spread = [](const std::vector<NetworkSpec>& from, size_t count) {
+    std::vector<NetworkSpec> picked;
+    const size_t n = std::min(count, from.size());
+    for (size_t i = 0; i < n; ++i) picked.push_back(from[i * from.size() / n]);
+    for (auto& p : picked) p.floss = false;
+    return picked;
+  };
+  std::vector<double> estimates(kRepeats, 0.0);  // CPU: CPU seconds; GPU: wall seconds
   for (const auto& task : config.tasks) {
-    std::vector<NetworkSpec> of_task, sample;
+    std::vector<NetworkSpec> of_task;
     for (const auto& n : networks)
       if (task_name(n.task) == task) of_task.push_back(n);
     if (of_task.empty()) continue;
-    for (size_t i = 0; i < of_task.size() && int(sample.size()) < sample_size; ++i)
-      sample.push_back(of_task[i]);
-    auto time_of = [&](Config c, std::vector<NetworkSpec> specs, bool train, bool spectra) {
-      RunOptions o;
-      o.train = train;
-      o.spectra = spectra;
-      Progress p;
-      const auto t0 = std::chrono::steady_clock::now();
-      backend->train(c, specs, o, p);
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
     Config c = config;
     c.iters = std::min<long>(config.iters, 10);
     c.log_every = c.iters;
-    std::vector<NetworkSpec> no_floss = sample;
-    for (auto& n : no_floss) n.floss = false;
-    const double per_iteration = time_of(c, no_floss, true, false) / (double(c.iters) * sample.size());
-    c.le_steps = std::min<long>(config.le_steps, 30);
-    c.le_warmup = 0;
-    c.le_batch = 1;
-    const double per_step = time_of(c, no_floss, false, true) / (double(c.le_steps) * sample.size());
-    const double scale = double(of_task.size());
-    double task_seconds = scale * (config.iters * per_iteration);
+    for (const auto& rule : config.rules) {
+      std::vector<NetworkSpec> of_rule;
+      for (const auto& n : of_task)
+        if (rule_name(n.rule) == rule) of_rule.push_back(n);
+      if (of_rule.empty()) continue;
+      const auto sample = spread(of_rule, std::max<size_t>(1, sample_size / config.rules.size()));
+      for (int r = 0; r < kRepeats; ++r) {
+        const double per_iteration = time_of(c, sample, true, false) / (double(c.iters) * sample.size());
+        estimates[r] += double(of_rule.size()) * config.iters * per_iteration;
+      }
+    }
+    const auto sample = spread(of_task, size_t(sample_size));
     long long task_trajectories = 0, task_flossing = 0;
     for (const auto& n : of_task) {
       task_trajectories += config.le_batch * (n.floss ? 3 : 2);
       task_flossing += n.floss ? config.floss_iters : 0;
     }
-    task_seconds += double(task_trajectories) * (config.le_warmup + config.le_steps) * per_step;
-    if (task_flossing > 0) {
-      Config f = config;
-      f.iters = 1;
-      f.log_every = 1;
-      f.floss_iters = 1;
-      std::vector<NetworkSpec> flossed = sample;
-      for (auto& n : flossed) n.floss = true;
-      const double per_floss =
-          std::max(0.0, time_of(f, flossed, true, false) / sample.size() - per_iteration);
-      task_seconds += double(task_flossing) * per_floss;
+    // one trajectory per sampled network, as long as the run's (up to 2000 steps): a short one
+    // would weigh its fixed costs (frame, trials) too heavily, and warm-up steps cost less than
+    // the steps that carry the QR
+    Config le = config;
+    const double shorten = std::min(1.0, 2000.0 / double(config.le_warmup + config.le_steps));
+    le.le_steps = std::max(1L, long(config.le_steps * shorten));
+    le.le_warmup = long(config.le_warmup * shorten);
+    le.le_batch = 1;
+    Config f = config;
+    f.iters = 1;
+    f.log_every = 1;
+    f.floss_iters = std::min<long>(config.floss_iters, 5);  // more than one: its setup is paid once
+    std::vector<NetworkSpec> flossed = sample;
+    for (auto& n : flossed) n.floss = true;
+    for (int r = 0; r < kRepeats; ++r) {
+      const double per_trajectory = time_of(le, sample, false, true) / double(sample.size()) / shorten;
+      estimates[r] += double(task_trajectories) * per_trajectory;
+      if (task_flossing > 0) {
+        const double per_iteration = time_of(c, sample, true, false) / (double(c.iters) * sample.size());
+        const double per_floss =
+            std::max(0.0, time_of(f, flossed, true, false) / sample.size() - per_iteration) / f.floss_iters;
+        estimates[r] += double(task_flossing) * per_floss;
+      }
     }
-    estimate += task_seconds;
   }
-  std::printf("estimated time: %s (from a calibration run of up to %d networks per task on this machine)\n",
-              clock_text(estimate).c_str(), sample_size);
+  // CPU seconds become wall-clock seconds on the threads the run will keep busy.
+  const double parallel = on_cpu ? double(std::min<size_t>(threads, std::max<size_t>(1, networks.size()))) : 1.0;
+  for (double& e : estimates) e /= parallel;
+  std::sort(estimates.begin(), estimates.end());
+  const double median = estimates[kRepeats / 2];
+  std::printf("estimated time: %s (%s to %s over %d calibration repeats; %s)\n", clock_text(median).c_str(),
+              clock_text(estimates.front()).c_str(), clock_text(estimates.back()).c_str(), kRepeats,
+              on_cpu ? ("this process's CPU time, samples of every rule of every task, spread over " +
+                        count_of(long(parallel), "thread"))
+                           .c_str()
+                     : "wall-clock time of samples of every rule of every task on this GPU");
+  // How busy the machine was: the share of the calibration's thread time that ran on a CPU.
+  const double busy = calibration_capacity > 0 ? calibration_cpu / calibration_capacity : 1;
+  if (on_cpu && busy < 0.7)
+    std::printf("note: the calibration got %.0f%% of its threads' time: this machine is shared, and the run will "
+                "take longer than estimated unless it gets its %s to itself\n",
+                100 * busy, count_of(threads, "thread").c_str());
   return 0;
 }
 

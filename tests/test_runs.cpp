@@ -368,7 +368,8 @@ TEST(Runs, PlanPrintsTheGridTheMemoryAndAnEstimate) {
   ASSERT_EQ(o.code, 0) << o.err;
   const std::string text = read_file(dir + "/plan.txt");
   for (const char* says : {"grid: 48 networks", "shard 1/4: 12 networks", "parameters per network",
-                           "network-iterations", "estimated time:"})
+                           "network-iterations", "estimated time:", "over 3 calibration repeats",
+                           "samples of every rule of every task"})
     EXPECT_NE(text.find(says), std::string::npos) << says << " in:\n" << text;
 }
 
