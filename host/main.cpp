@@ -23,26 +23,65 @@ using namespace rnnsweep;
 namespace {
 
 struct TrialsArgs {
-  std::string task, out, config_path;
+  std::string task, out, config_path, stream = "training";
   std::vector<std::string> overrides;
-  long data_seed = 0, iteration = 0;
-  int batch = 1;
+  long data_seed = -1, seed = -1, iteration = -1, trajectory = -1;
+  int batch = 0;
 };
 
+// `rnnsweep trials`: the inputs (and targets) of one of a network's three trial streams, so that
+// every number of a run can be recomputed outside rnnsweep (docs/model.md, section 3):
+//   training  batch `iteration` of (trials, data seed): the B trials trained on at that iteration
+//   spectrum  trajectory `trajectory` of (lyapunov_trials, seed): the trials laid back to back
+//             that drive it (the same for the initial, flossed and trained spectra)
+//   floss     flossing iteration `iteration` of (floss_trials, seed): the trials of its trajectory
 int write_trials(const TrialsArgs& args) {
   const Config config = args.config_path.empty() ? default_config_with(args.overrides)
                                                  : load_config(args.config_path, args.overrides);
   const TaskParams& task = config.task(parse_task(args.task));
-  if (args.data_seed < 0 || args.data_seed > 4294967295L)
-    throw UsageError("--data-seed " + std::to_string(args.data_seed) + ": allowed: an integer in [0, 2^32)");
-  if (args.iteration < 0 || args.iteration > 4294967295L)
-    throw UsageError("--iteration " + std::to_string(args.iteration) + ": allowed: an integer in [0, 2^32)");
-  if (args.batch < 1)
-    throw UsageError("--batch " + std::to_string(args.batch) + ": allowed: an integer >= 1");
+  auto counter = [](long v, const std::string& flag) {
+    if (v < 0 || v > 4294967295L)
+      throw UsageError(flag + " " + std::to_string(v) + ": allowed: an integer in [0, 2^32)");
+    return static_cast<std::uint32_t>(v);
+  };
+  auto require = [&](long v, const std::string& flag) {
+    if (v == -1) throw UsageError("trials --stream " + args.stream + " needs " + flag);
+  };
+  auto refuse = [&](bool given, const std::string& flag, const std::string& use) {
+    if (given) throw UsageError("trials --stream " + args.stream + " takes no " + flag + " (" + use + ")");
+  };
+  Purpose purpose;
+  std::uint32_t key = 0, index = 0;
+  int batch = 0;
+  // the trials a trajectory of warmup + steps steps runs through, T steps each
+  auto chain = [&](long steps) { return int((steps + task.T() - 1) / task.T()); };
+  if (args.stream == "training") {
+    refuse(args.seed != -1, "--seed", "training trials are keyed by --data-seed");
+    refuse(args.trajectory != -1, "--trajectory", "use --iteration");
+    require(args.data_seed, "--data-seed");
+    require(args.iteration, "--iteration");
+    if (args.batch < 1) throw UsageError("--batch " + std::to_string(args.batch) + ": allowed: an integer >= 1");
+    purpose = Purpose::trials, key = counter(args.data_seed, "--data-seed"), index = counter(args.iteration, "--iteration");
+    batch = args.batch;
+  } else if (args.stream == "spectrum" || args.stream == "floss") {
+    const bool spectrum = args.stream == "spectrum";
+    refuse(args.data_seed != -1, "--data-seed", "its trials are keyed by the network's --seed");
+    refuse(spectrum ? args.iteration != -1 : args.trajectory != -1, spectrum ? "--iteration" : "--trajectory",
+           spectrum ? "use --trajectory, 0 .. le_batch - 1" : "use --iteration, the flossing iteration");
+    refuse(args.batch != 0, "--batch", "the trials of one trajectory, set by the config's steps");
+    require(args.seed, "--seed");
+    require(spectrum ? args.trajectory : args.iteration, spectrum ? "--trajectory" : "--iteration");
+    purpose = spectrum ? Purpose::lyapunov_trials : Purpose::floss_trials;
+    key = counter(args.seed, "--seed");
+    index = counter(spectrum ? args.trajectory : args.iteration, spectrum ? "--trajectory" : "--iteration");
+    batch = spectrum ? chain(config.le_warmup + config.le_steps) : chain(config.floss_warmup + config.floss_steps);
+  } else {
+    throw UsageError("--stream '" + args.stream + "': allowed: training | spectrum | floss");
+  }
   if (fs::exists(args.out))
     throw UsageError("--out '" + args.out + "' already exists; it is never overwritten");
-  const cpu::Trials t = cpu::training_trials(task, static_cast<std::uint32_t>(args.data_seed),
-                                             static_cast<std::uint32_t>(args.iteration), args.batch);
+  cpu::Trials t;
+  cpu::fill_trials(task, purpose, key, index, batch, t);
   std::ofstream o(args.out);
   if (!o) throw UsageError("--out '" + args.out + "': cannot write");
   o << "trial,step";
@@ -157,11 +196,17 @@ int main(int argc, char** argv) {
   tables->allow_extras();
 
   TrialsArgs trials_args;
-  CLI::App* trials = app.add_subcommand("trials", "write the trials a data seed trains on at one iteration");
+  CLI::App* trials = app.add_subcommand(
+      "trials", "write the trials of one of a network's streams: training batches, spectrum or flossing trajectories");
   trials->add_option("--task", trials_args.task, "romo | 2af | dms")->required();
-  trials->add_option("--data-seed", trials_args.data_seed, "data seed")->required();
-  trials->add_option("--iteration", trials_args.iteration, "training iteration")->required();
-  trials->add_option("--batch", trials_args.batch, "trials in the batch")->required();
+  trials->add_option("--stream", trials_args.stream,
+                     "training (default: --data-seed, --iteration, --batch) | spectrum (--seed, --trajectory) | "
+                     "floss (--seed, --iteration)");
+  trials->add_option("--data-seed", trials_args.data_seed, "data seed (training)");
+  trials->add_option("--seed", trials_args.seed, "the network's seed (spectrum, floss)");
+  trials->add_option("--iteration", trials_args.iteration, "training or flossing iteration");
+  trials->add_option("--trajectory", trials_args.trajectory, "spectrum trajectory, 0 .. le_batch - 1");
+  trials->add_option("--batch", trials_args.batch, "trials in the batch (training)");
   trials->add_option("--out", trials_args.out, "CSV file to write (must not exist)")->required();
   trials->add_option("--config", trials_args.config_path, "take task parameters from this config");
   trials->add_option("--set", trials_args.overrides, "override a config key (task parameters), one per --set")

@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "host/cpu/model.h"
+#include "host/cpu/spectra.h"
 #include "host/cpu/tasks.h"
 #include "host/gpu_model.h"
 #include "host/writers.h"
@@ -163,6 +165,86 @@ TEST(Sweep, TrialsCommandWritesTheTrainingTrials) {
   std::ifstream romo(dir + "/r.csv");
   std::getline(romo, header);
   EXPECT_EQ(header, "trial,step,x0,target0,target1,mask0,mask1");
+}
+
+// The spectrum and flossing streams as exported: the driven states of a spectrum trajectory,
+// recomputed here from the exported inputs alone (the leaky ReLU map of docs/model.md), are the
+// states the spectrum is computed on.
+TEST(Sweep, TrialsCommandWritesTheSpectrumAndFlossingStreams) {
+  const std::string dir = scratch("trials_streams");
+  const std::string sets = " --set le_warmup=10 --set le_steps=60 --set floss_warmup=5 --set floss_steps=30 --set bias=true";
+  ASSERT_EQ(rnnsweep_cli("trials --task 2af --stream spectrum --seed 3 --trajectory 1 --out " + dir + "/s.csv" + sets).code,
+            0);
+  Config config = default_config_with({"le_warmup=10", "le_steps=60", "bias=true"});
+  const TaskParams& task = config.two_af;
+  const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
+  const int T = int(task.T()), chain = (70 + T - 1) / T;
+  // x[trial][step][input], as written
+  std::vector<std::vector<std::vector<double>>> x(chain, std::vector<std::vector<double>>(T, std::vector<double>(s.I)));
+  std::ifstream in(dir + "/s.csv");
+  std::string line;
+  std::getline(in, line);
+  int rows = 0;
+  for (; std::getline(in, line); ++rows) {
+    std::istringstream cells(line);
+    std::string cell;
+    std::getline(cells, cell, ',');
+    const int trial = std::stoi(cell);
+    std::getline(cells, cell, ',');
+    const int step = std::stoi(cell);
+    for (int i = 0; i < s.I; ++i) {
+      std::getline(cells, cell, ',');
+      x.at(trial).at(step)[i] = std::stof(cell);  // the float the kernels read, exactly
+    }
+  }
+  ASSERT_EQ(rows, chain * T) << "the trials one trajectory of 70 steps runs through";
+  std::vector<float> params(ParamLayout(s).size);
+  init_params(s, 1.5, 3, params.data());
+  const cpu::ConstNet<float> net(s, params.data());
+  const double a = task.leak();
+  std::vector<double> h(s.H, 0.0), next(s.H);
+  const cpu::Mat<double> want = cpu::driven_states(s, a, params.data(), task, Purpose::lyapunov_trials, 3, 1, 10, 60);
+  double worst = 0;
+  for (int step = 0; step < 70; ++step) {
+    if (step >= 10)
+      for (int r = 0; r < s.H; ++r)  // relative: at g = 1.5 the states grow to about 1e6
+        worst = std::max(worst, std::abs(h[r] - want(r, step - 10)) / std::max(1.0, std::abs(want(r, step - 10))));
+    for (int r = 0; r < s.H; ++r) {
+      double v = net.b(r);
+      for (int c = 0; c < s.H; ++c) v += double(net.W_h(r, c)) * std::max(h[c], 0.0);
+      for (int i = 0; i < s.I; ++i) v += double(net.W_x(r, i)) * x[step / T][step % T][i];
+      next[r] = a * h[r] + (1 - a) * v;
+    }
+    h = next;
+  }
+  EXPECT_LT(worst, 1e-9) << "(rounding, amplified by chaos) the exported inputs drive the spectrum's states";
+
+  // flossing iteration 4 of seed 3: the trials of its 35-step trajectory
+  ASSERT_EQ(rnnsweep_cli("trials --task romo --stream floss --seed 3 --iteration 4 --out " + dir + "/f.csv" + sets).code, 0);
+  const std::string floss = read_file(dir + "/f.csv");
+  const TaskParams& romo = config.romo;
+  const int romo_chain = int((35 + romo.T() - 1) / romo.T());
+  EXPECT_EQ(std::count(floss.begin(), floss.end(), '\n'), 1 + romo_chain * romo.T());
+  cpu::Trials f;
+  cpu::fill_trials(romo, Purpose::floss_trials, 3, 4, romo_chain, f);
+  std::istringstream frows(floss);
+  std::getline(frows, line);
+  for (int k = 0; k < 4; ++k) std::getline(frows, line);  // trial 0, step 3
+  EXPECT_EQ(line.substr(0, line.find(',', 4)), "0,3," + format_number(f.x[size_t(3) * f.Bt * f.I]));
+
+  // each stream takes its own keys, and says which
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--stream spectrum --seed 3 --iteration 1", "takes no --iteration (use --trajectory"},
+           {"--stream floss --data-seed 3 --iteration 1", "takes no --data-seed"},
+           {"--stream spectrum --trajectory 1", "needs --seed"},
+           {"--stream floss --seed 3 --iteration 1 --batch 4", "takes no --batch"},
+           {"--data-seed 3 --iteration 1", "--batch 0: allowed"},
+           {"--stream lyapunov --seed 3", "allowed: training | spectrum | floss"}}) {
+    const Outcome o = rnnsweep_cli("trials --task 2af " + args + " --out " + dir + "/never.csv");
+    EXPECT_EQ(o.code, 2) << args;
+    EXPECT_NE(o.err.find(says), std::string::npos) << args << ": " << o.err;
+    EXPECT_FALSE(fs::exists(dir + "/never.csv"));
+  }
 }
 
 TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
