@@ -4,7 +4,13 @@
 // Ownership: one thread block owns one network. Forward: the driven trajectory (h_t detached,
 // kernels/lyapunov.cuh) and, from step `warmup` on, the chain M_t = J_t Q_{t-1},
 // (Q_t, R_t) = qr(M_t) with every frame, triangle and slope pattern kept in the network's
-// global scratch, since the backward pass visits them in reverse. QR is nested (the first j
+// global scratch, since the backward pass visits them in reverse. Where shared memory allows
+// (FlossLaunchPlan::chain_shared), the chain works in shared memory: M is formed and
+// factorised there from the previous frame, also there, and global memory only receives each
+// frame and triangle once (forward) and gives each back once (backward, into a second buffer
+// while the first still holds Q_{t+1}); the backward work arrays (Q_bar, M_bar, C, R) are in
+// shared memory too. The arithmetic is the same in the same order: results are bitwise those
+// of the global-memory instance. QR is nested (the first j
 // columns of Q_t and R_t depend only on the first j columns before), so the first annihilated
 // column, over all steps, simply cuts the chain: the leading k_used columns are exactly what a
 // chain of k_used columns computes, and the CPU's rerun with fewer columns is not needed.
@@ -46,29 +52,38 @@ RNNSWEEP_HD inline FlossScratch floss_scratch_layout(int H, int k, long n) {
   return L;
 }
 
-// Shared memory, in doubles: reductions, W_h (if it fits), W_x, b, the state, the trial.
+// Shared memory, in doubles: reductions, W_h (if it fits), W_x, b, the state, the trial, and
+// with chain_shared the two frame buffers and the backward work arrays.
 struct FlossShared {
-  size_t reduce, diag, log_sum, W_h, W_x, b, u, scratch, trial, total;
+  size_t reduce, diag, log_sum, W_h, W_x, b, u, scratch, trial, frame_a, frame_b, frame_bar, M_bar, C, R, total;
 };
 
-RNNSWEEP_HD inline FlossShared floss_shared_layout(const Shape& s, int k, int T, bool W_h_shared) {
+RNNSWEEP_HD inline FlossShared floss_shared_layout(const Shape& s, int k, int T, bool W_h_shared,
+                                                   bool chain_shared) {
   FlossShared L{};
   SharedCarver<double> carve;  // 16-byte aligned arrays
   L.reduce = carve.take(32);
   L.diag = carve.take(k);
   L.log_sum = carve.take(k);
-  L.W_h = carve.take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_h = carve.take(W_h_shared ? recurrent_weights_doubles(s.H) : 0);
   L.W_x = carve.take(size_t(s.H) * s.I);
   L.b = carve.take(s.H);
   L.u = carve.take(s.H);
   L.scratch = carve.take(2 * size_t(s.H));
   // x, target, mask (floats) and label (ints) of one trial: T (I + 2 O + 1) 4-byte values
   L.trial = carve.take((size_t(T) * (s.I + 2 * s.O + 1) + 1) / 2);
+  const size_t frame = chain_shared ? size_t(s.H) * k : 0, triangle = chain_shared ? size_t(k) * k : 0;
+  L.frame_a = carve.take(frame);
+  L.frame_b = carve.take(frame);
+  L.frame_bar = carve.take(frame);
+  L.M_bar = carve.take(frame);
+  L.C = carve.take(triangle);
+  L.R = carve.take(triangle);
   L.total = carve.size();
   return L;
 }
 
-RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration) {
+RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, bool chain_shared, long iteration) {
   // Flossing covers only the networks with floss = true: block `slot` flosses network
   // network[slot] of the parameter array; the flossing arrays are indexed by slot.
   const int slot = blockIdx.x, n_net = c.network ? c.network[slot] : slot;
@@ -77,7 +92,7 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   const int H = s.H, k = c.k, T = c.task.T(), tid = threadIdx.x, threads = blockDim.x;
   const long n = c.steps;
   const ParamLayout layout(s);
-  const FlossShared L = floss_shared_layout(s, k, T, W_h_shared);
+  const FlossShared L = floss_shared_layout(s, k, T, W_h_shared, chain_shared);
   const FlossScratch G = floss_scratch_layout(H, k, n);
   float* params = c.params + size_t(n_net) * layout.size;
   double* scratch = c.scratch + size_t(slot) * G.total;
@@ -100,7 +115,13 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   double* triangles = scratch + G.triangles;
   double* slopes = scratch + G.slopes;
   for (size_t e = tid; e < size_t(n) * k * k; e += threads) triangles[e] = 0.0;  // lower parts stay 0
-  block_random_frame(frames, H, k, c.seed[n_net], diag);
+  // Q: the current frame; other: where the next M is formed (shared: the other buffer; global:
+  // the next frame's own place in the chain).
+  double* Q_cur = chain_shared ? shared + L.frame_a : frames;
+  double* other = chain_shared ? shared + L.frame_b : nullptr;
+  block_random_frame(Q_cur, H, k, c.seed[n_net], diag);
+  if (chain_shared)  // the backward pass's Q_0 (block_random_frame ends in a barrier)
+    for (int e = tid; e < H * k; e += threads) frames[e] = Q_cur[e];
 
   float* trial = reinterpret_cast<float*>(shared + L.trial);
   DrivenTrajectory traj{c.task,
@@ -128,9 +149,10 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
     if (step >= c.warmup) {
       const long t = step - c.warmup;
       // u and Q are complete: start() and advance() end in a barrier, and so does the QR that
-      // wrote Q; M is fresh scratch.
-      const double* Q = frames + size_t(t) * H * k;
-      double* M = frames + size_t(t + 1) * H * k;
+      // wrote Q; M is fresh scratch (shared: the buffer last read by the previous step's product,
+      // before that step's QR barriers).
+      const double* Q = Q_cur;
+      double* M = chain_shared ? other : frames + size_t(t + 1) * H * k;
       for (int i = tid; i < H; i += threads) slopes[size_t(t) * H + i] = traj.u[i] > 0 ? 1.0 : 0.0;
       for (int e = tid; e < H * k; e += threads) {
         const int i = e % H, col = e / H;
@@ -142,6 +164,14 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
       __syncthreads();
       double* R = triangles + size_t(t) * k * k;
       block_qr_positive(M, H, k, floor, diag, R);
+      if (chain_shared) {
+        // the frame for the backward pass; M becomes the current frame and Q's buffer the next M
+        // (read again only after advance()'s barrier)
+        double* next = frames + size_t(t + 1) * H * k;
+        for (int e = tid; e < H * k; e += threads) next[e] = M[e];
+        other = Q_cur;
+      }
+      Q_cur = M;
       for (int col = 0; col < k_used; ++col)  // every thread keeps the same k_used
         if (!(diag[col] > floor)) k_used = col;
       if (tid == 0)
@@ -162,17 +192,26 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
 
   // Backward through the chain of the first kk = k_used columns.
   const int kk = k_used;
-  double* frame_bar = scratch + G.frame_bar;  // H x kk (column stride H)
-  double* M_bar = scratch + G.M_bar;          // H x kk
-  double* C = scratch + G.C;                  // kk x kk (column stride k)
-  double* W_bar = scratch + G.W_bar;          // H x H
+  double* frame_bar = chain_shared ? shared + L.frame_bar : scratch + G.frame_bar;  // H x kk (column stride H)
+  double* M_bar = chain_shared ? shared + L.M_bar : scratch + G.M_bar;              // H x kk
+  double* C = chain_shared ? shared + L.C : scratch + G.C;                          // kk x kk (column stride k)
+  double* W_bar = scratch + G.W_bar;                                                // H x H
+  double* R_staged = shared + L.R;
   for (int e = tid; e < H * k; e += threads) frame_bar[e] = 0.0;
   for (int e = tid; e < H * H; e += threads) W_bar[e] = 0.0;
+  // chain_shared: Q_cur holds Q_n since the forward pass; Q_{t} and R_t of each step are brought
+  // in before the barrier that opens it (into `other`, whose last reader was the step before's
+  // M_bar product, and R_staged, last read by its back substitution).
+  auto stage = [&](long t) {
+    for (int e = tid; e < H * k; e += threads) other[e] = frames[size_t(t) * H * k + e];
+    for (int e = tid; e < k * k; e += threads) R_staged[e] = triangles[size_t(t) * k * k + e];
+  };
+  if (chain_shared) stage(n - 1);
   for (long t = n - 1; t >= 0; --t) {
     __syncthreads();
-    const double* Q = frames + size_t(t + 1) * H * k;
-    const double* Q_prev = frames + size_t(t) * H * k;
-    const double* R = triangles + size_t(t) * k * k;
+    const double* Q = chain_shared ? Q_cur : frames + size_t(t + 1) * H * k;
+    const double* Q_prev = chain_shared ? other : frames + size_t(t) * H * k;
+    const double* R = chain_shared ? R_staged : triangles + size_t(t) * k * k;
     const double* slope = slopes + size_t(t) * H;
     // lower triangle of C = R R_bar^T - Q_bar^T Q, R_bar = diag(2 lambda / (n R_jj)): the
     // strictly lower part of R is 0, so only the diagonal gets the R R_bar^T term
@@ -213,7 +252,7 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
       for (int col = 0; col < kk; ++col) sum += M_bar[i + size_t(col) * H] * Q_prev[j + size_t(col) * H];
       W_bar[e] += (1 - a) * sum;
     }
-    if (t > 0)
+    if (t > 0) {
       for (int e = tid; e < H * kk; e += threads) {
         const int i = e % H, col = e / H;
         double through_W = 0;
@@ -221,6 +260,15 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
           for (int j = 0; j < H; ++j) through_W += W(j, i) * M_bar[j + size_t(col) * H];
         frame_bar[e] = a * M_bar[e] + (1 - a) * through_W;
       }
+      if (chain_shared) {
+        // Q_t becomes the next step's Q; Q_{t+1}'s buffer (last read by the M_bar product above,
+        // before the back substitution's barriers) takes Q_{t-1}
+        double* done = const_cast<double*>(Q);
+        Q_cur = other;
+        other = done;
+        stage(t - 1);
+      }
+    }
   }
   // The CPU skips the update when the gradient has a NaN or Inf; count them first. Each thread
   // reads only the entries of W_bar it wrote, so no barrier is needed before; every thread
@@ -243,9 +291,13 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, long iteration)
   }
 }
 
-size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared) {
-  return floss_shared_layout(s, k, T, W_h_shared).total * sizeof(double);
+size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared, bool chain_shared) {
+  return floss_shared_layout(s, k, T, W_h_shared, chain_shared).total * sizeof(double);
 }
+
+// The placements, best first: W_h in shared memory matters most (every product of the chain and
+// of its adjoint reads all of it), then the chain's QR and work arrays.
+constexpr bool kPlacements[4][2] = {{true, true}, {true, false}, {false, true}, {false, false}};
 
 }  // namespace
 
@@ -258,22 +310,28 @@ std::vector<double> adam_bias_corrections(double beta, long steps) {
 }
 
 std::string FlossLaunchPlan::name() const {
-  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global");
+  return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
+         " chain=" + (chain_shared ? "shared" : "global");
 }
 
 FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
   FlossLaunchPlan plan;
   plan.threads = std::min(256, std::max(64, (shape.H + 31) / 32 * 32 * 2));
-  for (bool W_h_shared : {true, false}) {
-    const size_t bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared);
-    if (bytes <= max_shared) {
-      plan.W_h_shared = W_h_shared;
-      plan.shared_bytes = bytes;
-      return plan;
+  // The first placement that leaves room for a second block on the SM (its warps hide the
+  // latency of the first's barriers and loads), else the first that fits at all. The paper's
+  // shape (H = 64, k = 32) gets everything in shared memory at about 100 KiB.
+  for (const size_t budget : {max_shared / 2, max_shared})
+    for (const auto& [W_h_shared, chain_shared] : kPlacements) {
+      const size_t bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared, chain_shared);
+      if (bytes <= budget) {
+        plan.W_h_shared = W_h_shared;
+        plan.chain_shared = chain_shared;
+        plan.shared_bytes = bytes;
+        return plan;
+      }
     }
-  }
   throw std::invalid_argument("flossing at hidden = " + std::to_string(shape.H) + " needs " +
-                              std::to_string(floss_shared_bytes(shape, k, task.T(), false) / 1024) +
+                              std::to_string(floss_shared_bytes(shape, k, task.T(), false, false) / 1024) +
                               " KiB of shared memory, more than this GPU's " + std::to_string(max_shared / 1024) +
                               " KiB; use --backend cpu");
 }
@@ -283,11 +341,12 @@ std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const T
   const FlossLaunchPlan heuristic = plan_floss(shape, k, task, max_shared);
   std::vector<FlossLaunchPlan> out = {heuristic};
   for (int threads : {64, 128, 256})
-    for (bool W_h_shared : {true, false}) {
+    for (const auto& [W_h_shared, chain_shared] : kPlacements) {
       FlossLaunchPlan plan;
       plan.threads = threads;
       plan.W_h_shared = W_h_shared;
-      plan.shared_bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared);
+      plan.chain_shared = chain_shared;
+      plan.shared_bytes = floss_shared_bytes(shape, k, task.T(), W_h_shared, chain_shared);
       if (plan.shared_bytes > max_shared || plan.name() == heuristic.name()) continue;
       out.push_back(plan);
     }
@@ -310,11 +369,12 @@ void launch_floss_iteration(const FlossChunk& chunk, const FlossLaunchPlan& plan
     throw std::invalid_argument("launch_floss_iteration: threads must be a positive multiple of 32");
   if (!chunk.bias_correction1 || !chunk.bias_correction2)
     throw std::invalid_argument("launch_floss_iteration: the bias corrections (adam_bias_corrections) are missing");
-  if (plan.shared_bytes != floss_shared_bytes(s, chunk.k, chunk.task.T(), plan.W_h_shared))
+  if (plan.shared_bytes != floss_shared_bytes(s, chunk.k, chunk.task.T(), plan.W_h_shared, plan.chain_shared))
     throw std::invalid_argument("launch_floss_iteration: the plan was made for another shape");
   CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(plan.shared_bytes)));
-  RNNSWEEP_LAUNCH(floss_kernel, chunk.K, plan.threads, plan.shared_bytes, stream)(chunk, plan.W_h_shared, iteration);
+  RNNSWEEP_LAUNCH(floss_kernel, chunk.K, plan.threads, plan.shared_bytes, stream)(chunk, plan.W_h_shared, plan.chain_shared,
+                                                                                  iteration);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -37,13 +37,16 @@ struct FlossChunk {
   int* k_used = nullptr;                // K x iters
 };
 
-// An instance of the flossing kernel: block size and where W_h lives (the rest of its
-// shared memory is small; the chain of frames is always in global scratch).
+// An instance of the flossing kernel: block size, where W_h lives, and where the chain works:
+// chain_shared forms and factorises each M in shared memory and keeps the backward pass's work
+// arrays there (H = 64, k = 32: 80 KiB), the chain's frames and triangles going to global
+// scratch once each way; without it every product and QR works on global scratch.
 struct FlossLaunchPlan {
   int threads = 64;
   bool W_h_shared = true;
+  bool chain_shared = true;
   size_t shared_bytes = 0;
-  std::string name() const;  // "threads=64 W_h=shared"
+  std::string name() const;  // "threads=64 W_h=shared chain=shared"
 };
 
 // The heuristic's plan for this shape on a device with `max_shared` bytes of dynamic shared

@@ -5,7 +5,7 @@
 // driven trajectory and the QR iteration in lockstep, so the states are never stored. Per
 // step: M = a Q + (1 - a) W_h diag(f'(h_t)) Q (one thread per entry of the H x k frame), the
 // in-place QR of M (kernels/lyapunov.cuh), ln R_jj accumulated by lane 0 of warp 0. W_h and
-// the two frames sit in shared memory when they fit (H = 64, k = 64: 97 KiB), else W_h is
+// the two frames sit in shared memory when they fit (H = 64, k = 64: about 85 KiB), else W_h is
 // read from the float parameters and the frames from global scratch.
 #include <algorithm>
 #include <limits>
@@ -31,7 +31,7 @@ RNNSWEEP_HD inline SpectrumShared spectrum_shared_layout(const Shape& s, int k, 
   SpectrumShared L{};
   SharedCarver<double> carve;  // 16-byte aligned arrays
   L.reduce = carve.take(32);
-  L.W_h = carve.take(W_h_shared ? size_t(s.H) * (s.H + 1) : 0);
+  L.W_h = carve.take(W_h_shared ? recurrent_weights_doubles(s.H) : 0);
   L.W_x = carve.take(size_t(s.H) * s.I);
   L.b = carve.take(s.H);
   L.u = carve.take(s.H);

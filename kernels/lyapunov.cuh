@@ -23,23 +23,30 @@ namespace rnnsweep::cuda {
 // Large enough that a trajectory that never gets there is computed exactly as without it.
 constexpr double kRenormaliseAbove = 1e100;
 
-// W_h of one network as the double-precision kernels read it: a padded copy in shared memory
-// when it fits, otherwise the float parameters in global memory (float -> double is exact, so
-// both give the same numbers).
+// W_h of one network as the double-precision kernels read it: a padded float copy in shared
+// memory when it fits, otherwise the float parameters in global memory. W_h is float, so a
+// float copy is exact and half the size of a double one, and float -> double is exact: every
+// placement gives the same numbers. The padding (an odd row stride, H + 1 words) keeps both the
+// column reads W(i, l) over i and the transposed reads W(j, i) over i free of bank conflicts.
 struct RecurrentWeights {
-  const double* shared;  // H x (H + 1), or null
-  const float* global;   // H x H column-major (the parameter block), used when shared is null
+  const float* shared;  // H x (H + 1), or null
+  const float* global;  // H x H column-major (the parameter block), used when shared is null
   int H;
   RNNSWEEP_DEVICE double operator()(int i, int j) const {
-    return shared ? shared[i + j * (H + 1)] : double(global[i + j * H]);
+    return double(shared ? shared[i + j * (H + 1)] : global[i + j * H]);
   }
 };
 
-// Loads W_h into `shared` (H x (H + 1)) if it is not null. Call from every thread.
+// Doubles of shared memory that hold W_h's padded float copy.
+RNNSWEEP_HD inline size_t recurrent_weights_doubles(int H) { return (size_t(H) * (H + 1) + 1) / 2; }
+
+// Loads W_h into `shared` (recurrent_weights_doubles(H) doubles) if it is not null. Call from
+// every thread.
 RNNSWEEP_DEVICE RecurrentWeights load_recurrent_weights(const float* W_h, int H, double* shared) {
-  if (shared)
-    for (int e = threadIdx.x; e < H * H; e += blockDim.x) shared[(e % H) + (e / H) * (H + 1)] = W_h[e];
-  return RecurrentWeights{shared, W_h, H};
+  float* copy = reinterpret_cast<float*>(shared);
+  if (copy)
+    for (int e = threadIdx.x; e < H * H; e += blockDim.x) copy[(e % H) + (e / H) * (H + 1)] = W_h[e];
+  return RecurrentWeights{copy, W_h, H};
 }
 
 // 1e-10 (a + (1 - a) ||W_h||_F): at or below it an R_ii counts as exactly 0 (an annihilated

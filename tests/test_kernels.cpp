@@ -8,6 +8,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <set>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -888,7 +890,10 @@ TEST(Spectrum, LongTrajectoriesOfAnExpandingNetworkDoNotOverflow) {
 
 // Flossing of two networks of three (0 and 2) in one launch on the device against the CPU:
 // the loss and k_used of every iteration and the flossed weights.
-void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int warmup, int iters) {
+// With `plan_index` >= 0, that candidate of floss_candidates instead of the heuristic's plan;
+// the flossed parameters go to `flossed_params` if given.
+void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int warmup, int iters,
+                             int plan_index = -1, std::vector<float>* flossed_params = nullptr) {
   {
     Config config;
     config.hidden = hidden;
@@ -948,7 +953,8 @@ void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int wa
     bc2_dev.upload(bc2.data(), bc2.size());
     f.bias_correction1 = bc1_dev.get();
     f.bias_correction2 = bc2_dev.get();
-    const cuda::FlossLaunchPlan plan = cuda::plan_floss(shape, f.k, task, max_shared());
+    const cuda::FlossLaunchPlan plan = plan_index < 0 ? cuda::plan_floss(shape, f.k, task, max_shared())
+                                                      : cuda::floss_candidates(shape, f.k, task, max_shared()).at(plan_index);
     for (long it = 0; it < config.floss_iters; ++it) cuda::launch_floss_iteration(f, plan, it, nullptr);
     std::vector<double> loss_host(loss.size());
     std::vector<int> k_host(k_used.size());
@@ -970,6 +976,7 @@ void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int wa
     EXPECT_LT(scaled_error(got_d, want_d), 1e-5) << task_name(kind);
     // the network in between was not flossed: untouched
     for (int e = 0; e < P; ++e) ASSERT_EQ(got[P + e], params[P + e]);
+    if (flossed_params) *flossed_params = got;
   }
 }
 
@@ -989,6 +996,25 @@ TEST(FlossPaperShape, HiddenSixtyFourWithThirtyTwoExponentsMatchesTheCpu) {
   // The study's flossing shape (H = 64, floss_k = 32) on a short chain: every thread of the
   // block owns several entries of each product, and the QR runs 32 columns on two warps.
   expect_flossing_matches(TaskKind::romo, 64, 32, 6, 3, 2);
+}
+
+TEST(FlossPlacements, TheChainInSharedOrGlobalMemoryGivesTheSameBits) {
+  RNNSWEEP_NEED_DEVICE();
+  // Every placement of W_h and of the chain (and block size) computes the same sums in the same
+  // order: the same bits, each also against the CPU.
+  const Shape shape{24, 1, 2, false};
+  const auto candidates = cuda::floss_candidates(shape, 6, Config().task(TaskKind::two_af), max_shared());
+  std::set<std::string> placements;
+  for (const auto& p : candidates) placements.insert(p.name().substr(p.name().find(' ')));
+  ASSERT_EQ(placements.size(), 4u) << "W_h and the chain, each in shared or global memory";
+  std::vector<float> first, got;
+  expect_flossing_matches(TaskKind::two_af, 24, 6, 5, 2, 2, 0, &first);
+  ASSERT_TRUE(candidates.front().chain_shared && candidates.front().W_h_shared) << "the heuristic's choice at this size";
+  for (size_t i = 1; i < candidates.size(); ++i) {
+    expect_flossing_matches(TaskKind::two_af, 24, 6, 5, 2, 2, int(i), &got);
+    ASSERT_EQ(got.size(), first.size());
+    EXPECT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0) << candidates[i].name();
+  }
 }
 
 }  // namespace
