@@ -162,6 +162,8 @@ const long kMaxSteps = 10000000L;      // trajectory lengths: beyond this, memor
 std::vector<KeyDef> make_keys() {
   std::vector<KeyDef> k;
   k.push_back(choice_list_key("tasks", [](Config & c) -> auto& { return c.tasks; }, {"romo", "2af", "dms"}));
+  k.push_back(choice_list_key("init", [](Config & c) -> auto& { return c.inits; },
+                              {"gaussian", "orthogonal", "lowrank", "sparse", "dale"}));
   k.push_back(
       choice_list_key("rules", [](Config & c) -> auto& { return c.rules; }, {"bptt", "eprop", "rflo"}));
   k.push_back({"gains", "a list of numbers >= 0",
@@ -243,6 +245,20 @@ std::vector<KeyDef> make_keys() {
   k.push_back(int_key(
       "floss_warmup", [](Config& c) -> long& { return c.floss_warmup; }, 0, kMaxSteps,
       "an integer in [0, 10^7]"));
+
+  // the structured inits (rnnsweep/init.h)
+  k.push_back(int_key(
+      "lowrank.rank", [](Config& c) -> int& { return c.init_options.lowrank_rank; }, 1, 4096,
+      "an integer in [1, hidden]"));
+  k.push_back(number_key(
+      "lowrank.strength", [](Config& c) -> double& { return c.init_options.lowrank_strength; }, -kInf, kInf,
+      "a number (the low-rank part is strength m n^T / H)"));
+  k.push_back(number_key(
+      "sparse.density", [](Config& c) -> double& { return c.init_options.sparse_density; }, 1e-9, 1,
+      "a number in (0, 1]"));
+  k.push_back(number_key(
+      "dale.excitatory", [](Config& c) -> double& { return c.init_options.dale_excitatory; }, 1e-9, 0.999999999,
+      "a number in (0, 1): the fraction of excitatory units"));
 
   const char* pos = "a number > 0";
   k.push_back(TASK_NUMBER(romo, romo.romo_dt_over_tau, "dt_over_tau", 1e-9, 1, "a number in (0, 1]"));
@@ -428,6 +444,7 @@ void check_unique(const std::string& key, const std::vector<T>& values) {
 
 void validate(const Config& c) {
   check_unique("tasks", c.tasks);
+  check_unique("init", c.inits);
   check_unique("rules", c.rules);
   check_unique("gains", c.gains);
   check_unique("lrs", c.lrs);
@@ -436,6 +453,12 @@ void validate(const Config& c) {
   if (c.le_k > c.hidden)
     fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
                      "; allowed: an integer in [1, hidden]");
+  const bool lowrank = std::find(c.inits.begin(), c.inits.end(), "lowrank") != c.inits.end();
+  if (lowrank && c.init_options.lowrank_rank > c.hidden)
+    fail("lowrank.rank", std::to_string(c.init_options.lowrank_rank) + " is larger than hidden = " +
+                             std::to_string(c.hidden) + "; allowed: an integer in [1, hidden]");
+  if (std::find(c.inits.begin(), c.inits.end(), "dale") != c.inits.end() && c.hidden < 2)
+    fail("init", "dale needs hidden >= 2 (an excitatory and an inhibitory unit)");
   if (c.floss_k > c.hidden && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
     fail("floss_k", std::to_string(c.floss_k) + " is larger than hidden = " + std::to_string(c.hidden) +
                         "; allowed: an integer in [1, hidden]");

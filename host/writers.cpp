@@ -49,7 +49,7 @@ std::string format_number(double v) {
 void write_networks_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,task,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
+  o << "network,task,init,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
        "final_accuracy,tail_loss,tail_accuracy,best_loss,max_le_init,max_le_flossed,max_le_trained,"
        "floss_loss_first,floss_loss_last\n";
   auto max_le = [](const std::vector<double>& s) {
@@ -59,7 +59,7 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
     const auto& s = r.spec;
     // An untrained network (`rnnsweep lyapunov`) has no training statistics: empty, not 0.
     auto stat = [&](double v) { return r.trained ? format_number(v) : std::string(); };
-    o << s.id << ',' << task_name(s.task) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
+    o << s.id << ',' << task_name(s.task) << ',' << init_name(s.init) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
       << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
       << (!r.trained   ? "untrained"
           : r.diverged ? "diverged"
@@ -113,11 +113,11 @@ void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult
 }
 
 std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
-  // (task, rule, gain, floss) -> lr -> networks; std::map keeps the output order stable.
-  using Key = std::tuple<int, int, double, bool>;
+  // (task, init, rule, gain, floss) -> lr -> networks; std::map keeps the output order stable.
+  using Key = std::tuple<int, int, int, double, bool>;
   std::map<Key, std::map<double, std::vector<const NetworkResult*>>> groups;
   for (const auto& r : results)
-    groups[{int(r.spec.task), int(r.spec.rule), r.spec.gain, r.spec.floss}][r.spec.lr].push_back(&r);
+    groups[{int(r.spec.task), int(r.spec.init), int(r.spec.rule), r.spec.gain, r.spec.floss}][r.spec.lr].push_back(&r);
 
   auto mean_std = [](const std::vector<double>& v) {
     double m = 0;
@@ -148,9 +148,10 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
       auto [am, as] = mean_std(acc);
       if (!have || lm < best.tail_loss_mean) {
         best = {task_name(TaskKind(std::get<0>(key))),
-                rule_name(Rule(std::get<1>(key))),
-                std::get<2>(key),
+                init_name(InitKind(std::get<1>(key))),
+                rule_name(Rule(std::get<2>(key))),
                 std::get<3>(key),
+                std::get<4>(key),
                 lr,
                 int(nets.size()),
                 diverged,
@@ -169,10 +170,10 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
 void write_summary_csv(const std::string& path, const std::vector<SummaryRow>& rows) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "task,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,tail_accuracy_mean,"
+  o << "task,init,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,tail_accuracy_mean,"
        "tail_accuracy_std\n";
   for (const auto& r : rows)
-    o << r.task << ',' << r.rule << ',' << format_number(r.gain) << ',' << bool_text(r.floss) << ','
+    o << r.task << ',' << r.init << ',' << r.rule << ',' << format_number(r.gain) << ',' << bool_text(r.floss) << ','
       << format_number(r.best_lr) << ',' << r.n_seeds << ',' << r.n_diverged << ','
       << format_number(r.tail_loss_mean) << ',' << format_number(r.tail_loss_std) << ','
       << format_number(r.tail_accuracy_mean) << ',' << format_number(r.tail_accuracy_std) << '\n';

@@ -10,9 +10,9 @@
 
 namespace rnnsweep {
 
-// One row per (task, rule, gain, floss): the lr with the lowest mean tail loss across seeds.
+// One row per (task, init, rule, gain, floss): the lr with the lowest mean tail loss across seeds.
 struct SummaryRow {
-  std::string task, rule;
+  std::string task, init, rule;
   double gain;
   bool floss;
   double best_lr;

@@ -4,7 +4,7 @@
 // Networks of one task share a shape (T, I, O; H and Bt are global), so they train together:
 // the grid is split by task, then into chunks that fit the GPU's free memory, and each chunk
 // runs the CPU's pipeline with every step a launch over the whole chunk:
-//   init (host, the same init_params) -> spectra (init) -> flossing (floss = true only)
+//   init (host, the same init_network) -> spectra (init) -> flossing (floss = true only)
 //   -> spectra (flossed) -> iters x launch_train_step -> spectra (trained, not diverged).
 // Losses stay in a device log of `window` iterations and reach the host once per window.
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "kernels/cuda_backend.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss.cuh"
+#include "rnnsweep/init.h"
 #include "kernels/lyapunov.cuh"
 #include "kernels/train_layered.cuh"
 #include "kernels/train_step.cuh"
@@ -195,7 +196,7 @@ class Chunk {
     std::vector<std::uint32_t> data_seed(K_), seed(K_);
     for (int n = 0; n < K_; ++n) {
       const NetworkSpec& s = specs_[n];
-      init_params(c_.shape, s.gain, s.seed, params.data() + size_t(n) * c_.P);
+      init_network(c_.shape, s.init, config_.init_options, s.gain, s.seed, params.data() + size_t(n) * c_.P);
       if (s.rule == Rule::rflo) {
         const std::vector<float> B = rflo_feedback(c_.shape, s.seed);
         std::copy(B.begin(), B.end(), feedback.begin() + size_t(n) * H * O);

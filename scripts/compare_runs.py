@@ -22,18 +22,18 @@ import statistics
 import sys
 
 IDENTITY = {
-    "networks.csv": ["network", "task", "rule", "gain", "lr", "seed", "data_seed", "floss"],
+    "networks.csv": ["network", "task", "init", "rule", "gain", "lr", "seed", "data_seed", "floss"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
     "floss_curves.csv": ["network", "iteration"],
-    "summary.csv": ["task", "rule", "gain", "floss", "n_seeds"],
+    "summary.csv": ["task", "init", "rule", "gain", "floss", "n_seeds"],
 }
 KEYS = {
     "networks.csv": ["network"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
     "floss_curves.csv": ["network", "iteration"],
-    "summary.csv": ["task", "rule", "gain", "floss"],
+    "summary.csv": ["task", "init", "rule", "gain", "floss"],
 }
 
 
@@ -93,21 +93,22 @@ def compare(got_dir, want_dir, out):
         if not want or not got or list(got[0].keys()) != list(want[0].keys()):
             failures.append(f"{table}: different columns or no rows")
             continue
-        index = {tuple(r[k] for k in KEYS[table]): r for r in got}
-        missing = [tuple(r[k] for k in KEYS[table]) for r in want if tuple(r[k] for k in KEYS[table]) not in index]
+        keys = [k for k in KEYS[table] if k in want[0]]  # folders written before the init axis have no init
+        index = {tuple(r[k] for k in keys): r for r in got}
+        missing = [tuple(r[k] for k in keys) for r in want if tuple(r[k] for k in keys) not in index]
         if missing or len(got) != len(want):
             failures.append(f"{table}: {len(missing)} rows of the reference missing, {len(got)} vs {len(want)} rows")
             continue
         for column in want[0].keys():
             if column in IDENTITY[table]:
-                bad = [r for r in want if index[tuple(r[k] for k in KEYS[table])][column] != r[column]]
+                bad = [r for r in want if index[tuple(r[k] for k in keys)][column] != r[column]]
                 print(f"  {column}: identity, {'equal' if not bad else f'{len(bad)} differ'}", file=out)
                 if bad:
                     failures.append(f"{table} {column}: {len(bad)} rows differ (first: {bad[0]})")
                 continue
             diffs, strict_bad, text_bad, worst = [], [], [], (0.0, None)
             for r in want:
-                g = index[tuple(r[k] for k in KEYS[table])]
+                g = index[tuple(r[k] for k in keys)]
                 a, b = number(g[column]), number(r[column])
                 if a is None or b is None:
                     if g[column] != r[column]:
@@ -130,16 +131,16 @@ def compare(got_dir, want_dir, out):
             if diffs:
                 finite = [d for d in diffs if math.isfinite(d)]
                 parts.append(f"drift median {statistics.median(finite) if finite else math.inf:.2e}, largest "
-                             f"{worst[0]:.2e}" + (f" ({', '.join(f'{k}={worst[1][k]}' for k in KEYS[table])})"
+                             f"{worst[0]:.2e}" + (f" ({', '.join(f'{k}={worst[1][k]}' for k in keys)})"
                                                    if worst[1] else ""))
             if text_bad:
                 r, a, b = text_bad[0]
                 parts.append(f"{len(text_bad)} cells differ as text (first: {a!r} vs {b!r} at " +
-                             ", ".join(f"{k}={r[k]}" for k in KEYS[table]) + ")")
+                             ", ".join(f"{k}={r[k]}" for k in keys) + ")")
             if strict_bad:
                 r, a, b, err, tol, kind = max(strict_bad, key=lambda x: x[3])
                 msg = (f"{table} {column}: {len(strict_bad)} strict cells beyond tolerance, worst {kind} "
-                       f"{err:.2e} > {tol:g} ({a!r} vs {b!r} at " + ", ".join(f"{k}={r[k]}" for k in KEYS[table]) + ")")
+                       f"{err:.2e} > {tol:g} ({a!r} vs {b!r} at " + ", ".join(f"{k}={r[k]}" for k in keys) + ")")
                 failures.append(msg)
                 parts.append(f"STRICT FAIL: {msg}")
             elif any(strict_rule(table, column, r) for r in want):

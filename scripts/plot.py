@@ -84,6 +84,11 @@ class Results:
         for c in ("max_le_init", "max_le_trained", "max_le_flossed", "tail_loss", "tail_accuracy"):
             if c in net.columns:
                 net[c] = pd.to_numeric(net[c], errors="coerce")
+        # A sweep over inits draws each (task, init) as a task of its own: every figure's panels
+        # and every table's rows then keep the inits apart without a further axis.
+        self.by_init = "init" in net.columns and net["init"].nunique() > 1
+        if self.by_init:
+            net["task"] = net["task"] + " / " + net["init"]
         self.networks = net
         self.tasks = list(dict.fromkeys(net["task"]))
         self.rules = list(dict.fromkeys(net["rule"]))
@@ -95,6 +100,8 @@ class Results:
         self.summary = self._read("summary.csv")
         if self.summary is not None:
             self.summary["floss"] = as_bool(self.summary["floss"])
+            if self.by_init:
+                self.summary["task"] = self.summary["task"] + " / " + self.summary["init"]
         self.curves = self._read("curves.csv")
 
     def _read(self, name):
@@ -129,7 +136,8 @@ def finite(values):
 def panel_grid(plt, r, title, sharey="row", extra_w=1.2, rules=None):
     rules = rules or r.rules
     fig, axes = plt.subplots(len(r.tasks), len(rules), squeeze=False, sharex=True, sharey=sharey,
-                             figsize=(PANEL_W * len(rules) + extra_w, PANEL_H * len(r.tasks) + 0.6),
+                             # at least two panels wide, so that a one-rule sweep's title fits
+                             figsize=(PANEL_W * max(2, len(rules)) + extra_w, PANEL_H * len(r.tasks) + 0.6),
                              layout="constrained")
     for i, task in enumerate(r.tasks):
         for j, rule in enumerate(rules):

@@ -136,6 +136,14 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"iters = 5000000000", "'iters'", "[1, 2^32)"},
       {"le_steps = 100000000000", "'le_steps'", "[1, 10^7]"},
       {"batch = 100000", "'batch'", "[1, 65536]"},
+      {"init = ['random']", "'init'", "gaussian orthogonal lowrank sparse dale"},
+      {"init = ['dale', 'dale']", "'init'", "distinct"},
+      {"hidden = 8\ninit = ['lowrank']\n[lowrank]\nrank = 9", "'lowrank.rank'", "[1, hidden]"},
+      {"[lowrank]\nrank = 0", "'lowrank.rank'", "[1, hidden]"},
+      {"[sparse]\ndensity = 0", "'sparse.density'", "(0, 1]"},
+      {"[sparse]\ndensity = 1.5", "'sparse.density'", "(0, 1]"},
+      {"[dale]\nexcitatory = 1", "'dale.excitatory'", "(0, 1)"},
+      {"hidden = 1\nle_k = 1\ninit = ['dale']", "'init'", "hidden >= 2"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.text);

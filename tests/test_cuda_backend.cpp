@@ -124,6 +124,36 @@ TEST_F(CudaBackend, MatchesTheCpuBackendNetworkByNetwork) {
   }
 }
 
+// Every init starts both backends from the same network (host/init.cpp serves both): the
+// initial spectra agree to double rounding, and a few training steps to float rounding. The
+// inits give different networks (their spectra differ), so a backend that ignored `init` fails.
+TEST_F(CudaBackend, EveryInitMatchesTheCpuBackend) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo"};
+  config.rules = {"eprop"};
+  config.gains = {1.5};
+  config.floss = {false};
+  config.inits = {"gaussian", "orthogonal", "lowrank", "sparse", "dale"};
+  config.init_options.sparse_density = 0.5;
+  config.init_options.lowrank_rank = 2;
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  ASSERT_EQ(got.size(), 5u);
+  ASSERT_EQ(want.size(), 5u);
+  for (size_t n = 0; n < want.size(); ++n) {
+    const std::string what = std::string("init ") + init_name(want[n].spec.init);
+    EXPECT_EQ(got[n].spec.init, InitKind(n)) << what;
+    expect_same_spectrum(got[n].spectrum_init, want[n].spectrum_init, 1e-9, what + " init spectrum");
+    expect_close(got[n].final_loss, want[n].final_loss, 1e-4, what + " final_loss");
+    expect_same_spectrum(got[n].spectrum_trained, want[n].spectrum_trained, 1e-3, what + " trained spectrum");
+    if (n > 0) {
+      EXPECT_GT(std::fabs(want[n].spectrum_init[0] - want[0].spectrum_init[0]), 1e-6) << what << " vs gaussian";
+    }
+  }
+}
+
 TEST_F(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();

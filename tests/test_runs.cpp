@@ -311,7 +311,8 @@ TEST(Runs, ResumeAndShardRefuseBadInputBeforeAnyWork) {
 TEST(Runs, EachJournalLineCarriesItsGridCoordinatesAndReadsBackBitForBit) {
   using rnnsweep::NetworkResult;
   using rnnsweep::NetworkSpec;
-  NetworkSpec spec{7, rnnsweep::TaskKind::dms, rnnsweep::Rule::eprop, 1.25, 3e-4, 2, 5, true};
+  NetworkSpec spec{7, rnnsweep::TaskKind::dms, rnnsweep::Rule::eprop, 1.25, 3e-4, 2, 5, true,
+                   rnnsweep::InitKind::dale};
   NetworkResult r;
   r.spec = spec;
   r.trained = true;
@@ -328,6 +329,7 @@ TEST(Runs, EachJournalLineCarriesItsGridCoordinatesAndReadsBackBitForBit) {
   const nlohmann::json line = nlohmann::json::parse(rnnsweep::result_to_json(r).dump());
   // readable alone: coordinates as in networks.csv, finite numbers as JSON numbers
   EXPECT_EQ(line.at("task"), "dms");
+  EXPECT_EQ(line.at("init"), "dale");
   EXPECT_EQ(line.at("rule"), "eprop");
   EXPECT_EQ(line.at("gain").get<double>(), 1.25);
   EXPECT_EQ(line.at("lr").get<double>(), 3e-4);
@@ -358,6 +360,9 @@ TEST(Runs, EachJournalLineCarriesItsGridCoordinatesAndReadsBackBitForBit) {
   EXPECT_THROW(rnnsweep::result_from_json(line, other), std::runtime_error);
   other = spec;
   other.rule = rnnsweep::Rule::rflo;
+  EXPECT_THROW(rnnsweep::result_from_json(line, other), std::runtime_error);
+  other = spec;
+  other.init = rnnsweep::InitKind::sparse;
   EXPECT_THROW(rnnsweep::result_from_json(line, other), std::runtime_error);
 }
 

@@ -313,7 +313,7 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   }
   // No invented training statistics: status untrained, loss columns empty.
   const std::string networks = read_file(dir + "/o/networks.csv");
-  EXPECT_NE(networks.find("\n0,romo,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
+  EXPECT_NE(networks.find("\n0,romo,gaussian,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
       << networks;
   EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
 }

@@ -1,6 +1,8 @@
 // The per-network training pipeline of the CPU backend. CUDA twin: kernels/cuda_backend.cu.
 #include "host/cpu/train.h"
 
+#include "rnnsweep/init.h"
+
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -32,7 +34,7 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
   NetworkResult r;
   r.spec = spec;
   std::vector<float> params(layout.size), grad(layout.size);
-  init_params(shape, spec.gain, spec.seed, params.data());
+  init_network(shape, spec.init, config.init_options, spec.gain, spec.seed, params.data());
   if (options.keep_weights) r.params_init = params;
 
   Mat<float> rflo_B;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "rnnsweep/init.h"
 #include "rnnsweep/model.h"
 #include "rnnsweep/task.h"
 
@@ -22,11 +23,14 @@ struct UsageError : std::runtime_error {
 struct Config {
   // grid axes (docs/model.md, sections 5 and 6)
   std::vector<std::string> tasks = {"romo", "2af", "dms"};
+  std::vector<std::string> inits = {"gaussian"};  // key `init`: the initial connectivity (rnnsweep/init.h)
   std::vector<std::string> rules = {"bptt", "eprop", "rflo"};
   std::vector<double> gains = {0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0};
   std::vector<double> lrs = {1e-4, 3e-4, 1e-3, 3e-3};
   std::vector<long> seeds = {0, 1, 2, 3, 4};
   std::vector<bool> floss = {false};
+
+  InitOptions init_options;  // lowrank.rank, lowrank.strength, sparse.density, dale.excitatory
 
   // training
   int hidden = 64;

@@ -1,4 +1,4 @@
-// The grid of a sweep: one network per point of tasks x rules x gains x lrs x seeds x floss.
+// The grid of a sweep: one network per point of tasks x inits x rules x gains x lrs x seeds x floss.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 namespace rnnsweep {
 
 struct NetworkSpec {
-  long id;  // position in the grid's fixed order (tasks, rules, gains, lrs, seeds, floss)
+  long id;  // position in the grid's fixed order (tasks, inits, rules, gains, lrs, seeds, floss)
   TaskKind task;
   Rule rule;
   double gain;
@@ -17,6 +17,7 @@ struct NetworkSpec {
   std::uint32_t seed;       // initial weights (and RFLO's B)
   std::uint32_t data_seed;  // training trials
   bool floss;
+  InitKind init = InitKind::gaussian;  // the initial connectivity (last: {id, task, ...} stays valid)
 };
 
 // Every network of the grid, in id order. The id of a grid point depends only on the axes,

@@ -36,6 +36,9 @@ enum class Purpose : std::uint32_t {
   lyapunov_trials = 8,  // task inputs that drive the Lyapunov trajectories, keyed by seed
   floss_trials = 9,     // task inputs for flossing iterations, keyed by seed
   lyapunov_frame = 10,  // random orthonormal starting frame of the QR method, keyed by seed
+  init_lowrank_m = 11,  // the low-rank part's left vectors (init = "lowrank"), keyed by seed
+  init_lowrank_n = 12,  // ... and its right vectors
+  init_sparse_mask = 13,  // which entries of W_h a sparse start keeps (init = "sparse")
 };
 
 struct Philox {
