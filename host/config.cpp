@@ -233,6 +233,11 @@ std::vector<KeyDef> make_keys() {
   k.push_back(int_key(
       "le_batch", [](Config& c) -> int& { return c.le_batch; }, 1, 65536, "an integer in [1, 65536]"));
   k.push_back(int_key(
+      "le_every", [](Config& c) -> long& { return c.le_every; }, 0, kMaxCounter,
+      "an integer in [0, 2^32) (0: no spectra during training)"));
+  k.push_back(int_key(
+      "le_track_k", [](Config& c) -> int& { return c.le_track_k; }, 1, 4096, "an integer in [1, hidden]"));
+  k.push_back(int_key(
       "floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxCounter,
       "an integer in [1, 2^32)"));
   k.push_back(number_key(
@@ -453,6 +458,9 @@ void validate(const Config& c) {
   if (c.le_k > c.hidden)
     fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
                      "; allowed: an integer in [1, hidden]");
+  if (c.le_track_k > c.hidden)
+    fail("le_track_k", std::to_string(c.le_track_k) + " is larger than hidden = " + std::to_string(c.hidden) +
+                           "; allowed: an integer in [1, hidden]");
   const bool lowrank = std::find(c.inits.begin(), c.inits.end(), "lowrank") != c.inits.end();
   if (lowrank && c.init_options.lowrank_rank > c.hidden)
     fail("lowrank.rank", std::to_string(c.init_options.lowrank_rank) + " is larger than hidden = " +

@@ -171,6 +171,8 @@ nlohmann::json result_to_json(const NetworkResult& r) {
   nlohmann::json curve = nlohmann::json::array(), floss = nlohmann::json::array();
   for (const auto& p : r.curve) curve.push_back({p.iteration, number(p.loss), number(p.accuracy)});
   for (const auto& p : r.floss_curve) floss.push_back({p.iteration, number(p.loss), p.k_used});
+  nlohmann::json tracked = nlohmann::json::array();
+  for (const auto& p : r.tracked) tracked.push_back({p.iteration, numbers(p.lambda)});
   // The grid coordinates make each line readable on its own (pandas.read_json(lines=True));
   // reading back takes them from the grid and checks that they agree.
   return {{"network", r.spec.id},
@@ -196,6 +198,7 @@ nlohmann::json result_to_json(const NetworkResult& r) {
           {"spectrum_flossed", numbers(r.spectrum_flossed)},
           {"spectrum_trained", numbers(r.spectrum_trained)},
           {"floss_curve", floss},
+          {"tracked_spectra", tracked},
           {"seconds", number(r.seconds)}};
 }
 
@@ -226,6 +229,8 @@ NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec)
   r.spectrum_trained = numbers_of(j.at("spectrum_trained"));
   for (const auto& p : j.at("floss_curve"))
     r.floss_curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), p.at(2).get<int>()});
+  if (j.contains("tracked_spectra"))  // absent in journals written before le_every existed
+    for (const auto& p : j.at("tracked_spectra")) r.tracked.push_back({p.at(0).get<long>(), numbers_of(p.at(1))});
   r.seconds = number_of(j.at("seconds"));
   return r;
 }
@@ -248,6 +253,12 @@ std::string encode_checkpoint(const NetworkCheckpoint& c) {
     w.put(std::int64_t(p.iteration));
     w.put(p.loss);
     w.put(std::int32_t(p.k_used));
+  }
+  // (appended last: checkpoints written before le_every existed end above and still read)
+  w.put(std::uint64_t(c.tracked.size()));
+  for (const auto& p : c.tracked) {
+    w.put(std::int64_t(p.iteration));
+    w.put_vector(p.lambda);
   }
   w.put(checksum(w.bytes().data(), w.bytes().size()));
   return w.bytes();
@@ -281,6 +292,14 @@ NetworkCheckpoint decode_checkpoint(const std::string& bytes, const std::string&
     const double loss = r.get<double>();
     const int k = int(r.get<std::int32_t>());
     c.floss_curve.push_back({it, loss, k});
+  }
+  if (!r.done()) {
+    const auto m = r.get<std::uint64_t>();
+    if (m > body.size()) r.fail("an array runs past the end of the file");
+    for (std::uint64_t i = 0; i < m; ++i) {
+      const long it = long(r.get<std::int64_t>());
+      c.tracked.push_back({it, r.get_vector<double>()});
+    }
   }
   if (!r.done()) r.fail("bytes left after the last field");
   return c;
@@ -413,6 +432,10 @@ std::vector<std::string> write_tables(const std::string& dir, const std::vector<
     write_floss_curves_csv(dir + "/floss_curves.csv", results);
     write_summary_csv(dir + "/summary.csv", summarize(results));
     files.insert(files.end(), {"curves.csv", "floss_curves.csv", "summary.csv"});
+    if (std::any_of(results.begin(), results.end(), [](const NetworkResult& r) { return !r.tracked.empty(); })) {
+      write_lyapunov_curves_csv(dir + "/lyapunov_curves.csv", results);
+      files.push_back("lyapunov_curves.csv");
+    }
   }
   return files;
 }

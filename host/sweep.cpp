@@ -124,7 +124,7 @@ std::string default_out_dir(const std::string& config_path, const Shard& shard) 
 
 const char* kResultFiles[] = {"manifest.json", "networks.csv",     "curves.csv",  "summary.csv",
                               "lyapunov.csv",  "floss_curves.csv", "timings.csv", "results.jsonl",
-                              "checkpoints",   "weights",          "partial",     "partial.tmp"};
+                              "checkpoints",   "weights",          "partial",     "partial.tmp", "lyapunov_curves.csv"};
 
 // The output folder: a fresh one by default; an existing one only if it holds no results, or
 // with --force (then the previous results are removed first, never mixed with new ones).
@@ -671,6 +671,7 @@ int plan_sweep(const SweepArgs& args) {
     Config c = config;
     c.iters = std::min<long>(config.iters, 10);
     c.log_every = c.iters;
+    c.le_every = 0;  // the tracked spectra are timed on their own below
     for (const auto& rule : config.rules) {
       std::vector<NetworkSpec> of_rule;
       for (const auto& n : of_task)
@@ -684,6 +685,7 @@ int plan_sweep(const SweepArgs& args) {
     }
     const auto sample = spread(of_task, size_t(sample_size));
     long long task_trajectories = 0, task_flossing = 0;
+    const long long task_tracked = config.le_batch * tracked_spectra_from(config, 0) * (long long)of_task.size();
     for (const auto& n : of_task) {
       task_trajectories += config.le_batch * (n.floss ? 3 : 2);
       task_flossing += n.floss ? config.floss_iters : 0;
@@ -696,7 +698,10 @@ int plan_sweep(const SweepArgs& args) {
     le.le_steps = std::max(1L, long(config.le_steps * shorten));
     le.le_warmup = long(config.le_warmup * shorten);
     le.le_batch = 1;
+    Config tracked = le;  // a tracked spectrum: le_track_k exponents on the same trajectory
+    tracked.le_k = config.le_track_k;
     Config f = config;
+    f.le_every = 0;
     f.iters = 1;
     f.log_every = 1;
     f.floss_iters = std::min<long>(config.floss_iters, 5);  // more than one: its setup is paid once
@@ -705,6 +710,8 @@ int plan_sweep(const SweepArgs& args) {
     for (int r = 0; r < kRepeats; ++r) {
       const double per_trajectory = time_of(le, sample, false, true) / double(sample.size()) / shorten;
       estimates[r] += double(task_trajectories) * per_trajectory;
+      if (task_tracked > 0)
+        estimates[r] += double(task_tracked) * time_of(tracked, sample, false, true) / double(sample.size()) / shorten;
       if (task_flossing > 0) {
         const double per_iteration = time_of(c, sample, true, false) / (double(c.iters) * sample.size());
         const double per_floss =

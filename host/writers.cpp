@@ -95,6 +95,18 @@ void write_floss_curves_csv(const std::string& path, const std::vector<NetworkRe
   f.commit();
 }
 
+void write_lyapunov_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
+  AtomicFile f(path);
+  auto& o = f.stream();
+  o << "network,iteration,index,exponent,finite\n";
+  for (const auto& r : results)
+    for (const auto& p : r.tracked)
+      for (size_t i = 0; i < p.lambda.size(); ++i)
+        o << r.spec.id << ',' << p.iteration << ',' << i + 1 << ',' << format_number(p.lambda[i]) << ','
+          << (std::isfinite(p.lambda[i]) ? "true" : "false") << '\n';
+  f.commit();
+}
+
 void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();

@@ -27,6 +27,8 @@ std::string format_number(double v);
 void write_networks_csv(const std::string& path, const std::vector<NetworkResult>& results);
 void write_curves_csv(const std::string& path, const std::vector<NetworkResult>& results);
 void write_floss_curves_csv(const std::string& path, const std::vector<NetworkResult>& results);
+// lyapunov_curves.csv: network, iteration, index, exponent, finite (le_every > 0)
+void write_lyapunov_curves_csv(const std::string& path, const std::vector<NetworkResult>& results);
 void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult>& results);
 void write_summary_csv(const std::string& path, const std::vector<SummaryRow>& rows);
 void write_timings_csv(const std::string& path, const std::vector<NetworkResult>& results);

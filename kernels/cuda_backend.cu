@@ -5,7 +5,8 @@
 // the grid is split by task, then into chunks that fit the GPU's free memory, and each chunk
 // runs the CPU's pipeline with every step a launch over the whole chunk:
 //   init (host, the same init_network) -> spectra (init) -> flossing (floss = true only)
-//   -> spectra (flossed) -> iters x launch_train_step -> spectra (trained, not diverged).
+//   -> spectra (flossed) -> iters x launch_train_step (le_every > 0: a tracked spectrum every
+//   le_every of them) -> spectra (trained, not diverged).
 // Losses stay in a device log of `window` iterations and reach the host once per window.
 #include <algorithm>
 #include <chrono>
@@ -71,8 +72,9 @@ struct ChunkShape {
   bool any_bptt, any_floss;
   TrainLaunchPlan train_plan;
   SpectrumLaunchPlan spectrum_plan;
-  FlossLaunchPlan floss_plan;  // when any_floss
-  std::string train_why, spectrum_why, floss_why;
+  SpectrumLaunchPlan track_plan;  // le_every > 0: the tracked spectra, k = le_track_k
+  FlossLaunchPlan floss_plan;     // when any_floss
+  std::string train_why, spectrum_why, track_why, floss_why;
 };
 
 ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<NetworkSpec>& specs,
@@ -96,6 +98,10 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
                      "or 64, within shared memory): fp32";
     c.spectrum_plan = choose_plan(table, spectrum_candidates(c.shape, c.k, c.task, device.max_shared), device.name,
                                   "spectrum", spectrum_shape_key(c.shape, c.k, c.task), c.spectrum_why);
+    if (config.le_every > 0)
+      c.track_plan = choose_plan(table, spectrum_candidates(c.shape, config.le_track_k, c.task, device.max_shared),
+                                 device.name, "spectrum", spectrum_shape_key(c.shape, config.le_track_k, c.task),
+                                 c.track_why);
     if (c.any_floss)
       c.floss_plan = choose_plan(table, floss_candidates(c.shape, config.floss_k, c.task, device.max_shared), device.name,
                                  "floss", floss_shape_key(c.shape, config.floss_k, c.task), c.floss_why);
@@ -118,6 +124,10 @@ size_t bytes_per_network(const Config& config, const ChunkShape& c, const RunOpt
   if (options.spectra) {
     doubles += J * k;
     if (!c.spectrum_plan.frames_shared) doubles += J * 2 * H * k;
+  }
+  if (options.train && config.le_every > 0) {
+    const size_t kt = config.le_track_k;
+    doubles += J * kt + (c.track_plan.frames_shared ? 0 : J * 2 * H * kt);
   }
   if (options.train && c.any_floss) {
     doubles += floss_scratch_doubles(int(H), config.floss_k, config.floss_steps) + config.floss_iters;
@@ -171,6 +181,12 @@ class Chunk {
         }
       }
       if (stopping() || !train(results)) return stopped();
+      if (config_.le_every > 0) {
+        // the tracked spectrum of the trained network, as the CPU takes it: not of a diverged one
+        std::vector<int> active(K_);
+        for (int n = 0; n < K_; ++n) active[n] = !results[n].diverged;
+        track(results, config_.iters, active);
+      }
       if (options_.spectra) {
         std::vector<int> active(K_);
         for (int n = 0; n < K_; ++n) active[n] = !results[n].diverged;
@@ -243,9 +259,11 @@ class Chunk {
       results[n].spectrum_init = c.spectrum_init;
       results[n].spectrum_flossed = c.spectrum_flossed;
       results[n].floss_curve = c.floss_curve;
+      results[n].tracked = c.tracked;
       // what the interrupted run had done of this network counts as done now
       progress_.done += cpu::work_units(config_, specs_[n], options_) - (config_.iters - c.iteration) -
-                        (options_.spectra ? config_.le_batch : 0);
+                        (options_.spectra ? config_.le_batch : 0) -
+                        tracked_spectra_from(config_, c.iteration) * config_.le_batch;
       ++restored;
     }
     return restored;
@@ -278,6 +296,7 @@ class Chunk {
       c.spectrum_init = results[n].spectrum_init;
       c.spectrum_flossed = results[n].spectrum_flossed;
       c.floss_curve = results[n].floss_curve;
+      c.tracked = results[n].tracked;
       control->checkpoint(c);
     }
   }
@@ -293,10 +312,29 @@ class Chunk {
   // host/cpu/spectra.cpp network_spectrum does.
   void spectra(std::vector<NetworkResult>& results, std::vector<double> NetworkResult::*field,
                const std::vector<int>* active) {
-    const int J = config_.le_batch, k = c_.k;
+    std::vector<std::vector<double>> lambda = spectra_of(c_.k, c_.spectrum_plan, active);
+    for (int n = 0; n < K_; ++n)
+      if (!active || (*active)[n]) results[n].*field = std::move(lambda[n]);
+  }
+
+  // The tracked spectrum (le_track_k exponents) of the networks active after `iteration`
+  // updates; the others count as done, as the CPU counts a diverged network's.
+  void track(std::vector<NetworkResult>& results, long iteration, const std::vector<int>& active) {
+    std::vector<std::vector<double>> lambda = spectra_of(config_.le_track_k, c_.track_plan, &active);
+    for (int n = 0; n < K_; ++n) {
+      if (active[n])
+        results[n].tracked.push_back({iteration, std::move(lambda[n])});
+      else if (iteration >= (saved_[n] ? saved_[n]->iteration : 0))
+        progress_.done += config_.le_batch;
+    }
+  }
+
+  // k exponents of every active network (empty for the others) by `plan`.
+  std::vector<std::vector<double>> spectra_of(int k, const SpectrumLaunchPlan& plan, const std::vector<int>* active) {
+    const int J = config_.le_batch;
+    std::vector<std::vector<double>> out(K_);
     DeviceBuffer<int> active_dev(active ? K_ : 0);
     if (active) active_dev.upload(active->data(), K_);
-    const SpectrumLaunchPlan& plan = c_.spectrum_plan;
     DeviceBuffer<double> lambda(size_t(K_) * J * k);
     DeviceBuffer<double> frames(plan.frames_shared ? 0 : size_t(K_) * J * 2 * c_.shape.H * k);
     SpectrumChunk s;
@@ -322,9 +360,10 @@ class Chunk {
         for (int i = 0; i < k; ++i) sum[i] += host[(size_t(n) * J + j) * k + i];
       for (double& x : sum) x /= J;
       std::sort(sum.begin(), sum.end(), std::greater<double>());
-      results[n].*field = std::move(sum);
+      out[n] = std::move(sum);
       progress_.done += J;
     }
+    return out;
   }
 
   // Returns false when the run was stopped midway (checked every 10 iterations).
@@ -461,12 +500,23 @@ class Chunk {
     }
 
     long window_start = first_iteration;
+    const long le_every = config_.le_every;
     for (long it = first_iteration; it < config_.iters; ++it) {
+      if (tracks_spectrum_at(config_, it)) {
+        // Taken before this iteration's loss is known: a network whose loss at `it` turns out
+        // NaN/Inf drops this one when its window arrives (the CPU does not take it). Windows end
+        // before each of these iterations, so divergence before `it` is known here.
+        std::vector<int> active(K);
+        for (size_t n = 0; n < K; ++n) active[n] = diverged_host[n] < 0 && it >= first[n];
+        track(results, it, active);
+      }
       launch_train_step(t, c_.train_plan, std::uint32_t(it), int(it - window_start), it + 1, nullptr);
       // A window ends when the log is full, on a multiple of checkpoint_every (so that
       // checkpoints fall where asked), or at the last iteration.
       const bool on_checkpoint = every > 0 && (it + 1) % every == 0;
-      const bool window_full = it - window_start + 1 == window || on_checkpoint || it == config_.iters - 1;
+      const bool before_track = le_every > 0 && (it + 1) % le_every == 0;
+      const bool window_full =
+          it - window_start + 1 == window || on_checkpoint || before_track || it == config_.iters - 1;
       if (!window_full) continue;
       loss_log.download(loss_host.data(), loss_host.size());  // synchronises
       accuracy_log.download(accuracy_host.data(), accuracy_host.size());
@@ -481,6 +531,11 @@ class Chunk {
         }
       }
       progress_.done += trained;
+      for (size_t n = 0; n < K; ++n) {
+        auto& tracked = results[n].tracked;
+        if (diverged_host[n] >= 0 && !tracked.empty() && tracked.back().iteration >= diverged_host[n])
+          tracked.pop_back();  // its loss there was NaN/Inf (its progress units stay counted)
+      }
       const long next = it + 1;
       window_start = next;
       const RunControl* control = options_.control;
@@ -550,6 +605,9 @@ class CudaBackend : public Backend {
       if (options.spectra)
         instances << "\n  " << task_name(group.first) << " spectrum " << shape.spectrum_plan.name() << " ("
                   << shape.spectrum_why << ")";
+      if (config.le_every > 0 && options.train)
+        instances << "\n  " << task_name(group.first) << " tracked spectrum (le_track_k) " << shape.track_plan.name()
+                  << " (" << shape.track_why << ")";
       if (shape.any_floss && options.train)
         instances << "\n  " << task_name(group.first) << " floss " << shape.floss_plan.name() << " ("
                   << shape.floss_why << ")";

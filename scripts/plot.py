@@ -4,7 +4,8 @@
     scripts/plot.py RESULTS_DIR [--out DIR] [--force] [--summary]
     (needs pandas >= 1.5 and matplotlib >= 3.6, as in Debian 12: pip install pandas matplotlib)
 
-Reads the tables of RESULTS_DIR (networks.csv, and where present summary.csv, curves.csv) as
+Reads the tables of RESULTS_DIR (networks.csv, and where present summary.csv, curves.csv,
+lyapunov_curves.csv) as
 pandas reads them, with no options, and writes into RESULTS_DIR/plots/ (or --out DIR), never
 over an existing file unless --force (without it the figures that exist are kept and the
 missing ones drawn):
@@ -19,6 +20,9 @@ missing ones drawn):
   before training only, one panel per task (an initial network is the same under every rule).
 - flossing.png (figure 4): tail loss at the best lr against gain with and without flossing
   (mean +- std across seeds), one panel per task x rule (e-prop and whichever rules the sweep has).
+- max_le_training.png (needs le_every > 0, lyapunov_curves.csv): the largest Lyapunov exponent
+  against training iteration, one panel per task x rule, one line per gain at that gain's best lr,
+  without flossing: mean across seeds with a min-max band (a -inf exponent is left out).
 - heatmap_tail_loss.png: tail loss, mean across the seeds that did not diverge, over gain x lr,
   one panel per task x rule, without flossing; cells where every seed diverged are hatched,
   cells where some did say how many, and each gain's best lr is outlined; the colour scale spans
@@ -40,7 +44,7 @@ import math
 import os
 import sys
 
-FIGURES = ("learning_curves.png", "max_le.png", "flossing.png", "heatmap_tail_loss.png",
+FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "flossing.png", "heatmap_tail_loss.png",
            "heatmap_tail_accuracy.png")
 SUMMARY_CSV = "gain_summary.csv"
 NETWORK_COLUMNS = ("network", "task", "rule", "gain", "lr", "seed", "floss", "status", "max_le_init")
@@ -103,6 +107,7 @@ class Results:
             if self.by_init:
                 self.summary["task"] = self.summary["task"] + " / " + self.summary["init"]
         self.curves = self._read("curves.csv")
+        self.lyapunov_curves = self._read("lyapunov_curves.csv")
 
     def _read(self, name):
         path = os.path.join(self.folder, name)
@@ -276,6 +281,43 @@ def draw_max_le(r, path, plt):
         handles.append(plt.Line2D([], [], ls="none", marker="v", mfc="none", color="0.3"))
         labels.append("$\\lambda_{max} = -\\infty$ for a seed\n(every unit silent;\nleft out of the mean)")
     axes[0][-1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    save(fig, path, plt)
+
+
+def draw_max_le_training(r, path, plt):
+    r.need_training("spectra during training")
+    if r.lyapunov_curves is None:
+        raise NotDrawn("no lyapunov_curves.csv: the sweep did not track spectra during training (le_every = N)")
+    r.need("summary.csv")
+    chosen = r.at_best_lr(r.base_floss)
+    le = r.lyapunov_curves
+    le = le[le["index"] == 1].merge(chosen[["network", "task", "rule", "gain", "seed"]], on="network")
+    if le.empty:
+        raise NotDrawn("lyapunov_curves.csv has no rows for the networks at the best lr")
+    le = le.assign(v=finite(le["exponent"]))
+    n_seeds = r.networks["seed"].nunique()
+    fig, axes = panel_grid(plt, r, f"Largest Lyapunov exponent during training at each gain's best lr, "
+                                   f"{r.floss_note()}\nline: mean across {n_seeds} seeds; band: lowest to highest seed")
+    colors = gain_colors(plt, r.gains)
+    for i, task in enumerate(r.tasks):
+        for j, rule in enumerate(r.rules):
+            ax = axes[i][j]
+            sub = le[(le["task"] == task) & (le["rule"] == rule)]
+            for g, rows in sub.groupby("gain"):
+                by_it = rows.groupby("iteration")["v"]
+                mean, lo, hi = by_it.mean(), by_it.min(), by_it.max()
+                ax.fill_between(mean.index, lo.values, hi.values, color=colors[g], alpha=0.2, lw=0)
+                ax.plot(mean.index, mean.values, color=colors[g], lw=1.2, marker="o" if len(mean) < 3 else None, ms=3)
+            ax.axhline(0, color="0.3", lw=0.6, ls=":")
+            if sub.empty:
+                ax.text(0.5, 0.5, "no tracked spectra", ha="center", va="center", transform=ax.transAxes)
+            if i == len(r.tasks) - 1:
+                ax.set_xlabel("training iteration")
+            if j == 0:
+                ax.set_ylabel(r"$\lambda_{max}$ (per step)")
+    handles = [plt.Line2D([], [], color=colors[g], lw=1.5) for g in r.gains]
+    axes[0][-1].legend(handles, [f"{g:g}" for g in r.gains], title="gain g", fontsize=8, title_fontsize=8,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
     save(fig, path, plt)
 
 
@@ -550,7 +592,8 @@ def main():
         return fail(str(e).splitlines()[0] if str(e) else f"{folder}/networks.csv cannot be read")
 
     out = args.out or os.path.join(folder, "plots")
-    names = FIGURES + (SUMMARY_CSV,)
+    # the figures this folder can give: max_le_training.png only where spectra were tracked
+    names = tuple(n for n in FIGURES if n != "max_le_training.png" or r.lyapunov_curves is not None) + (SUMMARY_CSV,)
     existing = [n for n in names if os.path.exists(os.path.join(out, n))] if not args.force else []
     if existing and len(existing) == len(names):
         return fail(f"{os.path.join(out, existing[0])} exists (and every other plot); pass --force to replace them")
@@ -559,6 +602,7 @@ def main():
     drawers = {
         "learning_curves.png": lambda p: draw_learning_curves(r, p, plt),
         "max_le.png": lambda p: draw_max_le(r, p, plt),
+        "max_le_training.png": lambda p: draw_max_le_training(r, p, plt),
         "flossing.png": lambda p: draw_flossing(r, p, plt),
         "heatmap_tail_loss.png": lambda p: draw_heatmap(r, p, plt, "tail_loss", "tail loss"),
         "heatmap_tail_accuracy.png": lambda p: draw_heatmap(r, p, plt, "tail_accuracy", "tail accuracy"),

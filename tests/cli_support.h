@@ -55,7 +55,7 @@ inline std::string small_config(const std::string& dir) {
   std::ofstream(path) << "tasks = ['romo', '2af', 'dms']\nrules = ['bptt', 'rflo']\ngains = [0.5, 1.5]\n"
                          "lrs = [1e-3]\nseeds = [0, 1]\nfloss = [false, true]\nhidden = 16\nbatch = 8\n"
                          "iters = 25\nlog_every = 5\nle_steps = 60\nle_warmup = 10\nle_batch = 2\n"
-                         "floss_iters = 4\nfloss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\n";
+                         "floss_iters = 4\nfloss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\nle_every = 10\n";
   return path;
 }
 

@@ -144,6 +144,8 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"[sparse]\ndensity = 1.5", "'sparse.density'", "(0, 1]"},
       {"[dale]\nexcitatory = 1", "'dale.excitatory'", "(0, 1)"},
       {"hidden = 1\nle_k = 1\ninit = ['dale']", "'init'", "hidden >= 2"},
+      {"hidden = 8\nle_track_k = 9", "'le_track_k'", "[1, hidden]"},
+      {"le_every = -1", "'le_every'", "[0, 2^32)"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.text);

@@ -196,6 +196,43 @@ TEST_F(CudaBackend, DivergedNetworksAreMarkedAsOnTheCpu) {
   EXPECT_TRUE(any) << "lr = 1e9 must diverge, or the test proves nothing";
 }
 
+// le_every: the tracked spectra during training, as the CPU takes them, also where a network
+// diverges (the CUDA backend takes a spectrum before it knows that iteration's loss and drops it
+// when the loss is NaN/Inf) and with flossing (iteration 0 is the flossed network).
+TEST_F(CudaBackend, TrackedSpectraMatchTheCpuAlsoWhereANetworkDiverges) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo", "2af"};
+  config.rules = {"bptt", "eprop"};
+  config.gains = {1.5};
+  config.lrs = {3e-3, 1e9};
+  config.le_every = 1;
+  config.le_track_k = 2;
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  bool any_diverged = false;
+  for (size_t n = 0; n < want.size(); ++n) {
+    const std::string what = "network " + std::to_string(n);
+    ASSERT_EQ(got[n].tracked.size(), want[n].tracked.size()) << what << " (diverged_at " << want[n].diverged_at << ")";
+    for (size_t i = 0; i < want[n].tracked.size(); ++i) {
+      EXPECT_EQ(got[n].tracked[i].iteration, want[n].tracked[i].iteration) << what;
+      // iteration 0 is the initial (or flossed) network: float weights equal, or equal to Adam's rounding
+      expect_same_spectrum(got[n].tracked[i].lambda, want[n].tracked[i].lambda, i == 0 && !want[n].spec.floss ? 1e-9 : 1e-3,
+                           what + " tracked at " + std::to_string(want[n].tracked[i].iteration));
+    }
+    if (want[n].diverged) {
+      any_diverged = true;
+      if (!want[n].tracked.empty()) {
+        EXPECT_LT(want[n].tracked.back().iteration, want[n].diverged_at) << what;
+      }
+    } else {
+      ASSERT_EQ(want[n].tracked.size(), size_t(config.iters) + 1) << what;
+    }
+  }
+  EXPECT_TRUE(any_diverged) << "lr = 1e9 must diverge, or the test proves nothing";
+}
+
 TEST_F(CudaBackend, PlanTakesTheLayeredPathPastWhatABlockHolds) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
@@ -317,13 +354,15 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   config.rules = {"bptt", "eprop"};
   config.iters = 40;
   config.log_every = 5;
+  config.le_every = 15;  // tracked spectra at 0 before the stop, 15, 30 and 40 after it
   RunOptions options;
   options.keep_weights = true;
   auto cuda = make_cuda_backend();
   const auto reference = run(*cuda, config, options);
 
   // The first checkpoint (iteration 10 of 40) raises the stop flag, which the backend sees at
-  // the next window boundary (20): it checkpoints there and returns with the chunk in flight.
+  // the next window boundary (15, where a window ends before a tracked spectrum): it
+  // checkpoints there and returns with the chunk in flight.
   std::atomic<bool> stop{false};
   std::map<long, NetworkCheckpoint> saved;
   RunControl control;
@@ -338,7 +377,8 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   const auto stopped = cuda->train(config, expand_grid(config), options, progress);
   ASSERT_EQ(saved.size(), stopped.size());
   for (const auto& r : stopped) EXPECT_TRUE(r.interrupted);
-  EXPECT_EQ(saved.begin()->second.iteration, 20);
+  EXPECT_EQ(saved.begin()->second.iteration, 15);
+  EXPECT_EQ(saved.begin()->second.tracked.size(), 1u) << "the tracked spectrum at 0 is in the checkpoint";
 
   RunControl resume;
   resume.resume = [&](long id) -> std::optional<NetworkCheckpoint> { return saved.at(id); };
@@ -355,6 +395,11 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
     EXPECT_EQ(resumed[n].spectrum_init, reference[n].spectrum_init);
     EXPECT_EQ(resumed[n].spectrum_trained, reference[n].spectrum_trained);
     ASSERT_EQ(resumed[n].floss_curve.size(), reference[n].floss_curve.size());
+    ASSERT_EQ(resumed[n].tracked.size(), reference[n].tracked.size()) << "network " << n;
+    for (size_t i = 0; i < reference[n].tracked.size(); ++i) {
+      EXPECT_EQ(resumed[n].tracked[i].iteration, reference[n].tracked[i].iteration);
+      EXPECT_EQ(resumed[n].tracked[i].lambda, reference[n].tracked[i].lambda) << "network " << n;
+    }
   }
 }
 

@@ -25,7 +25,8 @@ using namespace rnnsweep::test;
 
 namespace {
 
-const char* kTables[] = {"networks.csv", "curves.csv", "floss_curves.csv", "lyapunov.csv", "summary.csv"};
+const char* kTables[] = {"networks.csv", "curves.csv",  "floss_curves.csv",
+                         "lyapunov.csv", "summary.csv", "lyapunov_curves.csv"};
 
 void expect_same_tables(const std::string& got, const std::string& want) {
   for (const char* table : kTables) {
@@ -42,7 +43,7 @@ std::string long_config(const std::string& dir) {
   std::ofstream(path) << "tasks = ['romo', '2af']\nrules = ['bptt', 'eprop']\ngains = [0.5, 1.5]\nlrs = [1e-3]\n"
                          "seeds = [0, 1]\nfloss = [false, true]\nhidden = 16\nbatch = 8\niters = 600\n"
                          "log_every = 50\nle_steps = 60\nle_warmup = 10\nle_batch = 2\nfloss_iters = 4\n"
-                         "floss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\ncheckpoint_every = 50\n";
+                         "floss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\ncheckpoint_every = 50\nle_every = 70\n";
   return path;
 }
 

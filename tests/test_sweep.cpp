@@ -97,6 +97,61 @@ TEST(Sweep, ExplodingLearningRateIsMarkedDivergedAndLeavesOthersAlone) {
   EXPECT_EQ(summary.find(",1e+09,"), std::string::npos) << summary;
 }
 
+// le_every: the tracked spectra are taken on the network as training leaves it. With the full
+// spectrum tracked, the first equals the init (or flossed) spectrum and the last the trained one
+// value for value; between them training moves them; a diverged network's stop before it.
+TEST(Sweep, TrackedSpectraFollowTrainingFromTheInitialToTheTrainedSpectrum) {
+  const std::string dir = scratch("tracked");
+  const std::string config = small_config(dir);  // hidden 16, iters 25, le_every 10
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --set le_track_k=16 --set lrs=[1e-3,1e9] --out " + dir + "/run").code, 0);
+  // (network, phase or iteration) -> exponents as written
+  std::map<std::string, std::vector<std::string>> spectra, tracked;
+  auto fields = [](const std::string& line) {
+    std::vector<std::string> f;
+    std::stringstream in(line);
+    for (std::string x; std::getline(in, x, ',');) f.push_back(x);
+    return f;
+  };
+  std::stringstream lyapunov(read_file(dir + "/run/lyapunov.csv")), curves(read_file(dir + "/run/lyapunov_curves.csv"));
+  std::string line;
+  std::getline(lyapunov, line);
+  ASSERT_EQ(line, "network,phase,index,lambda,finite");
+  while (std::getline(lyapunov, line)) {
+    const auto f = fields(line);
+    spectra[f[0] + "/" + f[1]].push_back(f[3]);
+  }
+  std::getline(curves, line);
+  ASSERT_EQ(line, "network,iteration,index,exponent,finite");
+  while (std::getline(curves, line)) {
+    const auto f = fields(line);
+    EXPECT_NE(f[3], "nan") << line;
+    tracked[f[0] + "/" + f[1]].push_back(f[3]);
+  }
+  std::stringstream networks(read_file(dir + "/run/networks.csv"));
+  std::getline(networks, line);
+  int ok = 0, diverged = 0, moved = 0;
+  while (std::getline(networks, line)) {
+    const auto f = fields(line);  // network, task, init, rule, gain, lr, seed, data_seed, floss, status, diverged_at
+    const std::string id = f[0];
+    if (f[9] == "diverged") {
+      ++diverged;
+      const long at = std::stol(f[10]);
+      for (long i : {0L, 10L, 20L, 25L})
+        EXPECT_EQ(tracked.count(id + "/" + std::to_string(i)), size_t(i < at)) << "network " << id << " at " << i;
+      continue;
+    }
+    ++ok;
+    const std::string start = f[8] == "true" ? "flossed" : "init";
+    EXPECT_EQ(tracked[id + "/0"], spectra[id + "/" + start]) << "network " << id;
+    EXPECT_EQ(tracked[id + "/25"], spectra[id + "/trained"]) << "network " << id;
+    ASSERT_EQ(tracked[id + "/10"].size(), 16u) << "network " << id;
+    moved += tracked[id + "/10"] != tracked[id + "/0"];
+  }
+  EXPECT_EQ(ok, 48);
+  EXPECT_EQ(diverged, 48) << "lr = 1e9 diverges, or the test proves nothing about it";
+  EXPECT_EQ(moved, 48) << "training moves every network's spectrum";
+}
+
 TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
   const std::string dir = scratch("weights");
   const std::string config = small_config(dir);

@@ -57,8 +57,8 @@ Mat<double> random_frame(int H, int k, std::uint32_t seed) {
 }
 
 std::vector<double> network_spectrum(const Config& config, const TaskParams& task, const Shape& s,
-                                     const float* params, std::uint32_t seed) {
-  const int k = config.spectrum_k();
+                                     const float* params, std::uint32_t seed, int k) {
+  if (k == 0) k = config.spectrum_k();
   const Mat<double> W_h = ConstNet<float>(s, params).W_h.cast<double>();
   const Mat<double> frame = random_frame(s.H, k, seed);
   Vec<double> sum = Vec<double>::Zero(k);

@@ -30,10 +30,12 @@ Mat<double> driven_states(const Shape& s, double a, const float* params, const T
 // lyapunov.h); it is the same frame on every backend.
 Mat<double> random_frame(int H, int k, std::uint32_t seed);
 
-// The first k = config.spectrum_k() exponents, averaged over config.le_batch trajectories and
-// sorted in decreasing order (index 1 is the max LE).
+// The first k exponents (k = 0: config.spectrum_k(); le_track_k for the tracked spectra during
+// training), averaged over config.le_batch trajectories and sorted in decreasing order (index 1
+// is the max LE). The trajectories and the frame depend on the seed alone, so the spectra of one
+// network at different times of training are taken on the same inputs.
 std::vector<double> network_spectrum(const Config& config, const TaskParams& task, const Shape& s,
-                                     const float* params, std::uint32_t seed);
+                                     const float* params, std::uint32_t seed, int k = 0);
 
 // Flossing pretraining: config.floss_iters Adam steps on W_h (in place in `params`) of
 // sum_{i <= floss_k} lambda_i^2, h_t held constant. Returns the loss of every iteration

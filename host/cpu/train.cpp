@@ -18,7 +18,9 @@ namespace rnnsweep::cpu {
 long long work_units(const Config& config, const NetworkSpec& spec, const RunOptions& options) {
   const bool floss = options.train && spec.floss;
   const int spectra = options.spectra ? 1 + floss + options.train : 0;
-  return (options.train ? config.iters : 0) + (floss ? config.floss_iters : 0) + spectra * config.le_batch;
+  const long tracked = options.train ? tracked_spectra_from(config, 0) : 0;
+  return (options.train ? config.iters : 0) + (floss ? config.floss_iters : 0) +
+         (spectra + tracked) * config.le_batch;
 }
 
 NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
@@ -47,6 +49,11 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     auto lambda = network_spectrum(config, task, shape, params.data(), spec.seed);
     progress += config.le_batch;
     return lambda;
+  };
+  // le_every > 0: the leading exponents during training, on the spectra's own inputs
+  auto track = [&](long iteration) {
+    r.tracked.push_back({iteration, network_spectrum(config, task, shape, params.data(), spec.seed, config.le_track_k)});
+    progress += config.le_batch;
   };
   auto interrupted = [&r] {
     r.interrupted = true;
@@ -79,8 +86,10 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     r.spectrum_init = saved->spectrum_init;
     r.spectrum_flossed = saved->spectrum_flossed;
     r.floss_curve = saved->floss_curve;
+    r.tracked = saved->tracked;
     progress += work_units(config, spec, options) - (config.iters - first_iteration) -
-                (options.spectra ? config.le_batch : 0);
+                (options.spectra ? config.le_batch : 0) -
+                tracked_spectra_from(config, first_iteration) * config.le_batch;
   } else {
     if (options.spectra) r.spectrum_init = spectrum();
     if (options.train && spec.floss) {
@@ -113,12 +122,13 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       c.spectrum_init = r.spectrum_init;
       c.spectrum_flossed = r.spectrum_flossed;
       c.floss_curve = r.floss_curve;
+      c.tracked = r.tracked;
       control.checkpoint(c);
     };
     long diverged_at = -1;
     if (losses.size() < size_t(first_iteration)) {
       diverged_at = long(losses.size());
-      progress += config.iters - first_iteration;
+      progress += config.iters - first_iteration + tracked_spectra_from(config, first_iteration) * config.le_batch;
       first_iteration = config.iters;  // nothing left to train
     }
     for (long it = first_iteration; it < config.iters; ++it) {
@@ -133,11 +143,12 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
       if (!std::isfinite(lv.loss)) {
         // Frozen from here: the loss of the parameters after iteration it - 1 is NaN/Inf.
         diverged_at = it;
-        progress += config.iters - it;
+        progress += config.iters - it + tracked_spectra_from(config, it) * config.le_batch;
         break;
       }
       losses.push_back(lv.loss);
       accuracies.push_back(lv.accuracy);
+      if (tracks_spectrum_at(config, it)) track(it);
 
       if (spec.rule == Rule::bptt) {
         bptt_gradient(shape, a, params.data(), fwd, dL_dy, grad.data());
@@ -155,6 +166,12 @@ NetworkResult train_network(const Config& config, const NetworkSpec& spec, const
     // An update in the very last iteration that broke the weights is caught here.
     const bool finite = Eigen::Map<const Vec<float>>(params.data(), params.size()).allFinite();
     summarise_training(config, losses, accuracies, diverged_at, finite, r);
+    if (config.le_every > 0 && diverged_at < 0) {
+      if (r.diverged)
+        progress += config.le_batch;  // the weights broke in the last update: no spectrum of them
+      else
+        track(config.iters);
+    }
   }
   // A diverged network's weights may hold NaN or Inf: it has no meaningful trained spectrum.
   if (options.train && options.spectra) {

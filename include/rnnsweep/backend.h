@@ -3,6 +3,7 @@
 // (kernels/cuda_backend.cu) must return the same numbers within stated tolerances.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -27,6 +28,27 @@ struct FlossPoint {
   int k_used;   // exponents in the loss: floss_k, or fewer when a step annihilated a direction
 };
 
+// The leading exponents of a network during training (le_every > 0): the network after
+// `iteration` updates (0: the start of training, after flossing), le_track_k values, decreasing.
+struct TrackedSpectrum {
+  long iteration;
+  std::vector<double> lambda;
+};
+
+// Whether training records a tracked spectrum of the network after `i` updates: every
+// le_every iterations from 0, and at the end (i == iters), where the network has not diverged
+// by then (its loss at i is finite; at i == iters, its weights are).
+inline bool tracks_spectrum_at(const Config& c, long i) {
+  return c.le_every > 0 && (i % c.le_every == 0 || i == c.iters);
+}
+// How many tracked spectra fall at or after iteration `first`: the progress units they add
+// (le_batch trajectories each).
+inline long tracked_spectra_from(const Config& c, long first) {
+  if (c.le_every <= 0 || first > c.iters) return 0;
+  const long multiples = (c.iters - 1) / c.le_every - (first > 0 ? (first - 1) / c.le_every : -1);
+  return std::max(0L, multiples) + 1;  // and iters itself
+}
+
 struct NetworkResult {
   NetworkSpec spec;
   bool trained = false;  // false for `rnnsweep lyapunov`: no training statistics
@@ -41,6 +63,7 @@ struct NetworkResult {
   // Lyapunov spectra (empty when not computed) and the flossing loss curve
   std::vector<double> spectrum_init, spectrum_flossed, spectrum_trained;
   std::vector<FlossPoint> floss_curve;
+  std::vector<TrackedSpectrum> tracked;  // le_every > 0: lyapunov_curves.csv
 
   std::vector<float> params_init, params_final;  // only with RunOptions::keep_weights
   double seconds = 0;
@@ -59,6 +82,7 @@ struct NetworkCheckpoint {
   std::vector<double> losses, accuracies;  // of every iteration so far
   std::vector<double> spectrum_init, spectrum_flossed;
   std::vector<FlossPoint> floss_curve;
+  std::vector<TrackedSpectrum> tracked;  // those of the iterations before `iteration`
 };
 
 // How a run is steered from outside the backend: stopping, finished results, checkpoints.

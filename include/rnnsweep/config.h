@@ -52,6 +52,10 @@ struct Config {
   int le_k = 0;
   long le_steps = 1000, le_warmup = 100;
   int le_batch = 8;
+  // the top le_track_k exponents every le_every training iterations (0: off), with le_steps,
+  // le_warmup and le_batch as above: lyapunov_curves.csv (docs/lyapunov.md, section 1)
+  long le_every = 0;
+  int le_track_k = 1;
 
   // gradient flossing (docs/lyapunov.md, section 2)
   long floss_iters = 100;
