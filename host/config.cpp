@@ -197,10 +197,23 @@ std::vector<KeyDef> make_keys() {
                [](Config& c, const toml::node& n) { c.floss = as_list<bool>(n, as_bool); },
                [](const Config& c) { return json(c.floss); }});
 
-  k.push_back(int_key(
-      "hidden", [](Config& c) -> int& { return c.hidden; }, 1, 4096, "an integer in [1, 4096]"));
-  k.push_back(int_key(
-      "batch", [](Config& c) -> int& { return c.batch; }, 1, 65536, "an integer in [1, 65536]"));
+  // hidden and batch: one value, or a list of distinct ones (a grid axis each)
+  auto shape_key = [](std::string name, long hi, int Config::*value, std::vector<int> Config::*list) {
+    const std::string allowed = "an integer in [1, " + std::to_string(hi) + "], or a list of them";
+    return KeyDef{name, allowed,
+                  [=](Config& c, const toml::node& n) {
+                    std::vector<int> v = as_list<int>(n, [&](const toml::node& e) {
+                      const long x = as_long(e);
+                      if (x < 1 || x > hi) bad_value(e);
+                      return int(x);
+                    });
+                    c.*value = v.front();
+                    c.*list = v.size() > 1 ? v : std::vector<int>{};
+                  },
+                  [=](const Config& c) { return (c.*list).empty() ? json(c.*value) : json(c.*list); }};
+  };
+  k.push_back(shape_key("hidden", 4096, &Config::hidden, &Config::hidden_list));
+  k.push_back(shape_key("batch", 65536, &Config::batch, &Config::batch_list));
   // iterations index the Philox counter (32 bits): past 2^32 the trial stream would repeat
   k.push_back(int_key(
       "iters", [](Config& c) -> long& { return c.iters; }, 1, kMaxCounter, "an integer in [1, 2^32)"));
@@ -224,8 +237,8 @@ std::vector<KeyDef> make_keys() {
       "adam_eps", [](Config& c) -> double& { return c.adam_eps; }, 1e-300, 1, "a number in (0, 1]"));
 
   k.push_back(int_key(
-      "le_k", [](Config& c) -> int& { return c.le_k; }, 1, 4096,
-      "an integer in [1, hidden] (default: hidden, the full spectrum)"));
+      "le_k", [](Config& c) -> int& { return c.le_k; }, 0, 4096,
+      "an integer in [1, hidden], or 0 for the full spectrum (the default: k = hidden)"));
   k.push_back(int_key(
       "le_steps", [](Config& c) -> long& { return c.le_steps; }, 1, kMaxSteps, "an integer in [1, 10^7]"));
   k.push_back(int_key(
@@ -455,21 +468,23 @@ void validate(const Config& c) {
   check_unique("lrs", c.lrs);
   check_unique("seeds", c.seeds);
   check_unique("floss", c.floss);
-  if (c.le_k > c.hidden)
-    fail("le_k", std::to_string(c.le_k) + " is larger than hidden = " + std::to_string(c.hidden) +
-                     "; allowed: an integer in [1, hidden]");
-  if (c.le_track_k > c.hidden)
-    fail("le_track_k", std::to_string(c.le_track_k) + " is larger than hidden = " + std::to_string(c.hidden) +
-                           "; allowed: an integer in [1, hidden]");
+  check_unique("hidden", c.hidden_list);
+  check_unique("batch", c.batch_list);
+  // every k and rank must fit the smallest network of the grid
+  const auto hs = c.hiddens();
+  const int H = *std::min_element(hs.begin(), hs.end());
+  const std::string smallest = "hidden = " + std::to_string(H) + (hs.size() > 1 ? " (the smallest)" : "");
+  auto too_large = [&](const char* key, int v) {
+    fail(key, std::to_string(v) + " is larger than " + smallest + "; allowed: an integer in [1, hidden]");
+  };
+  if (c.le_k > H) too_large("le_k", c.le_k);
+  if (c.le_track_k > H) too_large("le_track_k", c.le_track_k);
   const bool lowrank = std::find(c.inits.begin(), c.inits.end(), "lowrank") != c.inits.end();
-  if (lowrank && c.init_options.lowrank_rank > c.hidden)
-    fail("lowrank.rank", std::to_string(c.init_options.lowrank_rank) + " is larger than hidden = " +
-                             std::to_string(c.hidden) + "; allowed: an integer in [1, hidden]");
-  if (std::find(c.inits.begin(), c.inits.end(), "dale") != c.inits.end() && c.hidden < 2)
+  if (lowrank && c.init_options.lowrank_rank > H) too_large("lowrank.rank", c.init_options.lowrank_rank);
+  if (std::find(c.inits.begin(), c.inits.end(), "dale") != c.inits.end() && H < 2)
     fail("init", "dale needs hidden >= 2 (an excitatory and an inhibitory unit)");
-  if (c.floss_k > c.hidden && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
-    fail("floss_k", std::to_string(c.floss_k) + " is larger than hidden = " + std::to_string(c.hidden) +
-                        "; allowed: an integer in [1, hidden]");
+  if (c.floss_k > H && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
+    too_large("floss_k", c.floss_k);
   const TaskParams& r = c.romo;
   if (!(r.romo_f_max > r.romo_f_min)) fail("romo.f_max", "must be larger than romo.f_min");
   if (!(r.romo_min_diff < r.romo_f_max - r.romo_f_min))
@@ -597,7 +612,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 json config_to_json(const Config& c) {
   json j = json::object();
   for (const auto& k : keys()) j[k.name] = k.get(c);
-  j["le_k"] = c.spectrum_k();  // resolved: unset stands for hidden
+  // resolved: unset stands for hidden; over several hidden sizes it stays 0 (each network's own)
+  j["le_k"] = c.hidden_list.empty() ? c.spectrum_k() : c.le_k;
   return j;
 }
 

@@ -61,8 +61,11 @@ double launches_s(double blocks, double steps, double launches, double rate, int
 
 }  // namespace
 
-GpuModelEstimate model_gpu_time(const Config& config, const std::vector<NetworkSpec>& networks,
-                                const RunOptions& options) {
+namespace {
+
+// The networks of one shape (config.hidden, config.batch).
+GpuModelEstimate model_one_shape(const Config& config, const std::vector<NetworkSpec>& networks,
+                                 const RunOptions& options) {
   GpuModelEstimate out;
   const int H = config.hidden, Bt = config.batch, k = config.spectrum_k();
   const bool tf32 = config.precision == "tf32x3";
@@ -125,10 +128,40 @@ GpuModelEstimate model_gpu_time(const Config& config, const std::vector<NetworkS
         out.spectra_s += launches_s(passes_blocks, steps, 1, spectrum_rate, spectrum_blocks);
       }
     }
+    if (options.train && config.le_every > 0) {
+      // the tracked spectra: the general kernel at k = le_track_k, scaled as above
+      const double kt = config.le_track_k, cost_t = double(H) * H * kt + double(H) * kt * kt;
+      out.spectra_s += launches_s(double(specs.size()) * config.le_batch, double(config.le_warmup + config.le_steps),
+                                  double(tracked_spectra_from(config, 0)), kGeneralSpectrum * cost64 / cost_t, 2);
+    }
   }
   if (any_floss)
     out.notes.push_back("flossing: not modeled yet; taken as three times its forward chain at the general "
                         "spectrum kernel's rate");
+  if (options.train && config.le_every > 0)
+    out.notes.push_back("tracked spectra (le_every): the general spectrum kernel at k = le_track_k");
+  return out;
+}
+
+}  // namespace
+
+GpuModelEstimate model_gpu_time(const Config& config, const std::vector<NetworkSpec>& networks,
+                                const RunOptions& options) {
+  // each shape of the grid on its own (the backend trains them in chunks of their own)
+  std::map<std::pair<int, int>, std::vector<NetworkSpec>> by_shape;
+  for (const NetworkSpec& n : networks) {
+    const Config c = config_of(config, n);
+    by_shape[{c.hidden, c.batch}].push_back(n);
+  }
+  GpuModelEstimate out;
+  for (const auto& [shape, specs] : by_shape) {
+    const GpuModelEstimate e = model_one_shape(config.for_shape(shape.first, shape.second), specs, options);
+    out.train_s += e.train_s;
+    out.spectra_s += e.spectra_s;
+    out.floss_s += e.floss_s;
+    for (const std::string& note : e.notes)
+      if (std::find(out.notes.begin(), out.notes.end(), note) == out.notes.end()) out.notes.push_back(note);
+  }
   return out;
 }
 

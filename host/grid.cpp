@@ -9,29 +9,36 @@ namespace rnnsweep {
 std::vector<NetworkSpec> expand_grid(const Config& c) {
   std::vector<NetworkSpec> out;
   long id = 0;
-  // `init` right after the task: with the one default init, ids are those of before it existed
+  // `init`, `hidden` and `batch` right after the task: with one value each, ids are those of
+  // before these axes existed
   for (const auto& task : c.tasks)
     for (const auto& init : c.inits)
-      for (const auto& rule : c.rules)
-        for (double gain : c.gains)
-          for (double lr : c.lrs)
-            for (long seed : c.seeds)
-              for (bool floss : c.floss) {
-                const auto s = static_cast<std::uint32_t>(seed);
-                const auto data = c.data_seed < 0 ? s : static_cast<std::uint32_t>(c.data_seed);
-                out.push_back({id++, parse_task(task), parse_rule(rule), gain, lr, s, data, floss, parse_init(init)});
-              }
+      for (int hidden : c.hiddens())
+        for (int batch : c.batches())
+          for (const auto& rule : c.rules)
+            for (double gain : c.gains)
+              for (double lr : c.lrs)
+                for (long seed : c.seeds)
+                  for (bool floss : c.floss) {
+                    const auto s = static_cast<std::uint32_t>(seed);
+                    const auto data = c.data_seed < 0 ? s : static_cast<std::uint32_t>(c.data_seed);
+                    out.push_back({id++, parse_task(task), parse_rule(rule), gain, lr, s, data, floss,
+                                   parse_init(init), hidden, batch});
+                  }
   return out;
 }
 
-double network_cost(const Config& c, const NetworkSpec& n) {
+double network_cost(const Config& grid, const NetworkSpec& n) {
+  const Config c = config_of(grid, n);
   const TaskParams& task = c.task(n.task);
   // A BPTT iteration is about three forward passes, an e-prop or RFLO one about two (the
-  // matrix products per step); a QR step of k columns about k / 8 forward steps at H = 64.
-  const double per_iteration = double(task.T()) * c.batch * (n.rule == Rule::bptt ? 3 : 2);
-  const double spectrum = double(c.le_batch) * (c.le_warmup + c.le_steps) * (1 + c.spectrum_k() / 8.0);
-  const double floss = n.floss ? double(c.floss_iters) * (c.floss_warmup + c.floss_steps) * (1 + c.floss_k / 4.0)
-                               : 0.0;
+  // matrix products per step); a QR step of k columns about k / 8 forward steps at H = 64; a
+  // step costs H^2 (relative to H = 64).
+  const double h2 = double(c.hidden) * c.hidden / (64.0 * 64.0);
+  const double per_iteration = h2 * double(task.T()) * c.batch * (n.rule == Rule::bptt ? 3 : 2);
+  const double spectrum = h2 * double(c.le_batch) * (c.le_warmup + c.le_steps) * (1 + c.spectrum_k() / 8.0);
+  const double floss =
+      n.floss ? h2 * double(c.floss_iters) * (c.floss_warmup + c.floss_steps) * (1 + c.floss_k / 4.0) : 0.0;
   return double(c.iters) * per_iteration + (n.floss ? 3 : 2) * spectrum + floss;
 }
 

@@ -178,6 +178,8 @@ nlohmann::json result_to_json(const NetworkResult& r) {
   return {{"network", r.spec.id},
           {"task", task_name(r.spec.task)},
           {"init", init_name(r.spec.init)},
+          {"hidden", r.spec.hidden},
+          {"batch", r.spec.batch},
           {"rule", rule_name(r.spec.rule)},
           {"gain", number(r.spec.gain)},
           {"lr", number(r.spec.lr)},
@@ -210,7 +212,8 @@ NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec)
       j.at("rule").get<std::string>() != rule_name(spec.rule) ||
       number_of(j.at("gain")) != spec.gain || number_of(j.at("lr")) != spec.lr ||
       j.at("seed").get<std::uint32_t>() != spec.seed || j.at("data_seed").get<std::uint32_t>() != spec.data_seed ||
-      j.at("floss").get<bool>() != spec.floss)
+      j.at("floss").get<bool>() != spec.floss || j.value("hidden", spec.hidden) != spec.hidden ||
+      j.value("batch", spec.batch) != spec.batch)
     throw std::runtime_error("its grid coordinates are not those of network " + std::to_string(spec.id) +
                              " in this config");
   r.trained = j.at("trained").get<bool>();

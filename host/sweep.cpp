@@ -297,16 +297,17 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   std::vector<NetworkSpec> remaining;
   for (const auto& n : networks)
     if (!already.count(n.id)) remaining.push_back(n);
-  // `rnnsweep lyapunov`: a network's initial spectrum depends on its task, init, gain and seed only
-  // (rule, lr, data seed and flossing shape the training, which is not run), so each distinct
+  // `rnnsweep lyapunov`: a network's initial spectrum depends on its task, init, hidden, gain and
+  // seed only (rule, lr, batch, data seed and flossing shape the training, which is not run), so each distinct
   // initial network is computed once, and its result recorded for every grid point sharing it.
   std::map<long, std::vector<NetworkSpec>> sharing;  // computed network -> the grid points it stands for
   long distinct = 0;
   if (spectra_only) {
-    std::map<std::tuple<int, int, double, std::uint32_t>, long> first_of;
+    std::map<std::tuple<int, int, int, double, std::uint32_t>, long> first_of;
     std::vector<NetworkSpec> computed;
     for (const auto& n : remaining) {
-      const auto [it, fresh] = first_of.emplace(std::make_tuple(int(n.task), int(n.init), n.gain, n.seed), n.id);
+      const auto [it, fresh] =
+          first_of.emplace(std::make_tuple(int(n.task), int(n.init), n.hidden, n.gain, n.seed), n.id);
       if (fresh) computed.push_back(n);
       sharing[it->second].push_back(n);
     }
@@ -349,7 +350,7 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
                  networks.size() - already.size());
   if (spectra_only)
     std::fprintf(stderr,
-                 "rnnsweep: %s share %ld distinct initial networks (task, init, gain, seed): each spectrum is "
+                 "rnnsweep: %s share %ld distinct initial networks (task, init, hidden, gain, seed): each spectrum is "
                  "computed once\n",
                  count_of(networks.size() - already.size(), "network").c_str(), distinct);
   if (!plan.empty()) std::fprintf(stderr, "rnnsweep: %s\n", plan.c_str());
@@ -587,8 +588,9 @@ int plan_sweep(const SweepArgs& args) {
   RunOptions options;
   const std::string chunking = modeled ? "" : backend->plan(config, networks, options);
 
-  std::printf("grid: %s (%s x %s x %s x %s x %s x %s x %zu floss)\n", count_of(grid.size(), "network").c_str(),
-              count_of(config.tasks.size(), "task").c_str(), count_of(config.inits.size(), "init").c_str(),
+  std::printf("grid: %s (%s x %s x %zu hidden x %zu batch x %s x %s x %s x %s x %zu floss)\n",
+              count_of(grid.size(), "network").c_str(), count_of(config.tasks.size(), "task").c_str(),
+              count_of(config.inits.size(), "init").c_str(), config.hiddens().size(), config.batches().size(),
               count_of(config.rules.size(), "rule").c_str(),
               count_of(config.gains.size(), "gain").c_str(), count_of(config.lrs.size(), "lr").c_str(),
               count_of(config.seeds.size(), "seed").c_str(), config.floss.size());
@@ -598,8 +600,9 @@ int plan_sweep(const SweepArgs& args) {
   size_t params = 0;
   double state_bytes = 0;
   for (const auto& n : networks) {
+    const Config shaped = config_of(config, n);
     const TaskParams& task = config.task(n.task);
-    const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
+    const Shape s{shaped.hidden, task.inputs(), task.outputs(), config.bias};
     iterations += config.iters;
     flossing += n.floss ? config.floss_iters : 0;
     trajectories += config.le_batch * (n.floss ? 3 : 2);
@@ -607,7 +610,7 @@ int plan_sweep(const SweepArgs& args) {
     // parameters and Adam moments, plus BPTT's history of the hidden state
     state_bytes =
         std::max(state_bytes, 3.0 * ParamLayout(s).size * 4 +
-                                  (n.rule == Rule::bptt ? 2.0 * (task.T() + 1) * s.H * config.batch * 4 : 0));
+                                  (n.rule == Rule::bptt ? 2.0 * (task.T() + 1) * s.H * shaped.batch * 4 : 0));
   }
   std::printf(
       "work: %lld network-iterations, %lld flossing iterations, %lld spectrum trajectories of %ld steps\n",

@@ -49,7 +49,7 @@ std::string format_number(double v) {
 void write_networks_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,task,init,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
+  o << "network,task,init,hidden,batch,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
        "final_accuracy,tail_loss,tail_accuracy,best_loss,max_le_init,max_le_flossed,max_le_trained,"
        "floss_loss_first,floss_loss_last\n";
   auto max_le = [](const std::vector<double>& s) {
@@ -59,8 +59,8 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
     const auto& s = r.spec;
     // An untrained network (`rnnsweep lyapunov`) has no training statistics: empty, not 0.
     auto stat = [&](double v) { return r.trained ? format_number(v) : std::string(); };
-    o << s.id << ',' << task_name(s.task) << ',' << init_name(s.init) << ',' << rule_name(s.rule) << ',' << format_number(s.gain) << ','
-      << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
+    o << s.id << ',' << task_name(s.task) << ',' << init_name(s.init) << ',' << s.hidden << ',' << s.batch << ','
+      << rule_name(s.rule) << ',' << format_number(s.gain) << ',' << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
       << (!r.trained   ? "untrained"
           : r.diverged ? "diverged"
                        : "ok")
@@ -125,11 +125,14 @@ void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult
 }
 
 std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
-  // (task, init, rule, gain, floss) -> lr -> networks; std::map keeps the output order stable.
-  using Key = std::tuple<int, int, int, double, bool>;
+  // (task, init, hidden, batch, rule, gain, floss) -> lr -> networks; std::map keeps the output
+  // order stable.
+  using Key = std::tuple<int, int, int, int, int, double, bool>;
   std::map<Key, std::map<double, std::vector<const NetworkResult*>>> groups;
-  for (const auto& r : results)
-    groups[{int(r.spec.task), int(r.spec.init), int(r.spec.rule), r.spec.gain, r.spec.floss}][r.spec.lr].push_back(&r);
+  for (const auto& r : results) {
+    const NetworkSpec& s = r.spec;
+    groups[{int(s.task), int(s.init), s.hidden, s.batch, int(s.rule), s.gain, s.floss}][s.lr].push_back(&r);
+  }
 
   auto mean_std = [](const std::vector<double>& v) {
     double m = 0;
@@ -161,9 +164,11 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
       if (!have || lm < best.tail_loss_mean) {
         best = {task_name(TaskKind(std::get<0>(key))),
                 init_name(InitKind(std::get<1>(key))),
-                rule_name(Rule(std::get<2>(key))),
+                std::get<2>(key),
                 std::get<3>(key),
-                std::get<4>(key),
+                rule_name(Rule(std::get<4>(key))),
+                std::get<5>(key),
+                std::get<6>(key),
                 lr,
                 int(nets.size()),
                 diverged,
@@ -182,10 +187,10 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
 void write_summary_csv(const std::string& path, const std::vector<SummaryRow>& rows) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "task,init,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,tail_accuracy_mean,"
+  o << "task,init,hidden,batch,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,tail_accuracy_mean,"
        "tail_accuracy_std\n";
   for (const auto& r : rows)
-    o << r.task << ',' << r.init << ',' << r.rule << ',' << format_number(r.gain) << ',' << bool_text(r.floss) << ','
+    o << r.task << ',' << r.init << ',' << r.hidden << ',' << r.batch << ',' << r.rule << ',' << format_number(r.gain) << ',' << bool_text(r.floss) << ','
       << format_number(r.best_lr) << ',' << r.n_seeds << ',' << r.n_diverged << ','
       << format_number(r.tail_loss_mean) << ',' << format_number(r.tail_loss_std) << ','
       << format_number(r.tail_accuracy_mean) << ',' << format_number(r.tail_accuracy_std) << '\n';
@@ -226,7 +231,7 @@ void write_weights(const std::string& dir, const Config& config, const std::vect
   std::filesystem::create_directories(dir);
   for (const auto& r : results) {
     const TaskParams& task = config.task(r.spec.task);
-    const Shape s{config.hidden, task.inputs(), task.outputs(), config.bias};
+    const Shape s{config_of(config, r.spec).hidden, task.inputs(), task.outputs(), config.bias};
     const ParamLayout L(s);
     const std::pair<const char*, const std::vector<float>*> phases[] = {{"init", &r.params_init},
                                                                         {"final", &r.params_final}};

@@ -12,7 +12,9 @@ namespace rnnsweep {
 
 // One row per (task, init, rule, gain, floss): the lr with the lowest mean tail loss across seeds.
 struct SummaryRow {
-  std::string task, init, rule;
+  std::string task, init;
+  int hidden, batch;
+  std::string rule;
   double gain;
   bool floss;
   double best_lr;

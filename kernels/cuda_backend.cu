@@ -592,25 +592,22 @@ class CudaBackend : public Backend {
     CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));
     o << "cuda: ";
     bool first = true;
-    for (const auto& group : by_task(networks)) {
-      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_, table());
-      const size_t per = bytes_per_network(config, shape, options);
-      const long chunk = chunk_size(per, group.second.size());
-      o << (first ? "" : "; ") << task_name(group.first) << " " << group.second.size()
-        << " networks in chunks of " << chunk << " (" << per / 1024 << " KiB each, "
-        << free_memory / (1 << 20) << " MiB free)";
+    for (const Group& group : groups_of(config, networks)) {
+      const ChunkShape shape = chunk_shape(group.config, group.task, group.specs, device_, table());
+      const size_t per = bytes_per_network(group.config, shape, options);
+      const long chunk = chunk_size(per, group.specs.size());
+      const std::string& name = group.name;
+      o << (first ? "" : "; ") << name << " " << group.specs.size() << " networks in chunks of " << chunk << " ("
+        << per / 1024 << " KiB each, " << free_memory / (1 << 20) << " MiB free)";
       first = false;
-      instances << "\n  " << task_name(group.first) << " train_step " << shape.train_plan.name() << " ("
-                << shape.train_why << ")";
+      instances << "\n  " << name << " train_step " << shape.train_plan.name() << " (" << shape.train_why << ")";
       if (options.spectra)
-        instances << "\n  " << task_name(group.first) << " spectrum " << shape.spectrum_plan.name() << " ("
-                  << shape.spectrum_why << ")";
+        instances << "\n  " << name << " spectrum " << shape.spectrum_plan.name() << " (" << shape.spectrum_why << ")";
       if (config.le_every > 0 && options.train)
-        instances << "\n  " << task_name(group.first) << " tracked spectrum (le_track_k) " << shape.track_plan.name()
-                  << " (" << shape.track_why << ")";
+        instances << "\n  " << name << " tracked spectrum (le_track_k) " << shape.track_plan.name() << " ("
+                  << shape.track_why << ")";
       if (shape.any_floss && options.train)
-        instances << "\n  " << task_name(group.first) << " floss " << shape.floss_plan.name() << " ("
-                  << shape.floss_why << ")";
+        instances << "\n  " << name << " floss " << shape.floss_plan.name() << " (" << shape.floss_why << ")";
     }
     return o.str() + "\ncuda kernel instances on " + device_.name + ":" + instances.str();
   }
@@ -623,13 +620,12 @@ class CudaBackend : public Backend {
     std::map<long, size_t> position;  // network id -> index in `networks`
     for (size_t i = 0; i < networks.size(); ++i) position[networks[i].id] = i;
     std::vector<NetworkResult> results(networks.size());
-    for (const auto& group : by_task(networks)) {
-      const ChunkShape shape = chunk_shape(config, group.first, group.second, device_, table());
-      const size_t chunk = chunk_size(bytes_per_network(config, shape, options), group.second.size());
-      for (size_t first = 0; first < group.second.size(); first += chunk) {
-        const std::vector<NetworkSpec> specs(
-            group.second.begin() + first,
-            group.second.begin() + std::min(group.second.size(), first + chunk));
+    for (const Group& group : groups_of(config, networks)) {
+      const ChunkShape shape = chunk_shape(group.config, group.task, group.specs, device_, table());
+      const size_t chunk = chunk_size(bytes_per_network(group.config, shape, options), group.specs.size());
+      for (size_t first = 0; first < group.specs.size(); first += chunk) {
+        const std::vector<NetworkSpec> specs(group.specs.begin() + first,
+                                             group.specs.begin() + std::min(group.specs.size(), first + chunk));
         const RunControl* control = options.control;
         if (control && control->stopping()) {
           for (const auto& spec : specs) {
@@ -639,7 +635,7 @@ class CudaBackend : public Backend {
           continue;
         }
         std::vector<NetworkResult> chunk_results =
-            Chunk(config, shape, specs, options, device_.max_shared, progress).run();
+            Chunk(group.config, shape, specs, options, device_.max_shared, progress).run();
         for (auto& r : chunk_results) {
           if (!r.interrupted && control && control->finished) control->finished(r);
           results[position.at(r.spec.id)] = std::move(r);
@@ -652,15 +648,30 @@ class CudaBackend : public Backend {
  private:
   const TuningTable& table() const { return tuning_ ? *tuning_ : TuningTable::active(); }
 
-  static std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> by_task(
-      const std::vector<NetworkSpec>& networks) {
-    std::vector<std::pair<TaskKind, std::vector<NetworkSpec>>> groups;
+  // Networks train together when they share a task and a shape (hidden, batch): a chunk is one
+  // kernel instance over one layout. Each group has the config of its shape.
+  struct Group {
+    TaskKind task;
+    int hidden, batch;
+    Config config;
+    std::vector<NetworkSpec> specs;
+    std::string name;  // for plan: the task, and the shape where the grid has several
+  };
+  static std::vector<Group> groups_of(const Config& config, const std::vector<NetworkSpec>& networks) {
+    std::vector<Group> groups;
+    const bool shapes = config.hiddens().size() > 1 || config.batches().size() > 1;
     for (const auto& n : networks) {
-      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == n.task; });
-      if (it == groups.end())
-        groups.push_back({n.task, {n}});
-      else
-        it->second.push_back(n);
+      const Config c = config_of(config, n);
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+        return g.task == n.task && g.hidden == c.hidden && g.batch == c.batch;
+      });
+      if (it == groups.end()) {
+        std::string name = task_name(n.task);
+        if (shapes) name += " (hidden " + std::to_string(c.hidden) + ", batch " + std::to_string(c.batch) + ")";
+        groups.push_back({n.task, c.hidden, c.batch, c, {n}, name});
+      } else {
+        it->specs.push_back(n);
+      }
     }
     return groups;
   }

@@ -22,18 +22,18 @@ import statistics
 import sys
 
 IDENTITY = {
-    "networks.csv": ["network", "task", "init", "rule", "gain", "lr", "seed", "data_seed", "floss"],
+    "networks.csv": ["network", "task", "init", "hidden", "batch", "rule", "gain", "lr", "seed", "data_seed", "floss"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
     "floss_curves.csv": ["network", "iteration"],
-    "summary.csv": ["task", "init", "rule", "gain", "floss", "n_seeds"],
+    "summary.csv": ["task", "init", "hidden", "batch", "rule", "gain", "floss", "n_seeds"],
 }
 KEYS = {
     "networks.csv": ["network"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
     "floss_curves.csv": ["network", "iteration"],
-    "summary.csv": ["task", "init", "rule", "gain", "floss"],
+    "summary.csv": ["task", "init", "hidden", "batch", "rule", "gain", "floss"],
 }
 
 

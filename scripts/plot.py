@@ -88,11 +88,10 @@ class Results:
         for c in ("max_le_init", "max_le_trained", "max_le_flossed", "tail_loss", "tail_accuracy"):
             if c in net.columns:
                 net[c] = pd.to_numeric(net[c], errors="coerce")
-        # A sweep over inits draws each (task, init) as a task of its own: every figure's panels
-        # and every table's rows then keep the inits apart without a further axis.
-        self.by_init = "init" in net.columns and net["init"].nunique() > 1
-        if self.by_init:
-            net["task"] = net["task"] + " / " + net["init"]
+        # A sweep over inits or shapes draws each (task, init, hidden, batch) as a task of its own:
+        # every figure's panels and every table's rows then keep them apart without a further axis.
+        self.folds = [c for c in ("init", "hidden", "batch") if c in net.columns and net[c].nunique() > 1]
+        net["task"] = self.folded(net)
         self.networks = net
         self.tasks = list(dict.fromkeys(net["task"]))
         self.rules = list(dict.fromkeys(net["rule"]))
@@ -104,10 +103,17 @@ class Results:
         self.summary = self._read("summary.csv")
         if self.summary is not None:
             self.summary["floss"] = as_bool(self.summary["floss"])
-            if self.by_init:
-                self.summary["task"] = self.summary["task"] + " / " + self.summary["init"]
+            self.summary["task"] = self.folded(self.summary)
         self.curves = self._read("curves.csv")
         self.lyapunov_curves = self._read("lyapunov_curves.csv")
+
+    def folded(self, table):
+        """the task column, with the init and shape appended where the sweep has several"""
+        label = {"init": "", "hidden": "H=", "batch": "batch "}
+        task = table["task"].astype(str)
+        for c in self.folds:
+            task = task + " / " + label[c] + table[c].astype(str)
+        return task
 
     def _read(self, name):
         path = os.path.join(self.folder, name)

@@ -98,6 +98,31 @@ TEST(Config, GridIdsFollowTheAxisOrder) {
   EXPECT_EQ(g[3].data_seed, g[3].seed) << "data_seed = -1: each network's own seed";
 }
 
+TEST(Config, HiddenAndBatchListsAreGridAxesAfterTheInit) {
+  const Config c = default_config_with({"tasks=[romo]", "init=[gaussian,orthogonal]", "hidden=[16,32]", "batch=[4,8,16]",
+                                        "rules=[eprop]", "gains=[1]", "lrs=[1e-3]", "seeds=[0]"});
+  EXPECT_EQ(c.hiddens(), (std::vector<int>{16, 32}));
+  EXPECT_EQ(c.batches(), (std::vector<int>{4, 8, 16}));
+  EXPECT_EQ(c.hidden, 16) << "the first value is the config's own shape";
+  const auto g = expand_grid(c);
+  ASSERT_EQ(g.size(), 12u);
+  EXPECT_EQ(g[0].hidden, 16);
+  EXPECT_EQ(g[0].batch, 4);
+  EXPECT_EQ(g[1].batch, 8) << "batch inside hidden";
+  EXPECT_EQ(g[3].hidden, 32);
+  EXPECT_EQ(g[6].init, InitKind::orthogonal) << "hidden and batch inside init";
+  EXPECT_EQ(config_of(c, g[5]).hidden, 32);
+  EXPECT_EQ(config_of(c, g[5]).batch, 16);
+  EXPECT_EQ(config_of(c, g[5]).spectrum_k(), 32) << "unset le_k is each network's full spectrum";
+  // one value is today's scalar key, and the ids of a grid without these axes
+  const Config one = default_config_with({"hidden=[24]", "batch=8"});
+  EXPECT_TRUE(one.hidden_list.empty());
+  EXPECT_EQ(one.hidden, 24);
+  EXPECT_EQ(config_to_json(one).at("hidden"), 24);
+  EXPECT_EQ(config_to_json(c).at("hidden"), (nlohmann::json{16, 32}));
+  EXPECT_EQ(config_to_json(c).at("le_k"), 0) << "le_k stays unset (0) over several sizes";
+}
+
 TEST(Config, UnknownKeySuggestsTheNearest) {
   const std::string e = error_of("gain = [1.0]\n");
   EXPECT_NE(e.find("unknown config key 'gain'"), std::string::npos) << e;
@@ -126,7 +151,7 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"[romo]\nT = 40", "'romo.T'", ">= 55"},
       {"iters = 'many'", "'iters'", "[1, 2^32)"},
       {"gains = [1.0, 0.5, 1.0]", "'gains'", "distinct"},
-      {"le_k = 0", "'le_k'", "[1, hidden]"},
+      {"le_k = -1", "'le_k'", "[1, hidden]"},
       {"le_steps = 0", "'le_steps'", "[1, 10^7]"},
       {"le_batch = 0", "'le_batch'", "[1, 65536]"},
       {"hidden = 16\nfloss = [true]", "'floss_k'", "[1, hidden]"},
@@ -146,6 +171,10 @@ TEST(Config, OutOfRangeValuesNameKeyAndAllowedValues) {
       {"hidden = 1\nle_k = 1\ninit = ['dale']", "'init'", "hidden >= 2"},
       {"hidden = 8\nle_track_k = 9", "'le_track_k'", "[1, hidden]"},
       {"le_every = -1", "'le_every'", "[0, 2^32)"},
+      {"hidden = [16, 32, 16]", "'hidden'", "distinct"},
+      {"hidden = [16, 0]", "'hidden'", "[1, 4096], or a list of them"},
+      {"batch = [8, 100000]", "'batch'", "[1, 65536], or a list of them"},
+      {"hidden = [32, 16]\nle_k = 20", "'le_k'", "hidden = 16 (the smallest)"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.text);

@@ -154,6 +154,36 @@ TEST_F(CudaBackend, EveryInitMatchesTheCpuBackend) {
   }
 }
 
+// hidden and batch as lists: each shape trains in chunks of its own (its own kernel instances),
+// and every network matches the CPU's, which trains it with its shape's config.
+TEST_F(CudaBackend, SeveralShapesMatchTheCpuBackend) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo", "2af"};
+  config.rules = {"bptt", "eprop"};
+  config.gains = {1.5};
+  config.floss = {false, true};
+  config.hidden = 8;
+  config.hidden_list = {8, test::kHidden};
+  config.batch = 2;
+  config.batch_list = {2, test::kBatch};
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const std::string plan = cuda->plan(config, expand_grid(config), RunOptions{});
+  EXPECT_NE(plan.find("romo (hidden 8, batch 2)"), std::string::npos) << plan;
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  ASSERT_EQ(want.size(), 2u * 4 * 2 * 2);
+  for (size_t n = 0; n < want.size(); ++n) {
+    const std::string what = "network " + std::to_string(n) + " (hidden " + std::to_string(want[n].spec.hidden) +
+                             ", batch " + std::to_string(want[n].spec.batch) + ")";
+    EXPECT_EQ(got[n].spec.hidden, want[n].spec.hidden) << what;
+    ASSERT_EQ(want[n].spectrum_init.size(), size_t(want[n].spec.hidden)) << what << ": its own full spectrum";
+    expect_same_spectrum(got[n].spectrum_init, want[n].spectrum_init, 1e-9, what + " init spectrum");
+    expect_close(got[n].final_loss, want[n].final_loss, 1e-4, what + " final_loss");
+    expect_same_spectrum(got[n].spectrum_trained, want[n].spectrum_trained, 1e-3, what + " trained spectrum");
+  }
+}
+
 TEST_F(CudaBackend, ChunksAndRepeatsGiveIdenticalResults) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();

@@ -55,7 +55,7 @@ std::map<std::string, std::string> rows_by_point(const std::string& csv) {
     const std::string rest = line.substr(line.find(',') + 1);
     std::string key;
     std::stringstream fields(rest);
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < 10; ++i) {  // task, init, hidden, batch, rule, gain, lr, seed, data_seed, floss
       std::string f;
       std::getline(fields, f, ',');
       key += f + "|";
@@ -131,17 +131,18 @@ TEST(Sweep, TrackedSpectraFollowTrainingFromTheInitialToTheTrainedSpectrum) {
   std::getline(networks, line);
   int ok = 0, diverged = 0, moved = 0;
   while (std::getline(networks, line)) {
-    const auto f = fields(line);  // network, task, init, rule, gain, lr, seed, data_seed, floss, status, diverged_at
+    // network, task, init, hidden, batch, rule, gain, lr, seed, data_seed, floss, status, diverged_at
+    const auto f = fields(line);
     const std::string id = f[0];
-    if (f[9] == "diverged") {
+    if (f[11] == "diverged") {
       ++diverged;
-      const long at = std::stol(f[10]);
+      const long at = std::stol(f[12]);
       for (long i : {0L, 10L, 20L, 25L})
         EXPECT_EQ(tracked.count(id + "/" + std::to_string(i)), size_t(i < at)) << "network " << id << " at " << i;
       continue;
     }
     ++ok;
-    const std::string start = f[8] == "true" ? "flossed" : "init";
+    const std::string start = f[10] == "true" ? "flossed" : "init";
     EXPECT_EQ(tracked[id + "/0"], spectra[id + "/" + start]) << "network " << id;
     EXPECT_EQ(tracked[id + "/25"], spectra[id + "/trained"]) << "network " << id;
     ASSERT_EQ(tracked[id + "/10"].size(), 16u) << "network " << id;
@@ -150,6 +151,51 @@ TEST(Sweep, TrackedSpectraFollowTrainingFromTheInitialToTheTrainedSpectrum) {
   EXPECT_EQ(ok, 48);
   EXPECT_EQ(diverged, 48) << "lr = 1e9 diverges, or the test proves nothing about it";
   EXPECT_EQ(moved, 48) << "training moves every network's spectrum";
+}
+
+// hidden and batch as lists: each network trains as it would in a sweep of its shape alone
+// (its row of networks.csv, but for the id, is the same), and the summary keeps shapes apart.
+TEST(Sweep, NetworksOfSeveralShapesTrainAsInASweepOfTheirShapeAlone) {
+  const std::string dir = scratch("shapes");
+  const std::string config = small_config(dir);  // hidden 16, batch 8
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --set tasks=[romo,dms] --set hidden=[8,16] --set batch=[4,8] --out " +
+                         dir + "/mixed").code,
+            0);
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --set tasks=[romo,dms] --set hidden=8 --set batch=8 --out " + dir +
+                         "/alone").code,
+            0);
+  const auto mixed = rows_by_point(read_file(dir + "/mixed/networks.csv"));
+  const auto alone = rows_by_point(read_file(dir + "/alone/networks.csv"));
+  ASSERT_EQ(mixed.size(), 4 * alone.size());
+  for (const auto& [key, row] : alone) {
+    ASSERT_NE(key.find("|8|8|"), std::string::npos) << key;
+    ASSERT_TRUE(mixed.count(key)) << key;
+    EXPECT_EQ(mixed.at(key), row) << "a network of hidden 8, batch 8 trained differently beside other shapes";
+    // and its batch-4 twin trained on its own batch: other statistics (after the coordinates)
+    std::string twin = key;
+    twin.replace(twin.find("|8|8|"), 5, "|8|4|");
+    auto statistics = [](const std::string& r) {
+      size_t at = 0;
+      for (int i = 0; i < 10; ++i) at = r.find(',', at) + 1;
+      return r.substr(at);
+    };
+    ASSERT_TRUE(mixed.count(twin)) << twin;
+    EXPECT_NE(statistics(mixed.at(twin)), statistics(row)) << twin;
+  }
+  // ids: hidden and batch inside init, so the first network of hidden 16 follows 2 batches x 16
+  const std::string networks = read_file(dir + "/mixed/networks.csv");
+  EXPECT_NE(networks.find("\n32,romo,gaussian,16,4,bptt,"), std::string::npos) << networks.substr(0, 400);
+  // the summary has a row per shape
+  const std::string summary = read_file(dir + "/mixed/summary.csv");
+  EXPECT_EQ(summary.substr(0, summary.find('\n')),
+            "task,init,hidden,batch,rule,gain,floss,best_lr,n_seeds,n_diverged,tail_loss_mean,tail_loss_std,"
+            "tail_accuracy_mean,tail_accuracy_std");
+  EXPECT_EQ(std::count(summary.begin(), summary.end(), '\n'), 1 + 2 * 4 * 2 * 2 * 2);
+  // and the spectra are each network's own size: the full spectrum (le_k unset) of 8 or 16
+  const std::string spectra = read_file(dir + "/mixed/lyapunov.csv");
+  EXPECT_NE(spectra.find("\n0,init,8,"), std::string::npos);
+  EXPECT_EQ(spectra.find("\n0,init,9,"), std::string::npos);
+  EXPECT_NE(spectra.find("\n32,init,16,"), std::string::npos);
 }
 
 TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
@@ -368,7 +414,7 @@ TEST(Sweep, LyapunovCommandWritesOnlyInitialSpectra) {
   }
   // No invented training statistics: status untrained, loss columns empty.
   const std::string networks = read_file(dir + "/o/networks.csv");
-  EXPECT_NE(networks.find("\n0,romo,gaussian,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
+  EXPECT_NE(networks.find("\n0,romo,gaussian,16,8,bptt,0.5,0.001,0,0,false,untrained,,0,,,,,,-"), std::string::npos)
       << networks;
   EXPECT_NE(read_file(dir + "/o/manifest.json").find("\"mode\": \"lyapunov\""), std::string::npos);
 }

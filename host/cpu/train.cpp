@@ -23,9 +23,10 @@ long long work_units(const Config& config, const NetworkSpec& spec, const RunOpt
          (spectra + tracked) * config.le_batch;
 }
 
-NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
+NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, const RunOptions& options,
                             std::atomic<long long>& progress) {
   const auto start = std::chrono::steady_clock::now();
+  const Config config = config_of(grid_config, spec);  // this network's hidden and batch
   const TaskParams& task = config.task(spec.task);
   const Shape shape{config.hidden, task.inputs(), task.outputs(), config.bias};
   const ParamLayout layout(shape);

@@ -32,9 +32,12 @@ struct Config {
 
   InitOptions init_options;  // lowrank.rank, lowrank.strength, sparse.density, dale.excitatory
 
-  // training
+  // training. `hidden` and `batch` are the shape of the networks at hand: the config's first
+  // values, or (Config::for_shape) one shape of a grid whose keys list several, which are then
+  // grid axes too (hidden_list, batch_list; empty for a single value).
   int hidden = 64;
   int batch = 32;
+  std::vector<int> hidden_list, batch_list;
   long iters = 5000;
   long log_every = 10;
   // Training iterations between checkpoints of the networks in flight (also written on SIGTERM,
@@ -76,6 +79,18 @@ struct Config {
     return k == TaskKind::romo ? romo : k == TaskKind::two_af ? two_af : dms;
   }
   int spectrum_k() const { return le_k > 0 ? le_k : hidden; }
+  // the grid axes `hidden` and `batch`: every value the config lists
+  std::vector<int> hiddens() const { return hidden_list.empty() ? std::vector<int>{hidden} : hidden_list; }
+  std::vector<int> batches() const { return batch_list.empty() ? std::vector<int>{batch} : batch_list; }
+  // this config for networks of one shape (hidden H, batch Bt): what a backend trains them with
+  Config for_shape(int H, int Bt) const {
+    Config c = *this;
+    c.hidden = H;
+    c.batch = Bt;
+    c.hidden_list.clear();
+    c.batch_list.clear();
+    return c;
+  }
 };
 
 // Defaults, then the file, then the overrides (each "key=value", value in TOML syntax; a list

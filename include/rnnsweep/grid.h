@@ -1,4 +1,5 @@
-// The grid of a sweep: one network per point of tasks x inits x rules x gains x lrs x seeds x floss.
+// The grid of a sweep: one network per point of
+// tasks x inits x hidden x batch x rules x gains x lrs x seeds x floss.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 namespace rnnsweep {
 
 struct NetworkSpec {
-  long id;  // position in the grid's fixed order (tasks, inits, rules, gains, lrs, seeds, floss)
+  long id;  // position in the grid's fixed order (tasks, inits, hidden, batch, rules, gains, lrs, seeds, floss)
   TaskKind task;
   Rule rule;
   double gain;
@@ -18,7 +19,13 @@ struct NetworkSpec {
   std::uint32_t data_seed;  // training trials
   bool floss;
   InitKind init = InitKind::gaussian;  // the initial connectivity (last: {id, task, ...} stays valid)
+  int hidden = 0, batch = 0;           // the network's shape; 0: the config's hidden / batch
 };
+
+// The config that trains `n`: `c` for n's shape (Config::for_shape).
+inline Config config_of(const Config& c, const NetworkSpec& n) {
+  return c.for_shape(n.hidden > 0 ? n.hidden : c.hidden, n.batch > 0 ? n.batch : c.batch);
+}
 
 // Every network of the grid, in id order. The id of a grid point depends only on the axes,
 // so ids are stable across runs, shards and backends.
