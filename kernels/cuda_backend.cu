@@ -652,8 +652,7 @@ class CudaBackend : public Backend {
   // kernel instance over one layout. Each group has the config of its shape.
   struct Group {
     TaskKind task;
-    int hidden, batch;
-    Config config;
+    Config config;  // its hidden and batch are the group's shape
     std::vector<NetworkSpec> specs;
     std::string name;  // for plan: the task, and the shape where the grid has several
   };
@@ -663,12 +662,12 @@ class CudaBackend : public Backend {
     for (const auto& n : networks) {
       const Config c = config_of(config, n);
       auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
-        return g.task == n.task && g.hidden == c.hidden && g.batch == c.batch;
+        return g.task == n.task && g.config.hidden == c.hidden && g.config.batch == c.batch;
       });
       if (it == groups.end()) {
         std::string name = task_name(n.task);
         if (shapes) name += " (hidden " + std::to_string(c.hidden) + ", batch " + std::to_string(c.batch) + ")";
-        groups.push_back({n.task, c.hidden, c.batch, c, {n}, name});
+        groups.push_back({n.task, c, {n}, name});
       } else {
         it->specs.push_back(n);
       }

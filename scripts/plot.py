@@ -157,6 +157,23 @@ def panel_grid(plt, r, title, sharey="row", extra_w=1.2, rules=None):
     return fig, axes
 
 
+def draw_seed_bands(ax, sub, column, colors, **line):
+    """one line per gain: the mean of `column` across seeds against iteration, with a band from the
+    lowest to the highest seed"""
+    for g, rows in sub.groupby("gain"):
+        by_it = rows.groupby("iteration")[column]
+        mean, lo, hi = by_it.mean(), by_it.min(), by_it.max()
+        ax.fill_between(mean.index, lo.values, hi.values, color=colors[g], alpha=0.2, lw=0)
+        ax.plot(mean.index, mean.values, color=colors[g], lw=1.2, marker="o" if len(mean) < 3 else None, ms=3,
+                **line)
+
+
+def gain_legend(plt, axes, gains, colors):
+    handles = [plt.Line2D([], [], color=colors[g], lw=1.5) for g in gains]
+    axes[0][-1].legend(handles, [f"{g:g}" for g in gains], title="gain g", fontsize=8, title_fontsize=8,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
 def gain_colors(plt, gains):
     cmap = plt.get_cmap("viridis")
     return {g: cmap(0.9 * i / max(1, len(gains) - 1)) for i, g in enumerate(gains)}
@@ -211,12 +228,7 @@ def draw_learning_curves(r, path, plt):
         for j, rule in enumerate(r.rules):
             ax = axes[i][j]
             sub = data[(data["task"] == task) & (data["rule"] == rule)]
-            for g, rows in sub.groupby("gain"):
-                by_it = rows.groupby("iteration")["loss"]
-                mean, lo, hi = by_it.mean(), by_it.min(), by_it.max()
-                ax.fill_between(mean.index, lo.values, hi.values, color=colors[g], alpha=0.2, lw=0)
-                ax.plot(mean.index, mean.values, color=colors[g], lw=1.2, marker="o" if len(mean) < 3 else None,
-                        ms=3, label=f"{g:g}")
+            draw_seed_bands(ax, sub, "loss", colors)
             here = s[(s["task"] == task) & (s["rule"] == rule)]
             dead = here[(here["n_diverged"] >= here["n_seeds"]) & (here["n_seeds"] > 0)]["gain"]
             if len(dead):
@@ -231,9 +243,7 @@ def draw_learning_curves(r, path, plt):
                 ax.set_xlabel("training iteration")
             if j == 0:
                 ax.set_ylabel("loss (batch)")
-    handles = [plt.Line2D([], [], color=colors[g], lw=1.5) for g in r.gains]
-    axes[0][-1].legend(handles, [f"{g:g}" for g in r.gains], title="gain g", fontsize=8, title_fontsize=8,
-                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    gain_legend(plt, axes, r.gains, colors)
     save(fig, path, plt)
 
 
@@ -309,11 +319,7 @@ def draw_max_le_training(r, path, plt):
         for j, rule in enumerate(r.rules):
             ax = axes[i][j]
             sub = le[(le["task"] == task) & (le["rule"] == rule)]
-            for g, rows in sub.groupby("gain"):
-                by_it = rows.groupby("iteration")["v"]
-                mean, lo, hi = by_it.mean(), by_it.min(), by_it.max()
-                ax.fill_between(mean.index, lo.values, hi.values, color=colors[g], alpha=0.2, lw=0)
-                ax.plot(mean.index, mean.values, color=colors[g], lw=1.2, marker="o" if len(mean) < 3 else None, ms=3)
+            draw_seed_bands(ax, sub, "v", colors)
             ax.axhline(0, color="0.3", lw=0.6, ls=":")
             if sub.empty:
                 ax.text(0.5, 0.5, "no tracked spectra", ha="center", va="center", transform=ax.transAxes)
@@ -321,9 +327,7 @@ def draw_max_le_training(r, path, plt):
                 ax.set_xlabel("training iteration")
             if j == 0:
                 ax.set_ylabel(r"$\lambda_{max}$ (per step)")
-    handles = [plt.Line2D([], [], color=colors[g], lw=1.5) for g in r.gains]
-    axes[0][-1].legend(handles, [f"{g:g}" for g in r.gains], title="gain g", fontsize=8, title_fontsize=8,
-                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    gain_legend(plt, axes, r.gains, colors)
     save(fig, path, plt)
 
 
