@@ -222,6 +222,14 @@ std::vector<KeyDef> make_keys() {
   k.push_back(int_key(
       "checkpoint_every", [](Config& c) -> long& { return c.checkpoint_every; }, 0, kMaxLong,
       "0 (only on SIGTERM/SIGINT/SIGUSR1) or an integer >= 1 (training iterations)"));
+  k.push_back(int_key(
+      "eval_every", [](Config& c) -> long& { return c.eval_every; }, 0, kMaxCounter,
+      "0 (no held-out evaluation) or a multiple of log_every"));
+  k.push_back(int_key(
+      "eval_trials", [](Config& c) -> long& { return c.eval_trials; }, 1, 1L << 24,
+      "a multiple of batch in [1, 2^24]"));
+  k.push_back({"alignment", "true or false", [](Config& c, const toml::node& n) { c.alignment = as_bool(n); },
+               [](const Config& c) { return json(c.alignment); }});
   k.push_back(choice_key("optimizer", [](Config & c) -> auto& { return c.optimizer; }, {"adam", "sgd"}));
   k.push_back(choice_key("precision", [](Config & c) -> auto& { return c.precision; }, {"fp32", "tf32x3"}));
   k.push_back({"bias", "true or false", [](Config& c, const toml::node& n) { c.bias = as_bool(n); },
@@ -251,7 +259,13 @@ std::vector<KeyDef> make_keys() {
   k.push_back(int_key(
       "le_track_k", [](Config& c) -> int& { return c.le_track_k; }, 1, 4096, "an integer in [1, hidden]"));
   k.push_back(int_key(
-      "floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 1, kMaxCounter,
+      "floss_iters", [](Config& c) -> long& { return c.floss_iters; }, 0, kMaxCounter,
+      "an integer in [0, 2^32) (0: no flossing before training, with floss_every > 0)"));
+  k.push_back(int_key(
+      "floss_every", [](Config& c) -> long& { return c.floss_every; }, 0, kMaxCounter,
+      "an integer in [0, 2^32) (0: no flossing during training)"));
+  k.push_back(int_key(
+      "floss_iters_each", [](Config& c) -> long& { return c.floss_iters_each; }, 1, kMaxCounter,
       "an integer in [1, 2^32)"));
   k.push_back(number_key(
       "floss_lr", [](Config& c) -> double& { return c.floss_lr; }, 1e-300, kInf, "a number > 0"));
@@ -483,8 +497,25 @@ void validate(const Config& c) {
   if (lowrank && c.init_options.lowrank_rank > H) too_large("lowrank.rank", c.init_options.lowrank_rank);
   if (std::find(c.inits.begin(), c.inits.end(), "dale") != c.inits.end() && H < 2)
     fail("init", "dale needs hidden >= 2 (an excitatory and an inhibitory unit)");
-  if (c.floss_k > H && std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end())
-    too_large("floss_k", c.floss_k);
+  const bool any_floss = std::find(c.floss.begin(), c.floss.end(), true) != c.floss.end();
+  if (c.floss_k > H && any_floss) too_large("floss_k", c.floss_k);
+  if (c.floss_every > 0 && !any_floss)
+    fail("floss_every", "flosses the floss = true networks during training, and the grid has none; allowed: 0, "
+                        "or floss = [false, true] (or [true])");
+  if (c.floss_iters == 0 && c.floss_every == 0 && any_floss)
+    fail("floss_iters", "0 flosses nothing unless floss_every > 0; allowed: an integer in [1, 2^32)");
+  // every flossing iteration draws its own batch of the flossing stream (a 32-bit counter)
+  if (c.floss_every > 0 &&
+      double(c.floss_iters) + double((c.iters - 1) / c.floss_every) * double(c.floss_iters_each) >= 4294967296.0)
+    fail("floss_iters_each", "floss_iters + floss_iters_each * (iters - 1) / floss_every must stay below 2^32");
+  if (c.eval_every > 0 && c.eval_every % c.log_every != 0)
+    fail("eval_every", std::to_string(c.eval_every) + " is not a multiple of log_every = " +
+                           std::to_string(c.log_every) + "; allowed: 0 or a multiple of log_every");
+  if (c.eval_every > 0)
+    for (int Bt : c.batches())
+      if (c.eval_trials % Bt != 0)
+        fail("eval_trials", std::to_string(c.eval_trials) + " is not a multiple of batch = " + std::to_string(Bt) +
+                                "; allowed: a multiple of batch in [1, 2^24]");
   const TaskParams& r = c.romo;
   if (!(r.romo_f_max > r.romo_f_min)) fail("romo.f_max", "must be larger than romo.f_min");
   if (!(r.romo_min_diff < r.romo_f_max - r.romo_f_min))

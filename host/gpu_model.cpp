@@ -115,7 +115,7 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
                      launches_s(local, task.T(), double(config.iters), e.network_steps_per_s * train_scale,
                                 e.blocks_per_sm);
       out.floss_s += launches_s(flossed, double(config.floss_warmup + config.floss_steps),
-                                double(config.floss_iters), floss_rate, 2);
+                                double(config.flossing_iterations()), floss_rate, 2);
       any_floss = any_floss || flossed > 0;
     }
     if (options.spectra) {

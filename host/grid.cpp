@@ -38,7 +38,7 @@ double network_cost(const Config& grid, const NetworkSpec& n) {
   const double per_iteration = h2 * double(task.T()) * c.batch * (n.rule == Rule::bptt ? 3 : 2);
   const double spectrum = h2 * double(c.le_batch) * (c.le_warmup + c.le_steps) * (1 + c.spectrum_k() / 8.0);
   const double floss =
-      n.floss ? h2 * double(c.floss_iters) * (c.floss_warmup + c.floss_steps) * (1 + c.floss_k / 4.0) : 0.0;
+      n.floss ? h2 * double(c.flossing_iterations()) * (c.floss_warmup + c.floss_steps) * (1 + c.floss_k / 4.0) : 0.0;
   return double(c.iters) * per_iteration + (n.floss ? 3 : 2) * spectrum + floss;
 }
 

@@ -170,9 +170,15 @@ void write_file_durably(const std::string& path, const std::string& bytes) {
 nlohmann::json result_to_json(const NetworkResult& r) {
   nlohmann::json curve = nlohmann::json::array(), floss = nlohmann::json::array();
   for (const auto& p : r.curve) curve.push_back({p.iteration, number(p.loss), number(p.accuracy)});
-  for (const auto& p : r.floss_curve) floss.push_back({p.iteration, number(p.loss), p.k_used});
+  for (const auto& p : r.floss_curve) floss.push_back({p.iteration, number(p.loss), p.k_used, p.training_iteration});
   nlohmann::json tracked = nlohmann::json::array();
   for (const auto& p : r.tracked) tracked.push_back({p.iteration, numbers(p.lambda)});
+  nlohmann::json probes = nlohmann::json::array();
+  // [iteration, eval_loss, eval_accuracy, alignment], null where not measured
+  for (const auto& p : r.probes)
+    probes.push_back({p.iteration, p.evaluated ? number(p.eval_loss) : nlohmann::json(nullptr),
+                      p.evaluated ? number(p.eval_accuracy) : nlohmann::json(nullptr),
+                      p.aligned ? number(p.alignment) : nlohmann::json(nullptr)});
   // The grid coordinates make each line readable on its own (pandas.read_json(lines=True));
   // reading back takes them from the grid and checks that they agree.
   return {{"network", r.spec.id},
@@ -195,7 +201,13 @@ nlohmann::json result_to_json(const NetworkResult& r) {
           {"tail_loss", number(r.tail_loss)},
           {"tail_accuracy", number(r.tail_accuracy)},
           {"best_loss", number(r.best_loss)},
+          {"evaluated", r.evaluated},
+          {"eval_final_loss", number(r.eval_final_loss)},
+          {"eval_final_accuracy", number(r.eval_final_accuracy)},
+          {"eval_tail_loss", number(r.eval_tail_loss)},
+          {"eval_tail_accuracy", number(r.eval_tail_accuracy)},
           {"curve", curve},
+          {"probes", probes},
           {"spectrum_init", numbers(r.spectrum_init)},
           {"spectrum_flossed", numbers(r.spectrum_flossed)},
           {"spectrum_trained", numbers(r.spectrum_trained)},
@@ -225,13 +237,30 @@ NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec)
   r.tail_loss = number_of(j.at("tail_loss"));
   r.tail_accuracy = number_of(j.at("tail_accuracy"));
   r.best_loss = number_of(j.at("best_loss"));
+  if (j.contains("probes")) {  // absent in journals written before eval_every and alignment
+    r.evaluated = j.at("evaluated").get<bool>();
+    r.eval_final_loss = number_of(j.at("eval_final_loss"));
+    r.eval_final_accuracy = number_of(j.at("eval_final_accuracy"));
+    r.eval_tail_loss = number_of(j.at("eval_tail_loss"));
+    r.eval_tail_accuracy = number_of(j.at("eval_tail_accuracy"));
+    for (const auto& p : j.at("probes")) {
+      ProbePoint q;
+      q.iteration = p.at(0).get<long>();
+      q.evaluated = !p.at(1).is_null();
+      q.aligned = !p.at(3).is_null();
+      if (q.evaluated) q.eval_loss = number_of(p.at(1)), q.eval_accuracy = number_of(p.at(2));
+      if (q.aligned) q.alignment = number_of(p.at(3));
+      r.probes.push_back(q);
+    }
+  }
   for (const auto& p : j.at("curve"))
     r.curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), number_of(p.at(2))});
   r.spectrum_init = numbers_of(j.at("spectrum_init"));
   r.spectrum_flossed = numbers_of(j.at("spectrum_flossed"));
   r.spectrum_trained = numbers_of(j.at("spectrum_trained"));
   for (const auto& p : j.at("floss_curve"))
-    r.floss_curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), p.at(2).get<int>()});
+    r.floss_curve.push_back({p.at(0).get<long>(), number_of(p.at(1)), p.at(2).get<int>(),
+                             p.size() > 3 ? p.at(3).get<long>() : 0L});  // (3 entries before floss_every)
   if (j.contains("tracked_spectra"))  // absent in journals written before le_every existed
     for (const auto& p : j.at("tracked_spectra")) r.tracked.push_back({p.at(0).get<long>(), numbers_of(p.at(1))});
   r.seconds = number_of(j.at("seconds"));
@@ -262,6 +291,18 @@ std::string encode_checkpoint(const NetworkCheckpoint& c) {
   for (const auto& p : c.tracked) {
     w.put(std::int64_t(p.iteration));
     w.put_vector(p.lambda);
+  }
+  // (appended after them: the training iteration each flossing iteration preceded, floss_every)
+  w.put(std::uint64_t(c.floss_curve.size()));
+  for (const auto& p : c.floss_curve) w.put(std::int64_t(p.training_iteration));
+  // (and after those: the probes, eval_every and alignment)
+  w.put(std::uint64_t(c.probes.size()));
+  for (const auto& p : c.probes) {
+    w.put(std::int64_t(p.iteration));
+    w.put(std::int32_t(p.evaluated) | std::int32_t(p.aligned) << 1);
+    w.put(p.eval_loss);
+    w.put(p.eval_accuracy);
+    w.put(p.alignment);
   }
   w.put(checksum(w.bytes().data(), w.bytes().size()));
   return w.bytes();
@@ -302,6 +343,25 @@ NetworkCheckpoint decode_checkpoint(const std::string& bytes, const std::string&
     for (std::uint64_t i = 0; i < m; ++i) {
       const long it = long(r.get<std::int64_t>());
       c.tracked.push_back({it, r.get_vector<double>()});
+    }
+  }
+  if (!r.done()) {
+    if (r.get<std::uint64_t>() != c.floss_curve.size()) r.fail("the flossing curve's iterations do not match it");
+    for (auto& p : c.floss_curve) p.training_iteration = long(r.get<std::int64_t>());
+  }
+  if (!r.done()) {
+    const auto m = r.get<std::uint64_t>();
+    if (m > body.size()) r.fail("an array runs past the end of the file");
+    for (std::uint64_t i = 0; i < m; ++i) {
+      ProbePoint p;
+      p.iteration = long(r.get<std::int64_t>());
+      const auto measured = r.get<std::int32_t>();
+      p.evaluated = measured & 1;
+      p.aligned = measured & 2;
+      p.eval_loss = r.get<double>();
+      p.eval_accuracy = r.get<double>();
+      p.alignment = r.get<double>();
+      c.probes.push_back(p);
     }
   }
   if (!r.done()) r.fail("bytes left after the last field");

@@ -604,7 +604,7 @@ int plan_sweep(const SweepArgs& args) {
     const TaskParams& task = config.task(n.task);
     const Shape s{shaped.hidden, task.inputs(), task.outputs(), config.bias};
     iterations += config.iters;
-    flossing += n.floss ? config.floss_iters : 0;
+    flossing += n.floss ? config.flossing_iterations() : 0;
     trajectories += config.le_batch * (n.floss ? 3 : 2);
     params = std::max<size_t>(params, ParamLayout(s).size);
     // parameters and Adam moments, plus BPTT's history of the hidden state
@@ -675,6 +675,11 @@ int plan_sweep(const SweepArgs& args) {
     c.iters = std::min<long>(config.iters, 10);
     c.log_every = c.iters;
     c.le_every = 0;  // the tracked spectra are timed on their own below
+    c.eval_every = 0;  // and the probes are counted as training iterations:
+    c.alignment = false;
+    // an eval point as its eval_trials / batch batches, an alignment point as one iteration
+    auto points = [&](long every) { return every > 0 ? (config.iters - 1) / every + 1 + ((config.iters - 1) % every != 0) : 0; };
+    const double eval_iterations = double(points(config.eval_every)) * double(config.eval_trials / config.batch);
     for (const auto& rule : config.rules) {
       std::vector<NetworkSpec> of_rule;
       for (const auto& n : of_task)
@@ -683,7 +688,8 @@ int plan_sweep(const SweepArgs& args) {
       const auto sample = spread(of_rule, std::max<size_t>(1, sample_size / config.rules.size()));
       for (int r = 0; r < kRepeats; ++r) {
         const double per_iteration = time_of(c, sample, true, false) / (double(c.iters) * sample.size());
-        estimates[r] += double(of_rule.size()) * config.iters * per_iteration;
+        const double probes = eval_iterations + (config.alignment && rule != "bptt" ? points(config.log_every) : 0);
+        estimates[r] += double(of_rule.size()) * (double(config.iters) + probes) * per_iteration;
       }
     }
     const auto sample = spread(of_task, size_t(sample_size));
@@ -691,7 +697,7 @@ int plan_sweep(const SweepArgs& args) {
     const long long task_tracked = config.le_batch * tracked_spectra_from(config, 0) * (long long)of_task.size();
     for (const auto& n : of_task) {
       task_trajectories += config.le_batch * (n.floss ? 3 : 2);
-      task_flossing += n.floss ? config.floss_iters : 0;
+      task_flossing += n.floss ? config.flossing_iterations() : 0;
     }
     // one trajectory per sampled network, as long as the run's (up to 2000 steps): a short one
     // would weigh its fixed costs (frame, trials) too heavily, and warm-up steps cost less than
@@ -707,7 +713,8 @@ int plan_sweep(const SweepArgs& args) {
     f.le_every = 0;
     f.iters = 1;
     f.log_every = 1;
-    f.floss_iters = std::min<long>(config.floss_iters, 5);  // more than one: its setup is paid once
+    f.floss_every = 0;
+    f.floss_iters = std::clamp<long>(config.floss_iters, 1, 5);  // more than one: its setup is paid once
     std::vector<NetworkSpec> flossed = sample;
     for (auto& n : flossed) n.floss = true;
     for (int r = 0; r < kRepeats; ++r) {

@@ -37,6 +37,25 @@ void summarise_training(const Config& config, const std::vector<double>& losses,
     r.diverged_at = config.iters;
     r.final_loss = r.final_accuracy = r.tail_loss = r.tail_accuracy = nan;
   }
+  // The held-out twins, from the eval points (r.probes, taken during training): the last one
+  // (iteration iters - 1) and the mean of those in the tail's iterations, or the last alone
+  // where eval_every is longer than the tail.
+  r.eval_final_loss = r.eval_final_accuracy = r.eval_tail_loss = r.eval_tail_accuracy = nan;
+  r.evaluated = config.eval_every > 0;
+  std::vector<const ProbePoint*> evals;
+  for (const ProbePoint& p : r.probes)
+    if (p.evaluated) evals.push_back(&p);
+  if (!r.diverged && !evals.empty()) {
+    r.eval_final_loss = evals.back()->eval_loss;
+    r.eval_final_accuracy = evals.back()->eval_accuracy;
+    const long tail_start = r.iterations - std::max<long>(1, (r.iterations + 9) / 10);
+    double sl = 0, sa = 0;
+    int n = 0;
+    for (const ProbePoint* p : evals)
+      if (p->iteration >= tail_start) sl += p->eval_loss, sa += p->eval_accuracy, ++n;
+    r.eval_tail_loss = n > 0 ? sl / n : r.eval_final_loss;
+    r.eval_tail_accuracy = n > 0 ? sa / n : r.eval_final_accuracy;
+  }
 }
 
 }  // namespace rnnsweep

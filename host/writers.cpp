@@ -51,7 +51,7 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
   auto& o = f.stream();
   o << "network,task,init,hidden,batch,rule,gain,lr,seed,data_seed,floss,status,diverged_at,iterations,final_loss,"
        "final_accuracy,tail_loss,tail_accuracy,best_loss,max_le_init,max_le_flossed,max_le_trained,"
-       "floss_loss_first,floss_loss_last\n";
+       "floss_loss_first,floss_loss_last,eval_final_loss,eval_final_accuracy,eval_tail_loss,eval_tail_accuracy\n";
   auto max_le = [](const std::vector<double>& s) {
     return s.empty() ? std::string() : format_number(s.front());
   };
@@ -69,7 +69,10 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
       << stat(r.tail_accuracy) << ',' << stat(r.best_loss) << ',' << max_le(r.spectrum_init) << ','
       << max_le(r.spectrum_flossed) << ',' << max_le(r.spectrum_trained) << ','
       << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.front().loss)) << ','
-      << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.back().loss)) << '\n';
+      << (r.floss_curve.empty() ? "" : format_number(r.floss_curve.back().loss));
+    auto eval = [&](double v) { return r.trained && r.evaluated ? format_number(v) : std::string(); };
+    o << ',' << eval(r.eval_final_loss) << ',' << eval(r.eval_final_accuracy) << ',' << eval(r.eval_tail_loss) << ','
+      << eval(r.eval_tail_accuracy) << '\n';
   }
   f.commit();
 }
@@ -77,21 +80,31 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
 void write_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,iteration,loss,accuracy\n";
-  for (const auto& r : results)
-    for (const auto& p : r.curve)
-      o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << ',' << format_number(p.accuracy)
-        << '\n';
+  o << "network,iteration,loss,accuracy,eval_loss,eval_accuracy,alignment\n";
+  for (const auto& r : results) {
+    // the probes fall on logged iterations, in the same order (empty cells where not measured)
+    auto probe = r.probes.begin();
+    for (const auto& p : r.curve) {
+      o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << ',' << format_number(p.accuracy);
+      while (probe != r.probes.end() && probe->iteration < p.iteration) ++probe;
+      const bool here = probe != r.probes.end() && probe->iteration == p.iteration;
+      const bool evaluated = here && probe->evaluated, aligned = here && probe->aligned;
+      o << ',' << (evaluated ? format_number(probe->eval_loss) : "") << ','
+        << (evaluated ? format_number(probe->eval_accuracy) : "") << ','
+        << (aligned ? format_number(probe->alignment) : "") << '\n';
+    }
+  }
   f.commit();
 }
 
 void write_floss_curves_csv(const std::string& path, const std::vector<NetworkResult>& results) {
   AtomicFile f(path);
   auto& o = f.stream();
-  o << "network,iteration,floss_loss,k_used\n";
+  o << "network,training_iteration,iteration,floss_loss,k_used\n";
   for (const auto& r : results)
     for (const auto& p : r.floss_curve)
-      o << r.spec.id << ',' << p.iteration << ',' << format_number(p.loss) << ',' << p.k_used << '\n';
+      o << r.spec.id << ',' << p.training_iteration << ',' << p.iteration << ',' << format_number(p.loss) << ','
+        << p.k_used << '\n';
   f.commit();
 }
 

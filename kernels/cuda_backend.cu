@@ -6,7 +6,8 @@
 // runs the CPU's pipeline with every step a launch over the whole chunk:
 //   init (host, the same init_network) -> spectra (init) -> flossing (floss = true only)
 //   -> spectra (flossed) -> iters x launch_train_step (le_every > 0: a tracked spectrum every
-//   le_every of them) -> spectra (trained, not diverged).
+//   le_every of them; floss_every > 0: a flossing episode every floss_every of them)
+//   -> spectra (trained, not diverged).
 // Losses stay in a device log of `window` iterations and reach the host once per window.
 #include <algorithm>
 #include <chrono>
@@ -129,12 +130,107 @@ size_t bytes_per_network(const Config& config, const ChunkShape& c, const RunOpt
     const size_t kt = config.le_track_k;
     doubles += J * kt + (c.track_plan.frames_shared ? 0 : J * 2 * H * kt);
   }
+  if (options.train && (config.eval_every > 0 || config.alignment)) {
+    // the probes' copy of the networks and its training scratch (Probe), and two gradients
+    floats += 6 * P + T * Bt * (I + 2 * O + 1) + (T + 1) * H * Bt + T * O * Bt;
+    doubles += 2 * std::max<long>(1, config.eval_trials / long(Bt)) + 1;
+  }
   if (options.train && c.any_floss) {
-    doubles += floss_scratch_doubles(int(H), config.floss_k, config.floss_steps) + config.floss_iters;
+    doubles += floss_scratch_doubles(int(H), config.floss_k, config.floss_steps) +
+               std::max(config.floss_iters, config.floss_every > 0 ? config.floss_iters_each : 0);
     floats += 2 * H * H;
   }
   return floats * sizeof(float) + doubles * sizeof(double) + 64;
 }
+
+// What a chunk measures besides its training (eval_every, alignment), by launches of the same
+// training kernel on a copy of its networks, whose updates are thrown away: the held-out loss is
+// the kernel's loss on the eval stream's batches, BPTT's gradient comes from a launch with every
+// network's rule set to bptt. So both are computed by the code that trains, in its arithmetic.
+// CPU twin: the probes of host/cpu/train.cpp.
+class Probe {
+ public:
+  Probe(const Config& config, const ChunkShape& c, int K, bool any_local)
+      : config_(config),
+        c_(c),
+        K_(K),
+        batches_(int(config.eval_trials / c.Bt)),
+        align_(config.alignment && any_local),
+        scratch_(c.task, c.shape, K, c.Bt, c.any_bptt || align_, !c.train_plan.grad_shared,
+                 config.eval_every > 0 ? std::max(1, batches_) : 1, c.train_plan.layered),
+        params_(size_t(K) * c.P) {
+    if (align_) {
+      const std::vector<int> bptt(K, int(Rule::bptt));
+      bptt_rule_ = DeviceBuffer<int>(K);
+      bptt_rule_.upload(bptt.data(), K);
+      rule_grad_ = DeviceBuffer<float>(size_t(K) * c.P);
+      bptt_grad_ = DeviceBuffer<float>(size_t(K) * c.P);
+      cosines_ = DeviceBuffer<double>(K);
+    }
+  }
+
+  // The held-out loss and accuracy of every network not yet diverged (`train`'s arrays), as
+  // host/cpu/train.cpp held_out_loss: the mean over the eval batches. Others get NaN.
+  void evaluate(const TrainChunk& train, std::vector<double>& loss, std::vector<double>& accuracy) {
+    TrainChunk e = copy_of(train, train.rule);
+    e.purpose = Purpose::eval_trials;
+    for (int b = 0; b < batches_; ++b) {
+      if (b > 0) copy_networks(train);  // each batch from the network itself, not from the last update
+      launch_train_step(e, c_.train_plan, std::uint32_t(b), b, 1, nullptr);
+    }
+    const size_t window = scratch_.loss_log.size() / K_;
+    std::vector<double> l(scratch_.loss_log.size()), a(l.size());
+    scratch_.loss_log.download(l.data(), l.size());
+    scratch_.accuracy_log.download(a.data(), a.size());
+    loss.assign(K_, 0.0);
+    accuracy.assign(K_, 0.0);
+    for (int n = 0; n < K_; ++n) {
+      for (int b = 0; b < batches_; ++b) loss[n] += l[n * window + b], accuracy[n] += a[n * window + b];
+      loss[n] /= batches_;
+      accuracy[n] /= batches_;
+    }
+  }
+
+  bool aligns() const { return align_; }
+
+  // alignment, in two halves around the training launch of the iteration: before it, BPTT's
+  // gradient on the copy (the iteration's own trials); `train` then launches with
+  // rule_gradient() as its grad_out; after it, cosines() of the two W_h blocks.
+  void bptt_gradient(const TrainChunk& train, std::uint32_t iteration) {
+    TrainChunk g = copy_of(train, bptt_rule_.get());
+    g.grad_out = bptt_grad_.get();
+    launch_train_step(g, c_.train_plan, iteration, 0, 1, nullptr);
+  }
+  float* rule_gradient() { return rule_grad_.get(); }
+  std::vector<double> cosines() {
+    launch_gradient_cosines(K_, c_.P, c_.shape.H * c_.shape.H, rule_grad_.get(), bptt_grad_.get(), cosines_.get(),
+                            nullptr);
+    std::vector<double> out(K_);
+    cosines_.download(out.data(), K_);
+    return out;
+  }
+
+ private:
+  // A launch like `train`'s, on the copy of its networks (taken now) and this scratch.
+  TrainChunk copy_of(const TrainChunk& train, const int* rule) {
+    copy_networks(train);
+    return scratch_.chunk(params_.get(), train.feedback, rule, train.lr, train.data_seed);
+  }
+  void copy_networks(const TrainChunk& train) {
+    CUDA_CHECK(cudaMemcpy(params_.get(), train.params, params_.size() * sizeof(float), cudaMemcpyDeviceToDevice));
+    // the diverged ones are skipped, as in training
+    CUDA_CHECK(cudaMemcpy(scratch_.diverged_at.get(), train.diverged_at, K_ * sizeof(int), cudaMemcpyDeviceToDevice));
+  }
+
+  const Config& config_;
+  const ChunkShape& c_;
+  int K_, batches_;
+  bool align_;
+  TrainScratch scratch_;
+  DeviceBuffer<float> params_, rule_grad_, bptt_grad_;
+  DeviceBuffer<int> bptt_rule_;
+  DeviceBuffer<double> cosines_;
+};
 
 // One chunk of networks of one task, trained together.
 class Chunk {
@@ -260,10 +356,12 @@ class Chunk {
       results[n].spectrum_flossed = c.spectrum_flossed;
       results[n].floss_curve = c.floss_curve;
       results[n].tracked = c.tracked;
+      results[n].probes = c.probes;
       // what the interrupted run had done of this network counts as done now
       progress_.done += cpu::work_units(config_, specs_[n], options_) - (config_.iters - c.iteration) -
                         (options_.spectra ? config_.le_batch : 0) -
-                        tracked_spectra_from(config_, c.iteration) * config_.le_batch;
+                        tracked_spectra_from(config_, c.iteration) * config_.le_batch -
+                        (specs_[n].floss ? floss_episodes_from(config_, c.iteration) * config_.floss_iters_each : 0);
       ++restored;
     }
     return restored;
@@ -297,6 +395,7 @@ class Chunk {
       c.spectrum_flossed = results[n].spectrum_flossed;
       c.floss_curve = results[n].floss_curve;
       c.tracked = results[n].tracked;
+      c.probes = results[n].probes;
       control->checkpoint(c);
     }
   }
@@ -366,10 +465,14 @@ class Chunk {
     return out;
   }
 
-  // Returns false when the run was stopped midway (checked every 10 iterations).
-  bool floss(const std::vector<int>& flossed, std::vector<NetworkResult>& results) {
+  // Flossing of the networks `flossed`: the pretraining (training_iteration 0) or the episode
+  // just before that training iteration (floss_every), as host/cpu/spectra.cpp floss_network.
+  // Returns false when the run was stopped midway (checked every 10 iterations; during
+  // training the training loop checks instead, at its next window).
+  bool floss(const std::vector<int>& flossed, std::vector<NetworkResult>& results, long training_iteration = 0) {
     const int F = int(flossed.size()), H = c_.shape.H;
-    const long iters = config_.floss_iters;
+    const long iters = training_iteration == 0 ? config_.floss_iters : config_.floss_iters_each;
+    if (F == 0 || iters == 0) return true;
     DeviceBuffer<int> network(F);
     network.upload(flossed.data(), F);
     DeviceBuffer<float> m(size_t(F) * H * H), v(size_t(F) * H * H);
@@ -389,6 +492,7 @@ class Chunk {
     f.warmup = config_.floss_warmup;
     f.steps = config_.floss_steps;
     f.iters = iters;
+    f.first_batch = floss_first_batch(config_, training_iteration);
     f.lr = config_.floss_lr;
     f.beta1 = config_.adam_beta1;
     f.beta2 = config_.adam_beta2;
@@ -414,7 +518,7 @@ class Chunk {
       if (it % 10 == 9 || it == iters - 1) {
         CUDA_CHECK(cudaDeviceSynchronize());
         progress_.done += F * (it % 10 + 1);
-        if (stopping()) return false;
+        if (training_iteration == 0 && stopping()) return false;
       }
     }
     std::vector<double> loss_host(loss.size());
@@ -424,7 +528,8 @@ class Chunk {
     for (int slot = 0; slot < F; ++slot) {
       auto& curve = results[flossed[slot]].floss_curve;
       for (long it = 0; it < iters; ++it)
-        curve.push_back({it, loss_host[size_t(slot) * iters + it], k_host[size_t(slot) * iters + it]});
+        curve.push_back(
+            {it, loss_host[size_t(slot) * iters + it], k_host[size_t(slot) * iters + it], training_iteration});
     }
     return true;
   }
@@ -501,7 +606,25 @@ class Chunk {
 
     long window_start = first_iteration;
     const long le_every = config_.le_every;
+    const bool any_local =
+        std::any_of(specs_.begin(), specs_.end(), [](const NetworkSpec& s) { return s.rule != Rule::bptt; });
+    std::optional<Probe> probe;
+    if (config_.eval_every > 0 || (config_.alignment && any_local)) probe.emplace(config_, c_, K_, any_local);
+    const long floss_every = c_.any_floss ? config_.floss_every : 0;
     for (long it = first_iteration; it < config_.iters; ++it) {
+      if (floss_every > 0 && flosses_at(config_, it)) {
+        // flossing during training, before this iteration's trials, as the CPU: windows end
+        // before each of these iterations too, so divergence before `it` is known here
+        std::vector<int> flossed;
+        for (size_t n = 0; n < K; ++n)
+          if (specs_[n].floss && it >= first[n]) {
+            if (diverged_host[n] < 0)
+              flossed.push_back(int(n));
+            else
+              progress_.done += config_.floss_iters_each;  // as the CPU counts a diverged network's
+          }
+        floss(flossed, results, it);
+      }
       if (tracks_spectrum_at(config_, it)) {
         // Taken before this iteration's loss is known: a network whose loss at `it` turns out
         // NaN/Inf drops this one when its window arrives (the CPU does not take it). Windows end
@@ -510,13 +633,43 @@ class Chunk {
         for (size_t n = 0; n < K; ++n) active[n] = diverged_host[n] < 0 && it >= first[n];
         track(results, it, active);
       }
+      // eval_every, alignment: of the network before this iteration's update, as the CPU; a
+      // network whose loss at `it` turns out NaN/Inf drops them with its window, as above
+      const bool evaluate = evaluates_at(config_, it);
+      const bool align = probe && probe->aligns() && (it % config_.log_every == 0 || it == config_.iters - 1);
+      std::vector<ProbePoint> probed(K);
+      for (size_t n = 0; n < K; ++n) probed[n].iteration = it;
+      if (evaluate) {
+        std::vector<double> loss, accuracy;
+        probe->evaluate(t, loss, accuracy);
+        for (size_t n = 0; n < K; ++n) {
+          probed[n].evaluated = true;
+          probed[n].eval_loss = loss[n];
+          probed[n].eval_accuracy = accuracy[n];
+        }
+      }
+      if (align) {
+        probe->bptt_gradient(t, std::uint32_t(it));
+        t.grad_out = probe->rule_gradient();
+      }
       launch_train_step(t, c_.train_plan, std::uint32_t(it), int(it - window_start), it + 1, nullptr);
+      t.grad_out = nullptr;
+      if (align) {
+        const std::vector<double> cosines = probe->cosines();
+        for (size_t n = 0; n < K; ++n)
+          if (specs_[n].rule != Rule::bptt) probed[n].aligned = true, probed[n].alignment = cosines[n];
+      }
+      if (evaluate || align)
+        for (size_t n = 0; n < K; ++n)
+          if (diverged_host[n] < 0 && it >= first[n] && (probed[n].evaluated || probed[n].aligned))
+            results[n].probes.push_back(probed[n]);
       // A window ends when the log is full, on a multiple of checkpoint_every (so that
       // checkpoints fall where asked), or at the last iteration.
       const bool on_checkpoint = every > 0 && (it + 1) % every == 0;
       const bool before_track = le_every > 0 && (it + 1) % le_every == 0;
-      const bool window_full =
-          it - window_start + 1 == window || on_checkpoint || before_track || it == config_.iters - 1;
+      const bool before_floss = floss_every > 0 && (it + 1) % floss_every == 0;
+      const bool window_full = it - window_start + 1 == window || on_checkpoint || before_track || before_floss ||
+                               it == config_.iters - 1;
       if (!window_full) continue;
       loss_log.download(loss_host.data(), loss_host.size());  // synchronises
       accuracy_log.download(accuracy_host.data(), accuracy_host.size());
@@ -535,6 +688,9 @@ class Chunk {
         auto& tracked = results[n].tracked;
         if (diverged_host[n] >= 0 && !tracked.empty() && tracked.back().iteration >= diverged_host[n])
           tracked.pop_back();  // its loss there was NaN/Inf (its progress units stay counted)
+        auto& probes = results[n].probes;
+        while (diverged_host[n] >= 0 && !probes.empty() && probes.back().iteration >= diverged_host[n])
+          probes.pop_back();
       }
       const long next = it + 1;
       window_start = next;

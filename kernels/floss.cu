@@ -126,7 +126,7 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, bool chain_shar
   float* trial = reinterpret_cast<float*>(shared + L.trial);
   DrivenTrajectory traj{c.task,
                         Philox(Purpose::floss_trials, c.seed[n_net]),
-                        std::uint32_t(iteration),
+                        std::uint32_t(c.first_batch + iteration),
                         H,
                         s.I,
                         s.O,

@@ -21,6 +21,7 @@ struct FlossChunk {
   TaskParams task;
   int k = 0;
   long warmup = 0, steps = 0, iters = 0;
+  long first_batch = 0;  // iteration i drives its trajectory with batch first_batch + i of the flossing stream
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   float* params = nullptr;              // (any) x P; W_h is updated in place
   const std::uint32_t* seed = nullptr;  // indexed like params

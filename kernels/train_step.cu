@@ -133,7 +133,7 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
                          c.task.classification() ? nullptr : c.trial_target + n * out_size,
                          c.task.classification() ? nullptr : c.trial_mask + n * out_size,
                          c.task.classification() ? c.trial_label + size_t(n) * T * Bt : nullptr};
-  const Philox stream(Purpose::trials, c.data_seed[n]);
+  const Philox stream(c.purpose, c.data_seed[n]);
   for (int b = tid; b < Bt; b += threads) generate_trial(c.task, stream, iteration, b, trials);
 
   // Parameters into shared memory; state, traces and accumulators to zero.
@@ -542,6 +542,32 @@ int max_hidden_for(int Bt, int I, int O, size_t max_shared) {
   return lo;
 }
 
+// One block per network; each thread sums its strided share, then block_sum. The order of the
+// sums differs from the CPU's ascending one (agreeing to double rounding).
+RNNSWEEP_KERNEL void gradient_cosines_kernel(int P, int length, const float* a, const float* b, double* out) {
+  RNNSWEEP_DYNAMIC_SHARED(double, scratch);
+  const int n = blockIdx.x, tid = threadIdx.x;
+  const float* u = a + size_t(n) * P;
+  const float* v = b + size_t(n) * P;
+  double uv = 0, uu = 0, vv = 0;
+  for (int e = tid; e < length; e += blockDim.x) {
+    uv += double(u[e]) * v[e];
+    uu += double(u[e]) * u[e];
+    vv += double(v[e]) * v[e];
+  }
+  uv = block_sum(uv, scratch);
+  uu = block_sum(uu, scratch);
+  vv = block_sum(vv, scratch);
+  if (tid == 0) out[n] = uv / sqrt(uu * vv);
+}
+
+void launch_gradient_cosines(int K, int P, int length, const float* a, const float* b, double* out,
+                             cudaStream_t stream) {
+  if (K < 1 || length < 1 || length > P) throw std::invalid_argument("launch_gradient_cosines: bad sizes");
+  RNNSWEEP_LAUNCH(gradient_cosines_kernel, K, 128, 32 * sizeof(double), stream)(P, length, a, b, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
 void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std::uint32_t iteration,
                        int log_slot, long adam_step, cudaStream_t stream) {
   if (chunk.K < 1 || chunk.Bt < 1 || chunk.T != chunk.task.T() || chunk.shape.I != chunk.task.inputs() ||
@@ -568,7 +594,7 @@ void launch_train_step(const TrainChunk& chunk, const TrainLaunchPlan& plan, std
                           chunk.task.classification() ? nullptr : chunk.trial_target,
                           chunk.task.classification() ? nullptr : chunk.trial_mask,
                           chunk.task.classification() ? chunk.trial_label : nullptr};
-    launch_generate_chunk_trials(chunk.task, Purpose::trials, chunk.K, chunk.data_seed, iteration, first,
+    launch_generate_chunk_trials(chunk.task, chunk.purpose, chunk.K, chunk.data_seed, iteration, first,
                                  chunk.diverged_at, stream);
     if (plan.layered) {
       launch_train_layered(chunk, iteration, log_slot, bc1, bc2, stream);

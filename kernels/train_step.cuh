@@ -38,6 +38,9 @@ struct TrainChunk {
   const int* rule = nullptr;                 // K, Rule as int
   const double* lr = nullptr;                // K
   const std::uint32_t* data_seed = nullptr;  // K
+  // the stream the trials come from: training's, or the held-out set's (eval_every, whose
+  // launches on a copy of the networks only read the loss)
+  Purpose purpose = Purpose::trials;
 
   // scratch the kernel owns during a launch
   float* trial_x = nullptr;       // K x (T Bt I)
@@ -146,6 +149,11 @@ std::string train_shape_key(const Shape& shape, int Bt);
 
 // The largest H that plan_train_general accepts for this batch and shared memory size.
 int max_hidden_for(int Bt, int I, int O, size_t max_shared);
+
+// cos(a_n, b_n) of every network's first `length` entries of two K x P arrays (the W_h blocks
+// of two gradients: alignment), summed in double as host/cpu/train.cpp cosine, into out[n].
+void launch_gradient_cosines(int K, int P, int length, const float* a, const float* b, double* out,
+                             cudaStream_t stream);
 
 // Iteration `iteration` (0-based) of every network of the chunk that has not diverged:
 // trials from the (trials, data_seed) stream, forward pass, loss and accuracy into slot

@@ -25,14 +25,14 @@ IDENTITY = {
     "networks.csv": ["network", "task", "init", "hidden", "batch", "rule", "gain", "lr", "seed", "data_seed", "floss"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
-    "floss_curves.csv": ["network", "iteration"],
+    "floss_curves.csv": ["network", "training_iteration", "iteration"],
     "summary.csv": ["task", "init", "hidden", "batch", "rule", "gain", "floss", "n_seeds"],
 }
 KEYS = {
     "networks.csv": ["network"],
     "curves.csv": ["network", "iteration"],
     "lyapunov.csv": ["network", "phase", "index"],
-    "floss_curves.csv": ["network", "iteration"],
+    "floss_curves.csv": ["network", "training_iteration", "iteration"],
     "summary.csv": ["task", "init", "hidden", "batch", "rule", "gain", "floss"],
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figures of a sweep's results, in the spirit of the study's figures.
 
-    scripts/plot.py RESULTS_DIR [--out DIR] [--force] [--summary]
+    scripts/plot.py RESULTS_DIR [--out DIR] [--force] [--summary] [--dpi N]
     (needs pandas >= 1.5 and matplotlib >= 3.6, as in Debian 12: pip install pandas matplotlib)
 
 Reads the tables of RESULTS_DIR (networks.csv, and where present summary.csv, curves.csv,
@@ -18,6 +18,9 @@ missing ones drawn):
   without flossing; a triangle at the bottom marks a gain where a network's exponent is -inf
   (every unit silent), left out of the mean. A `rnnsweep lyapunov` folder gives the exponent
   before training only, one panel per task (an initial network is the same under every rule).
+- alignment.png (needs alignment = true): the cosine of the local rules' W_h gradient with BPTT's
+  against training iteration, one panel per task x local rule, one line per gain at that gain's
+  best lr, without flossing: mean across seeds with a min-max band.
 - flossing.png (figure 4): tail loss at the best lr against gain with and without flossing
   (mean +- std across seeds), one panel per task x rule (e-prop and whichever rules the sweep has).
 - max_le_training.png (needs le_every > 0, lyapunov_curves.csv): the largest Lyapunov exponent
@@ -44,11 +47,12 @@ import math
 import os
 import sys
 
-FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "flossing.png", "heatmap_tail_loss.png",
-           "heatmap_tail_accuracy.png")
+FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "flossing.png",
+           "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
 SUMMARY_CSV = "gain_summary.csv"
 NETWORK_COLUMNS = ("network", "task", "rule", "gain", "lr", "seed", "floss", "status", "max_le_init")
-PANEL_W, PANEL_H, DPI = 3.1, 2.4, 100
+PANEL_W, PANEL_H = 3.1, 2.4
+DPI = 100  # --dpi
 LOSS_DECADES = 3  # the tail-loss heat map's colour scale: this many decades above the lowest loss
 
 
@@ -331,6 +335,44 @@ def draw_max_le_training(r, path, plt):
     save(fig, path, plt)
 
 
+def has_alignment(r):
+    return r.curves is not None and "alignment" in r.curves.columns and r.curves["alignment"].notna().any()
+
+
+def draw_alignment(r, path, plt):
+    r.need_training("gradient alignment")
+    r.need("curves.csv")
+    if not has_alignment(r):
+        raise NotDrawn("curves.csv has no alignment: the sweep did not measure it (alignment = true)")
+    r.need("summary.csv")
+    chosen = r.at_best_lr(r.base_floss)
+    data = r.curves[r.curves["alignment"].notna()].merge(chosen[["network", "task", "rule", "gain", "seed"]],
+                                                          on="network")
+    if data.empty:
+        raise NotDrawn("curves.csv has no alignment for the networks at the best lr")
+    data = data.assign(v=finite(data["alignment"]))
+    rules = [rule for rule in r.rules if rule != "bptt"]
+    n_seeds = r.networks["seed"].nunique()
+    fig, axes = panel_grid(plt, r, f"Alignment of the rule's W_h gradient with BPTT's at each gain's best lr, "
+                                   f"{r.floss_note()}\nline: mean across {n_seeds} seeds; band: lowest to highest seed",
+                           rules=rules)
+    colors = gain_colors(plt, r.gains)
+    for i, task in enumerate(r.tasks):
+        for j, rule in enumerate(rules):
+            ax = axes[i][j]
+            sub = data[(data["task"] == task) & (data["rule"] == rule)]
+            draw_seed_bands(ax, sub, "v", colors)
+            ax.axhline(0, color="0.3", lw=0.6, ls=":")
+            if sub.empty:
+                ax.text(0.5, 0.5, "no alignment", ha="center", va="center", transform=ax.transAxes)
+            if i == len(r.tasks) - 1:
+                ax.set_xlabel("training iteration")
+            if j == 0:
+                ax.set_ylabel(r"cos($\Delta W_h$, BPTT)")
+    gain_legend(plt, axes, r.gains, colors)
+    save(fig, path, plt)
+
+
 def draw_flossing(r, path, plt):
     import numpy as np
 
@@ -561,12 +603,17 @@ def read_partial(folder):
 
 
 def main():
+    global DPI
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", help="a folder written by rnnsweep run (or rnnsweep lyapunov, or merge)")
     ap.add_argument("--out", metavar="DIR", help="write the figures into DIR instead of RESULTS_DIR/plots")
     ap.add_argument("--force", action="store_true", help="replace existing plots")
     ap.add_argument("--summary", action="store_true", help="also print the per-gain summary table on stdout")
+    ap.add_argument("--dpi", type=int, default=DPI, help=f"resolution of the figures (default {DPI}; 30 to 600)")
     args = ap.parse_args()
+    if not 30 <= args.dpi <= 600:
+        return fail(f"--dpi {args.dpi}: allowed: an integer in [30, 600]")
+    DPI = args.dpi
     try:
         import matplotlib
 
@@ -603,7 +650,9 @@ def main():
 
     out = args.out or os.path.join(folder, "plots")
     # the figures this folder can give: max_le_training.png only where spectra were tracked
-    names = tuple(n for n in FIGURES if n != "max_le_training.png" or r.lyapunov_curves is not None) + (SUMMARY_CSV,)
+    # and alignment.png only where the sweep measured it
+    gives = {"max_le_training.png": r.lyapunov_curves is not None, "alignment.png": has_alignment(r)}
+    names = tuple(n for n in FIGURES if gives.get(n, True)) + (SUMMARY_CSV,)
     existing = [n for n in names if os.path.exists(os.path.join(out, n))] if not args.force else []
     if existing and len(existing) == len(names):
         return fail(f"{os.path.join(out, existing[0])} exists (and every other plot); pass --force to replace them")
@@ -613,6 +662,7 @@ def main():
         "learning_curves.png": lambda p: draw_learning_curves(r, p, plt),
         "max_le.png": lambda p: draw_max_le(r, p, plt),
         "max_le_training.png": lambda p: draw_max_le_training(r, p, plt),
+        "alignment.png": lambda p: draw_alignment(r, p, plt),
         "flossing.png": lambda p: draw_flossing(r, p, plt),
         "heatmap_tail_loss.png": lambda p: draw_heatmap(r, p, plt, "tail_loss", "tail loss"),
         "heatmap_tail_accuracy.png": lambda p: draw_heatmap(r, p, plt, "tail_accuracy", "tail accuracy"),

@@ -377,6 +377,91 @@ TEST_F(CudaBackend, ATuningTableChoosesTheInstancesAndResultsStayTheSame) {
   }
 }
 
+// floss_every: flossing episodes during training, before the iterations the CPU flosses at, on
+// the network as training left it; with a network that diverges (it stops flossing) and one that
+// is resumed further on than the rest of its chunk is not needed here (the resume test has both).
+TEST_F(CudaBackend, FlossingDuringTrainingMatchesTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.tasks = {"romo", "2af"};
+  config.rules = {"bptt", "eprop"};
+  config.gains = {1.5};
+  config.lrs = {3e-3, 1e9};
+  config.iters = 7;
+  config.floss_every = 3;
+  config.floss_iters_each = 2;
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  bool any_episode = false, any_diverged = false;
+  for (size_t n = 0; n < want.size(); ++n) {
+    const std::string what = "network " + std::to_string(n) + (want[n].spec.floss ? " (flossed)" : "");
+    EXPECT_EQ(got[n].diverged_at, want[n].diverged_at) << what;
+    any_diverged |= want[n].diverged && want[n].spec.floss;
+    ASSERT_EQ(got[n].floss_curve.size(), want[n].floss_curve.size()) << what;
+    for (size_t i = 0; i < want[n].floss_curve.size(); ++i) {
+      const FlossPoint &g = got[n].floss_curve[i], &w = want[n].floss_curve[i];
+      EXPECT_EQ(g.training_iteration, w.training_iteration) << what;
+      EXPECT_EQ(g.iteration, w.iteration) << what;
+      EXPECT_EQ(g.k_used, w.k_used) << what;
+      if (std::isfinite(w.loss)) expect_close(g.loss, w.loss, 1e-4, what + " floss curve");
+      any_episode |= w.training_iteration > 0;
+    }
+    ASSERT_EQ(got[n].curve.size(), want[n].curve.size()) << what;
+    for (size_t i = 0; i < want[n].curve.size(); ++i)
+      expect_close(got[n].curve[i].loss, want[n].curve[i].loss, 1e-4, what + " curve");
+    expect_same_spectrum(got[n].spectrum_trained, want[n].spectrum_trained, 1e-3, what + " trained spectrum");
+  }
+  EXPECT_TRUE(any_episode) << "some network must floss during training, or the test proves nothing";
+  EXPECT_TRUE(any_diverged) << "a flossed network must diverge, or the test proves nothing";
+}
+
+// eval_every and alignment: the held-out loss and accuracy (the training kernel's loss on the eval
+// stream) and the cosine of the local rules' W_h gradient with BPTT's (a launch of the training
+// kernel as bptt), as the CPU computes them, also where a network diverges (it has none from its
+// diverged_at on) and in a chunk that mixes the rules.
+TEST_F(CudaBackend, HeldOutEvaluationAndAlignmentMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  Config config = small_grid();
+  config.rules = {"bptt", "eprop", "rflo"};
+  config.tasks = {"romo", "dms"};
+  config.floss = {false};
+  config.gains = {1.5};
+  config.lrs = {3e-3, 1e9};
+  config.eval_every = 2;
+  config.eval_trials = 2 * config.batch;
+  config.alignment = true;
+  auto cuda = make_cuda_backend();
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  bool any_aligned = false, any_diverged = false;
+  for (size_t n = 0; n < want.size(); ++n) {
+    const std::string what = "network " + std::to_string(n) + " (" + rule_name(want[n].spec.rule) + ")";
+    EXPECT_EQ(got[n].diverged_at, want[n].diverged_at) << what;
+    any_diverged |= want[n].diverged;
+    ASSERT_EQ(got[n].probes.size(), want[n].probes.size()) << what;
+    for (size_t i = 0; i < want[n].probes.size(); ++i) {
+      const ProbePoint &g = got[n].probes[i], &w = want[n].probes[i];
+      const std::string at = what + " at " + std::to_string(w.iteration);
+      EXPECT_EQ(g.iteration, w.iteration) << at;
+      EXPECT_EQ(g.evaluated, w.evaluated) << at;
+      EXPECT_EQ(g.aligned, w.aligned) << at;
+      if (w.evaluated) {
+        expect_close(g.eval_loss, w.eval_loss, 1e-4, at + " eval_loss");
+        expect_close(g.eval_accuracy, w.eval_accuracy, 1e-6, at + " eval_accuracy");
+      }
+      if (w.aligned) {
+        EXPECT_NEAR(g.alignment, w.alignment, 1e-4) << at;
+        any_aligned = true;
+      }
+    }
+    EXPECT_EQ(got[n].evaluated, want[n].evaluated) << what;
+    expect_close(got[n].eval_final_loss, want[n].eval_final_loss, 1e-4, what + " eval_final_loss");
+    expect_close(got[n].eval_tail_loss, want[n].eval_tail_loss, 1e-4, what + " eval_tail_loss");
+  }
+  EXPECT_TRUE(any_aligned && any_diverged) << "the grid must have local rules and a diverged network";
+}
+
 TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   RNNSWEEP_NEED_DEVICE();
   Config config = small_grid();
@@ -385,6 +470,11 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   config.iters = 40;
   config.log_every = 5;
   config.le_every = 15;  // tracked spectra at 0 before the stop, 15, 30 and 40 after it
+  config.floss_every = 8;  // flossing episodes at 8 before the stop, 16, 24 and 32 after it
+  config.floss_iters_each = 2;
+  config.eval_every = 10;
+  config.eval_trials = config.batch;
+  config.alignment = true;
   RunOptions options;
   options.keep_weights = true;
   auto cuda = make_cuda_backend();
@@ -409,6 +499,11 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
   for (const auto& r : stopped) EXPECT_TRUE(r.interrupted);
   EXPECT_EQ(saved.begin()->second.iteration, 15);
   EXPECT_EQ(saved.begin()->second.tracked.size(), 1u) << "the tracked spectrum at 0 is in the checkpoint";
+  for (const auto& [id, c] : saved)
+    if (expand_grid(config).at(id).floss) {
+      ASSERT_FALSE(c.floss_curve.empty());
+      EXPECT_EQ(c.floss_curve.back().training_iteration, 8) << "the episode before iteration 8 is in the checkpoint";
+    }
 
   RunControl resume;
   resume.resume = [&](long id) -> std::optional<NetworkCheckpoint> { return saved.at(id); };
@@ -425,6 +520,18 @@ TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {
     EXPECT_EQ(resumed[n].spectrum_init, reference[n].spectrum_init);
     EXPECT_EQ(resumed[n].spectrum_trained, reference[n].spectrum_trained);
     ASSERT_EQ(resumed[n].floss_curve.size(), reference[n].floss_curve.size());
+    ASSERT_EQ(resumed[n].probes.size(), reference[n].probes.size()) << "network " << n;
+    for (size_t i = 0; i < reference[n].probes.size(); ++i) {
+      EXPECT_EQ(resumed[n].probes[i].iteration, reference[n].probes[i].iteration);
+      auto same = [](double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; };  // NaN: not measured
+      EXPECT_TRUE(same(resumed[n].probes[i].eval_loss, reference[n].probes[i].eval_loss)) << "network " << n;
+      EXPECT_TRUE(same(resumed[n].probes[i].alignment, reference[n].probes[i].alignment)) << "network " << n;
+    }
+    EXPECT_EQ(resumed[n].eval_tail_loss, reference[n].eval_tail_loss);
+    for (size_t i = 0; i < reference[n].floss_curve.size(); ++i) {
+      EXPECT_EQ(resumed[n].floss_curve[i].training_iteration, reference[n].floss_curve[i].training_iteration);
+      EXPECT_EQ(resumed[n].floss_curve[i].loss, reference[n].floss_curve[i].loss) << "network " << n;
+    }
     ASSERT_EQ(resumed[n].tracked.size(), reference[n].tracked.size()) << "network " << n;
     for (size_t i = 0; i < reference[n].tracked.size(); ++i) {
       EXPECT_EQ(resumed[n].tracked[i].iteration, reference[n].tracked[i].iteration);

@@ -20,8 +20,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLOT = os.path.join(HERE, "..", "scripts", "plot.py")
-FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "flossing.png", "heatmap_tail_loss.png",
-           "heatmap_tail_accuracy.png")
+FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "flossing.png",
+           "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
 MAX_BYTES = 150 * 1024  # committed figures must stay small
 
 CONFIG = """\
@@ -43,6 +43,9 @@ floss_k = 4
 floss_steps = 10
 floss_warmup = 5
 le_every = 10
+alignment = true
+eval_every = 10
+eval_trials = 8
 """
 
 failures = []
@@ -154,6 +157,15 @@ def main():
         check(rc == 0, f"plot.py --out exited {rc}: {err.strip()}")
         for name in FIGURES:
             check_png(os.path.join(other, name))
+
+        # --dpi: smaller figures at a lower resolution; outside [30, 600] one line and exit 2.
+        low = os.path.join(tmp, "low-dpi")
+        rc, out, err = plot(full, "--out", low, "--dpi", "60")
+        check(rc == 0, f"plot.py --dpi 60 exited {rc}: {err.strip()}")
+        check(os.path.getsize(os.path.join(low, "learning_curves.png")) <
+              os.path.getsize(os.path.join(other, "learning_curves.png")), "--dpi 60 must give a smaller figure")
+        rc, out, err = plot(full, "--out", low, "--dpi", "5")
+        check(rc == 2 and "--dpi" in err and len(err.strip().splitlines()) == 1, f"--dpi 5: exit {rc}, {err!r}")
 
         # A `rnnsweep lyapunov` folder: the max LE figure, and why there is nothing else.
         rc, out, err = plot(lya)

@@ -43,7 +43,8 @@ std::string long_config(const std::string& dir) {
   std::ofstream(path) << "tasks = ['romo', '2af']\nrules = ['bptt', 'eprop']\ngains = [0.5, 1.5]\nlrs = [1e-3]\n"
                          "seeds = [0, 1]\nfloss = [false, true]\nhidden = 16\nbatch = 8\niters = 600\n"
                          "log_every = 50\nle_steps = 60\nle_warmup = 10\nle_batch = 2\nfloss_iters = 4\n"
-                         "floss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\ncheckpoint_every = 50\nle_every = 70\n";
+                         "floss_k = 4\nfloss_steps = 20\nfloss_warmup = 5\ncheckpoint_every = 50\nle_every = 70\n"
+                         "floss_every = 250\nfloss_iters_each = 2\neval_every = 100\neval_trials = 16\nalignment = true\n";
   return path;
 }
 

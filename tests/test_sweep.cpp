@@ -198,6 +198,67 @@ TEST(Sweep, NetworksOfSeveralShapesTrainAsInASweepOfTheirShapeAlone) {
   EXPECT_NE(spectra.find("\n32,init,16,"), std::string::npos);
 }
 
+// eval_every, alignment and floss_every as the tables show them: curves.csv has the held-out
+// loss and accuracy on the eval rows (every 10 iterations and the last) and the alignment on the
+// local rules' rows, empty cells elsewhere; networks.csv's eval columns are the last eval row's
+// (its tail is that row alone here); floss_curves.csv labels each episode with its iteration.
+TEST(Sweep, EvalAlignmentAndFlossingEpisodesInTheTables) {
+  const std::string dir = scratch("probes");
+  const std::string config = small_config(dir);  // iters 25, log_every 5, rules bptt and rflo
+  ASSERT_EQ(rnnsweep_cli("run " + config + " --quiet --set eval_every=10 --set eval_trials=16 --set alignment=true "
+                         "--set floss_every=10 --set floss_iters_each=2 --out " + dir + "/run").code, 0);
+  auto fields = [](const std::string& line) {
+    std::vector<std::string> f;
+    std::stringstream in(line);
+    for (std::string x; std::getline(in, x, ',');) f.push_back(x);
+    if (!line.empty() && line.back() == ',') f.push_back("");
+    return f;
+  };
+  std::map<std::string, std::string> rule, last_eval;
+  std::stringstream networks(read_file(dir + "/run/networks.csv"));
+  std::string line;
+  std::getline(networks, line);
+  ASSERT_NE(line.find(",eval_final_loss,eval_final_accuracy,eval_tail_loss,eval_tail_accuracy"), std::string::npos);
+  std::vector<std::vector<std::string>> network_rows;
+  while (std::getline(networks, line)) {
+    network_rows.push_back(fields(line));
+    rule[network_rows.back()[0]] = network_rows.back()[5];
+  }
+  std::stringstream curves(read_file(dir + "/run/curves.csv"));
+  std::getline(curves, line);
+  ASSERT_EQ(line, "network,iteration,loss,accuracy,eval_loss,eval_accuracy,alignment");
+  int rows = 0;
+  while (std::getline(curves, line)) {
+    const auto f = fields(line);
+    ASSERT_EQ(f.size(), 7u) << line;
+    const long it = std::stol(f[1]);
+    const bool eval_row = it % 10 == 0 || it == 24;
+    EXPECT_EQ(!f[4].empty(), eval_row) << line;
+    EXPECT_EQ(!f[5].empty(), eval_row) << line;
+    EXPECT_EQ(!f[6].empty(), rule[f[0]] == "rflo") << line;
+    if (!f[6].empty()) {
+      const double cosine = std::stod(f[6]);
+      EXPECT_TRUE(cosine > -1 && cosine < 1) << line;
+    }
+    if (eval_row) last_eval[f[0]] = f[4];
+    ++rows;
+  }
+  EXPECT_EQ(rows, 48 * 6);  // 48 networks, iterations 0, 5, ..., 20 and 24
+  for (const auto& f : network_rows) {
+    EXPECT_EQ(f[24], last_eval[f[0]]) << "eval_final_loss of network " << f[0];
+    EXPECT_EQ(f[26], last_eval[f[0]]) << "eval_tail_loss of network " << f[0] << " (a tail of one eval row)";
+  }
+  std::stringstream floss(read_file(dir + "/run/floss_curves.csv"));
+  std::getline(floss, line);
+  ASSERT_EQ(line, "network,training_iteration,iteration,floss_loss,k_used");
+  std::map<std::string, int> episodes;
+  while (std::getline(floss, line)) ++episodes[fields(line)[1]];
+  EXPECT_EQ(episodes["0"], 24 * 4);   // 24 flossed networks, 4 pretraining iterations each
+  EXPECT_EQ(episodes["10"], 24 * 2);  // then 2 before iterations 10 and 20
+  EXPECT_EQ(episodes["20"], 24 * 2);
+  EXPECT_EQ(episodes.size(), 3u);
+}
+
 TEST(Sweep, SaveWeightsWritesNpyOfTheInitialNetwork) {
   const std::string dir = scratch("weights");
   const std::string config = small_config(dir);

@@ -76,21 +76,23 @@ std::vector<double> network_spectrum(const Config& config, const TaskParams& tas
 }
 
 std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s,
-                                      float* params, std::uint32_t seed) {
+                                      float* params, std::uint32_t seed, long training_iteration) {
   const Mat<double> frame = random_frame(s.H, config.floss_k, seed);
   const AdamHyper hyper{config.adam_beta1, config.adam_beta2, config.adam_eps};
   AdamState<float> adam(size_t(s.H) * s.H);
   std::vector<FlossPoint> curve;
   std::vector<float> grad(size_t(s.H) * s.H);
   Net<float> net(s, params);
-  for (long it = 0; it < config.floss_iters; ++it) {
-    // a fresh trajectory every iteration: batch `it` of the flossing stream
+  const long iters = training_iteration == 0 ? config.floss_iters : config.floss_iters_each;
+  const long first_batch = floss_first_batch(config, training_iteration);
+  for (long it = 0; it < iters; ++it) {
+    // a fresh trajectory every iteration: its own batch of the flossing stream
     const Mat<double> hs = driven_states(s, task.leak(), params, task, Purpose::floss_trials, seed,
-                                         std::uint32_t(it), config.floss_warmup, config.floss_steps);
+                                         std::uint32_t(first_batch + it), config.floss_warmup, config.floss_steps);
     const Mat<double> W_h = net.W_h.cast<double>();
     const FlossResult<double> r =
         floss_loss_and_gradient<double>(W_h, task.leak(), hs, config.floss_k, Activation::relu, &frame);
-    curve.push_back({it, r.loss, r.k_used});
+    curve.push_back({it, r.loss, r.k_used, training_iteration});
     if (r.k_used == 0 || !std::isfinite(r.loss) || !r.dL_dW_h.allFinite()) continue;
     Eigen::Map<Mat<float>>(grad.data(), s.H, s.H) = r.dL_dW_h.cast<float>();
     adam_step(net.W_h.data(), grad.data(), grad.size(), config.floss_lr, hyper, adam);

@@ -37,11 +37,14 @@ Mat<double> random_frame(int H, int k, std::uint32_t seed);
 std::vector<double> network_spectrum(const Config& config, const TaskParams& task, const Shape& s,
                                      const float* params, std::uint32_t seed, int k = 0);
 
-// Flossing pretraining: config.floss_iters Adam steps on W_h (in place in `params`) of
-// sum_{i <= floss_k} lambda_i^2, h_t held constant. Returns the loss of every iteration
-// (before its update) and how many exponents it covered (see floss.h: fewer than floss_k
-// when a step annihilates a direction; an iteration that covers none makes no update).
+// Flossing: Adam steps on W_h (in place in `params`) of sum_{i <= floss_k} lambda_i^2, h_t held
+// constant -- config.floss_iters of them before training (training_iteration 0, the
+// pretraining), or config.floss_iters_each just before training iteration training_iteration
+// (floss_every > 0). Each episode starts its own Adam state and draws its own batches of the
+// flossing stream (floss_first_batch). Returns the loss of every iteration (before its update)
+// and how many exponents it covered (see floss.h: fewer than floss_k when a step annihilates a
+// direction; an iteration that covers none makes no update).
 std::vector<FlossPoint> floss_network(const Config& config, const TaskParams& task, const Shape& s,
-                                      float* params, std::uint32_t seed);
+                                      float* params, std::uint32_t seed, long training_iteration = 0);
 
 }  // namespace rnnsweep::cpu

@@ -19,8 +19,31 @@ long long work_units(const Config& config, const NetworkSpec& spec, const RunOpt
   const bool floss = options.train && spec.floss;
   const int spectra = options.spectra ? 1 + floss + options.train : 0;
   const long tracked = options.train ? tracked_spectra_from(config, 0) : 0;
-  return (options.train ? config.iters : 0) + (floss ? config.floss_iters : 0) +
+  return (options.train ? config.iters : 0) +
+         (floss ? config.floss_iters + floss_episodes_from(config, 0) * config.floss_iters_each : 0) +
          (spectra + tracked) * config.le_batch;
+}
+
+LossValue held_out_loss(const Shape& shape, float a, const float* params, const std::vector<Trials>& batches,
+                        Forward<float>& fwd) {
+  LossValue sum{0, 0};
+  for (const Trials& trials : batches) {
+    forward(shape, a, params, trials, fwd);
+    const LossValue lv = task_loss(trials, fwd.y, static_cast<Mat<float>*>(nullptr));
+    sum.loss += lv.loss;
+    sum.accuracy += lv.accuracy;
+  }
+  return {sum.loss / double(batches.size()), sum.accuracy / double(batches.size())};
+}
+
+double cosine(const float* u, const float* v, size_t n) {
+  double uv = 0, uu = 0, vv = 0;
+  for (size_t e = 0; e < n; ++e) {
+    uv += double(u[e]) * v[e];
+    uu += double(u[e]) * u[e];
+    vv += double(v[e]) * v[e];
+  }
+  return uv / std::sqrt(uu * vv);  // NaN where either is zero
 }
 
 NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, const RunOptions& options,
@@ -56,6 +79,11 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
     r.tracked.push_back({iteration, network_spectrum(config, task, shape, params.data(), spec.seed, config.le_track_k)});
     progress += config.le_batch;
   };
+  // the progress units of the episodes and tracked spectra at or after training iteration i
+  auto units_from = [&](long i) {
+    return tracked_spectra_from(config, i) * config.le_batch +
+           (spec.floss ? floss_episodes_from(config, i) * config.floss_iters_each : 0);
+  };
   auto interrupted = [&r] {
     r.interrupted = true;
     return r;
@@ -88,9 +116,9 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
     r.spectrum_flossed = saved->spectrum_flossed;
     r.floss_curve = saved->floss_curve;
     r.tracked = saved->tracked;
+    r.probes = saved->probes;
     progress += work_units(config, spec, options) - (config.iters - first_iteration) -
-                (options.spectra ? config.le_batch : 0) -
-                tracked_spectra_from(config, first_iteration) * config.le_batch;
+                (options.spectra ? config.le_batch : 0) - units_from(first_iteration);
   } else {
     if (options.spectra) r.spectrum_init = spectrum();
     if (options.train && spec.floss) {
@@ -124,12 +152,22 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
       c.spectrum_flossed = r.spectrum_flossed;
       c.floss_curve = r.floss_curve;
       c.tracked = r.tracked;
+      c.probes = r.probes;
       control.checkpoint(c);
     };
+    // eval_every: the held-out batches of this network's data seed, generated once
+    std::vector<Trials> eval_set;
+    if (config.eval_every > 0)
+      for (long e = 0; e < config.eval_trials / config.batch; ++e) {
+        eval_set.emplace_back();
+        fill_trials(task, Purpose::eval_trials, spec.data_seed, std::uint32_t(e), config.batch, eval_set.back());
+      }
+    Forward<float> eval_fwd;
+    std::vector<float> bptt_grad(spec.rule != Rule::bptt && config.alignment ? layout.size : 0);
     long diverged_at = -1;
     if (losses.size() < size_t(first_iteration)) {
       diverged_at = long(losses.size());
-      progress += config.iters - first_iteration + tracked_spectra_from(config, first_iteration) * config.le_batch;
+      progress += config.iters - first_iteration + units_from(first_iteration);
       first_iteration = config.iters;  // nothing left to train
     }
     for (long it = first_iteration; it < config.iters; ++it) {
@@ -138,13 +176,18 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
         return interrupted();
       }
       if (control.checkpoint_every > 0 && it > first_iteration && it % control.checkpoint_every == 0) save(it);
+      if (spec.floss && flosses_at(config, it)) {  // flossing during training (floss_every)
+        const auto episode = floss_network(config, task, shape, params.data(), spec.seed, it);
+        r.floss_curve.insert(r.floss_curve.end(), episode.begin(), episode.end());
+        progress += config.floss_iters_each;
+      }
       fill_trials(task, Purpose::trials, spec.data_seed, static_cast<std::uint32_t>(it), config.batch, trials);
       forward(shape, a, params.data(), trials, fwd);
       const LossValue lv = task_loss(trials, fwd.y, &dL_dy);
       if (!std::isfinite(lv.loss)) {
         // Frozen from here: the loss of the parameters after iteration it - 1 is NaN/Inf.
         diverged_at = it;
-        progress += config.iters - it + tracked_spectra_from(config, it) * config.le_batch;
+        progress += config.iters - it + units_from(it) - (spec.floss && flosses_at(config, it) ? config.floss_iters_each : 0);
         break;
       }
       losses.push_back(lv.loss);
@@ -157,6 +200,22 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
         const Mat<float> feedback =
             spec.rule == Rule::rflo ? rflo_B : Mat<float>(ConstNet<float>(shape, params.data()).w.transpose());
         eprop_gradient(shape, a, params.data(), fwd, dL_dy, feedback, grad.data());
+      }
+      if (evaluates_at(config, it) || aligns_at(config, spec.rule, it)) {
+        ProbePoint p;
+        p.iteration = it;
+        if (evaluates_at(config, it)) {
+          const LossValue e = held_out_loss(shape, a, params.data(), eval_set, eval_fwd);
+          p.evaluated = true;
+          p.eval_loss = e.loss;
+          p.eval_accuracy = e.accuracy;
+        }
+        if (aligns_at(config, spec.rule, it)) {
+          bptt_gradient(shape, a, params.data(), fwd, dL_dy, bptt_grad.data());
+          p.aligned = true;
+          p.alignment = cosine(grad.data() + layout.W_h, bptt_grad.data() + layout.W_h, size_t(shape.H) * shape.H);
+        }
+        r.probes.push_back(p);
       }
       if (config.optimizer == "adam")
         adam_step(params.data(), grad.data(), params.size(), spec.lr, hyper, adam);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "host/cpu/model.h"
 #include "rnnsweep/backend.h"
 
 namespace rnnsweep::cpu {
@@ -13,6 +14,14 @@ namespace rnnsweep::cpu {
 // trajectory (see work_units).
 NetworkResult train_network(const Config& config, const NetworkSpec& spec, const RunOptions& options,
                             std::atomic<long long>& progress);
+
+// The held-out loss and accuracy (eval_every): the means over `batches` of task_loss, each
+// batch as training computes its loss.
+LossValue held_out_loss(const Shape& shape, float a, const float* params, const std::vector<Trials>& batches,
+                        Forward<float>& fwd);
+
+// cos(u, v) of two n-vectors, summed in double (alignment); NaN where either is zero.
+double cosine(const float* u, const float* v, size_t n);
 
 // The units train_network advances `progress` by, for this network.
 long long work_units(const Config& config, const NetworkSpec& spec, const RunOptions& options);

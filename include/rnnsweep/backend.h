@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,10 +24,44 @@ struct CurvePoint {
 };
 
 struct FlossPoint {
-  long iteration;
-  double loss;  // sum of the squared leading exponents, before this iteration's update
-  int k_used;   // exponents in the loss: floss_k, or fewer when a step annihilated a direction
+  long iteration;  // within its episode: 0 .. floss_iters - 1 (pretraining) or floss_iters_each - 1
+  double loss;     // sum of the squared leading exponents, before this iteration's update
+  int k_used;      // exponents in the loss: floss_k, or fewer when a step annihilated a direction
+  long training_iteration = 0;  // the training iteration it preceded: 0 pretraining, else a multiple of floss_every
 };
+
+// What a network measures besides its training loss at a logged iteration: the held-out loss
+// and accuracy (eval_every) and the alignment of its rule's gradient with BPTT's (alignment);
+// NaN where not measured there. Of the network before that iteration's update, as the curve.
+struct ProbePoint {
+  long iteration = 0;
+  bool evaluated = false, aligned = false;  // which of the two were measured here
+  double eval_loss = std::numeric_limits<double>::quiet_NaN();  // means over the eval batches
+  double eval_accuracy = eval_loss;
+  double alignment = eval_loss;  // cos(dW_h of the rule, dW_h of BPTT), same batch and weights
+};
+inline bool evaluates_at(const Config& c, long i) {
+  return c.eval_every > 0 && (i % c.eval_every == 0 || i == c.iters - 1);
+}
+inline bool aligns_at(const Config& c, Rule rule, long i) {
+  return c.alignment && rule != Rule::bptt && (i % c.log_every == 0 || i == c.iters - 1);
+}
+
+// Whether a floss = true network flosses (floss_iters_each iterations) just before training
+// iteration i: every floss_every iterations after the first (iteration 0 has the pretraining).
+inline bool flosses_at(const Config& c, long i) {
+  return c.floss_every > 0 && i > 0 && i < c.iters && i % c.floss_every == 0;
+}
+// How many of those episodes fall at or after training iteration `first`.
+inline long floss_episodes_from(const Config& c, long first) {
+  if (c.floss_every <= 0 || first >= c.iters) return 0;
+  return (c.iters - 1) / c.floss_every - (std::max(first, 1L) - 1) / c.floss_every;
+}
+// The first batch of the flossing stream that the episode before training iteration i draws
+// (batch b of an episode is this plus b): after the pretraining's, every episode its own.
+inline long floss_first_batch(const Config& c, long i) {
+  return i == 0 ? 0 : c.floss_iters + (i / c.floss_every - 1) * c.floss_iters_each;
+}
 
 // The leading exponents of a network during training (le_every > 0): the network after
 // `iteration` updates (0: the start of training, after flossing), le_track_k values, decreasing.
@@ -64,6 +99,12 @@ struct NetworkResult {
   std::vector<double> spectrum_init, spectrum_flossed, spectrum_trained;
   std::vector<FlossPoint> floss_curve;
   std::vector<TrackedSpectrum> tracked;  // le_every > 0: lyapunov_curves.csv
+  std::vector<ProbePoint> probes;        // eval_every > 0 or alignment: curves.csv
+  // held-out twins of final_* and tail_* (eval_every > 0, else NaN): at the last iteration, and
+  // the mean over the eval points in the last 10% of the iterations (at least the last one)
+  double eval_final_loss = std::numeric_limits<double>::quiet_NaN(), eval_final_accuracy = eval_final_loss;
+  double eval_tail_loss = eval_final_loss, eval_tail_accuracy = eval_final_loss;
+  bool evaluated = false;  // eval_every > 0: the twins above are measured (NaN where diverged)
 
   std::vector<float> params_init, params_final;  // only with RunOptions::keep_weights
   double seconds = 0;
@@ -83,6 +124,7 @@ struct NetworkCheckpoint {
   std::vector<double> spectrum_init, spectrum_flossed;
   std::vector<FlossPoint> floss_curve;
   std::vector<TrackedSpectrum> tracked;  // those of the iterations before `iteration`
+  std::vector<ProbePoint> probes;        // likewise
 };
 
 // How a run is steered from outside the backend: stopping, finished results, checkpoints.
@@ -155,7 +197,8 @@ void tune_kernels(const TuneArgs& args);
 // The training statistics of `r` (iterations, curve, best, final and tail loss and accuracy,
 // divergence) from the loss and accuracy of every iteration trained before the network
 // diverged (diverged_at: the first iteration whose loss was NaN/Inf, -1 if none) and whether
-// its final parameters are finite (an update in the last iteration may break them). Both
+// its final parameters are finite (an update in the last iteration may break them), and the
+// held-out twins from r.probes (which must hold the eval points of those iterations). Both
 // backends summarise through this one function, so their tables differ only in the numbers.
 void summarise_training(const Config& config, const std::vector<double>& losses,
                         const std::vector<double>& accuracies, long diverged_at, bool final_params_finite,

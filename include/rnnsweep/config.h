@@ -43,6 +43,14 @@ struct Config {
   // Training iterations between checkpoints of the networks in flight (also written on SIGTERM,
   // SIGINT and SIGUSR1); 0 writes them only on those signals.
   long checkpoint_every = 1000;
+  // Held-out evaluation (0: off): every eval_every iterations (a multiple of log_every) and at
+  // the last, loss and accuracy of the network on eval_trials fixed trials (a multiple of
+  // batch) of its data seed's eval stream, as batches of `batch` trials.
+  long eval_every = 0;
+  long eval_trials = 256;
+  // e-prop and RFLO networks: the cosine between the rule's W_h gradient and BPTT's on the same
+  // batch, at every logged iteration.
+  bool alignment = false;
   std::string optimizer = "adam";
   // The CUDA backend's step products: "fp32" (FMA pipes) or "tf32x3" (tensor cores, TF32 with the
   // 3xTF32 split: FP32's accuracy, docs/precision.md). The CPU backend computes in FP32 for both.
@@ -65,6 +73,10 @@ struct Config {
   double floss_lr = 1e-3;
   int floss_k = 32;
   long floss_steps = 100, floss_warmup = 20;
+  // flossing during training (floss = true networks): floss_iters_each flossing iterations
+  // before every floss_every-th training iteration (0: pretraining only)
+  long floss_every = 0;
+  long floss_iters_each = 10;
 
   TaskParams romo = make_task(TaskKind::romo);
   TaskParams two_af = make_task(TaskKind::two_af);
@@ -79,6 +91,11 @@ struct Config {
     return k == TaskKind::romo ? romo : k == TaskKind::two_af ? two_af : dms;
   }
   int spectrum_k() const { return le_k > 0 ? le_k : hidden; }
+  // the flossing iterations of one floss = true network: its pretraining and its episodes
+  // during training (one before every floss_every-th iteration after the first)
+  long flossing_iterations() const {
+    return floss_iters + (floss_every > 0 ? (iters - 1) / floss_every : 0) * floss_iters_each;
+  }
   // the grid axes `hidden` and `batch`: every value the config lists
   std::vector<int> hiddens() const { return hidden_list.empty() ? std::vector<int>{hidden} : hidden_list; }
   std::vector<int> batches() const { return batch_list.empty() ? std::vector<int>{batch} : batch_list; }

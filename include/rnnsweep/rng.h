@@ -39,6 +39,7 @@ enum class Purpose : std::uint32_t {
   init_lowrank_m = 11,  // the low-rank part's left vectors (init = "lowrank"), keyed by seed
   init_lowrank_n = 12,  // ... and its right vectors
   init_sparse_mask = 13,  // which entries of W_h a sparse start keeps (init = "sparse")
+  eval_trials = 14,       // the held-out trials of eval_every, keyed by data_seed (batches 0, 1, ...)
 };
 
 struct Philox {
