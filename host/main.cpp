@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "host/cpu/tasks.h"
+#include "host/evaluate.h"
 #include "host/sweep.h"
 #include "host/writers.h"
 #include "rnnsweep/backend.h"
@@ -195,6 +196,24 @@ int main(int argc, char** argv) {
   tables->add_option("--out", tables_out, "write them here instead of DIR/partial (refreshed on each call)");
   tables->allow_extras();
 
+  EvaluateArgs eval_args;
+  bool no_states = false;
+  CLI::App* evaluate = app.add_subcommand(
+      "evaluate", "run a results folder's saved networks (run --save-weights) on fresh trials: inputs, hidden "
+                  "states and outputs as .npy, loss, accuracy and a psychometric table per network");
+  evaluate->add_option("dir", eval_args.dir, "the results folder")->required();
+  evaluate->add_option("--networks", eval_args.networks,
+                       "ids to evaluate, e.g. 0,3,10-19 (default: every network with saved weights)");
+  evaluate->add_option("--trials", eval_args.trials, "fresh trials per task (default 256)");
+  evaluate->add_option("--data-seed", eval_args.data_seed,
+                       "seed of the fresh trials (default 0; the same trials for every network of a task)");
+  evaluate->add_option("--stage", eval_args.stage, "final (default) | init | both: the trained or the initial networks");
+  evaluate->add_flag("--no-states", no_states, "leave out the hidden states (the largest files)");
+  evaluate->add_option("--out", eval_args.out, "output folder (default DIR/evaluate)");
+  evaluate->add_flag("--force", eval_args.force, "replace an earlier evaluation in --out");
+  evaluate->add_option("--threads", eval_args.threads, "CPU threads (0: all cores)");
+  evaluate->allow_extras();
+
   TrialsArgs trials_args;
   CLI::App* trials = app.add_subcommand(
       "trials", "write the trials of one of a network's streams: training batches, spectrum or flossing trajectories");
@@ -226,7 +245,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-    for (CLI::App* sub : {run, lyap, plan, merge, tables, trials, tune})
+    for (CLI::App* sub : {run, lyap, plan, merge, tables, trials, tune, evaluate})
       if (sub->parsed()) reject_extras(*sub);
     if (run->parsed()) {
       // --resume takes everything from the folder; a config or grid options would be ignored
@@ -246,6 +265,10 @@ int main(int argc, char** argv) {
     if (plan->parsed()) return plan_sweep(plan_args);
     if (merge->parsed()) return merge_runs(merge_dirs, merge_out, merge_force, command_line);
     if (tables->parsed()) return write_tables_so_far(tables_dir, tables_out);
+    if (evaluate->parsed()) {
+      eval_args.states = !no_states;
+      return evaluate_networks(eval_args, command_line);
+    }
     if (tune->parsed()) {
       tune_kernels(tune_args);
       return 0;

@@ -151,29 +151,6 @@ std::string prepare_out_dir(const std::string& out, bool force) {
   return out;
 }
 
-json read_manifest(const std::string& dir, const std::string& flag) {
-  const std::string path = dir + "/manifest.json";
-  std::ifstream in(path);
-  if (!in) throw UsageError(flag + " '" + dir + "': not an rnnsweep results folder (no manifest.json)");
-  try {
-    return json::parse(in);
-  } catch (const json::exception&) {
-    throw UsageError(flag + " '" + dir + "': manifest.json is damaged");
-  }
-}
-
-// The config a manifest was run with: every key set back from its resolved value (the config
-// file itself may have changed since).
-Config config_from_manifest(const json& manifest, const std::string& dir) {
-  std::vector<std::string> overrides;
-  for (const auto& [key, value] : manifest.at("config").items())
-    overrides.push_back(key + "=" + value.dump());
-  Config config = default_config_with(overrides);
-  if (config_to_json(config) != manifest.at("config"))
-    throw UsageError("'" + dir + "/manifest.json': its config does not read back the same in this version");
-  return config;
-}
-
 Shard shard_of_manifest(const json& manifest) {
   Shard s;
   if (manifest.contains("shard"))
@@ -225,7 +202,29 @@ void remove_partial_snapshot(const std::string& dir) {
   fs::remove_all(dir + "/partial.tmp", ignored);
 }
 
-// A run's networks: its shard of its config's grid.
+}  // namespace
+
+json read_manifest(const std::string& dir, const std::string& flag) {
+  const std::string path = dir + "/manifest.json";
+  std::ifstream in(path);
+  if (!in) throw UsageError(flag + " '" + dir + "': not an rnnsweep results folder (no manifest.json)");
+  try {
+    return json::parse(in);
+  } catch (const json::exception&) {
+    throw UsageError(flag + " '" + dir + "': manifest.json is damaged");
+  }
+}
+
+Config config_from_manifest(const json& manifest, const std::string& dir) {
+  std::vector<std::string> overrides;
+  for (const auto& [key, value] : manifest.at("config").items())
+    overrides.push_back(key + "=" + value.dump());
+  Config config = default_config_with(overrides);
+  if (config_to_json(config) != manifest.at("config"))
+    throw UsageError("'" + dir + "/manifest.json': its config does not read back the same in this version");
+  return config;
+}
+
 std::vector<NetworkSpec> networks_of_manifest(const json& manifest, const std::string& dir) {
   const Config config = config_from_manifest(manifest, dir);
   const auto grid = expand_grid(config);
@@ -233,13 +232,11 @@ std::vector<NetworkSpec> networks_of_manifest(const json& manifest, const std::s
   return shard.count > 1 ? shard_of(config, grid, shard.index, shard.count) : grid;
 }
 
-// A snapshot folder (status "partial") given where a run's own folder belongs.
 void refuse_snapshot(const json& manifest, const std::string& dir, const std::string& what) {
   if (manifest.value("status", "") == "partial")
     throw UsageError(what + " '" + dir + "': it holds the partial tables of '" +
                      manifest["partial"].value("of", "?") + "', not a run; name that run's folder");
 }
-}  // namespace
 
 int run_sweep(const SweepArgs& args, const std::string& command_line) {
   const auto start = std::chrono::steady_clock::now();

@@ -2,8 +2,12 @@
 // parses the command line into these and turns their exceptions into exit codes.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "rnnsweep/config.h"
+#include "rnnsweep/grid.h"
 
 namespace rnnsweep {
 
@@ -31,6 +35,17 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
 // interrupted or failed) run that have finished so far, into DIR/partial (or DIR2), a results
 // folder of its own whose manifest says status "partial". Safe beside the running run.
 int write_tables_so_far(const std::string& dir, const std::string& out);
+
+// A results folder, as the commands that read one see it. Each problem is a UsageError naming
+// `flag` (the command or option that named the folder) and the folder.
+nlohmann::json read_manifest(const std::string& dir, const std::string& flag);
+// The config a manifest was run with: every key set back from its resolved value (the config
+// file itself may have changed since).
+Config config_from_manifest(const nlohmann::json& manifest, const std::string& dir);
+// A run's networks: its shard of its config's grid.
+std::vector<NetworkSpec> networks_of_manifest(const nlohmann::json& manifest, const std::string& dir);
+// Refuses a snapshot folder (status "partial") given where a run's own folder belongs.
+void refuse_snapshot(const nlohmann::json& manifest, const std::string& dir, const std::string& what);
 
 // `rnnsweep plan CONFIG`: grid size, memory, chunking and a time estimate from a short
 // calibration run, printed on stdout.

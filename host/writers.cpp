@@ -8,10 +8,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <stdexcept>
+#include <iterator>
 #include <tuple>
 
 namespace rnnsweep {
@@ -218,11 +220,14 @@ void write_timings_csv(const std::string& path, const std::vector<NetworkResult>
   f.commit();
 }
 
-void write_npy(const std::string& path, const float* column_major, int rows, int cols) {
+void write_npy_array(const std::string& path, const char* descr, const std::vector<long>& shape, const void* data,
+                     size_t bytes) {
   // .npy format version 1.0: magic, header length, a Python dict literal padded so that the
-  // data starts at a multiple of 64 bytes, then the raw little-endian float32 data.
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                       std::to_string(cols) + "), }";
+  // data starts at a multiple of 64 bytes, then the raw little-endian data in C order.
+  std::string dims;
+  for (size_t k = 0; k < shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(shape[k]);
+  if (shape.size() == 1) dims += ',';
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   const size_t preamble = 10;
   header.append(64 - (preamble + header.size() + 1) % 64, ' ');
   header += '\n';
@@ -233,11 +238,38 @@ void write_npy(const std::string& path, const float* column_major, int rows, int
   const char len_bytes[2] = {char(len & 0xff), char(len >> 8)};
   o.write(len_bytes, 2);
   o << header;
+  o.write(static_cast<const char*>(data), std::streamsize(bytes));
+  f.commit();
+}
+
+void write_npy(const std::string& path, const float* column_major, int rows, int cols) {
   std::vector<float> row_major(size_t(rows) * cols);
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) row_major[size_t(r) * cols + c] = column_major[size_t(c) * rows + r];
-  o.write(reinterpret_cast<const char*>(row_major.data()), std::streamsize(row_major.size() * sizeof(float)));
-  f.commit();
+  write_npy_array(path, "<f4", {rows, cols}, row_major.data(), row_major.size() * sizeof(float));
+}
+
+std::vector<float> read_npy_matrix(const std::string& path, int rows, int cols) {
+  auto bad = [&](const std::string& why) { return UsageError("'" + path + "': " + why); };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad("cannot read it");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("not an .npy file");
+  const size_t len = (unsigned char)bytes[8] + 256 * size_t((unsigned char)bytes[9]);
+  if (bytes[6] != 1 || bytes.size() < 10 + len) throw bad("not an .npy file of version 1.0");
+  const std::string header = bytes.substr(10, len);
+  const std::string shape = "'shape': (" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+  if (header.find("'descr': '<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos)
+    throw bad("not a C-order float32 array");
+  if (header.find(shape) == std::string::npos)
+    throw bad("expected shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ") for this network");
+  if (bytes.size() != 10 + len + size_t(rows) * cols * sizeof(float)) throw bad("truncated");
+  std::vector<float> column_major(size_t(rows) * cols);
+  const char* data = bytes.data() + 10 + len;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c)
+      std::memcpy(&column_major[size_t(c) * rows + r], data + (size_t(r) * cols + c) * sizeof(float), sizeof(float));
+  return column_major;
 }
 
 void write_weights(const std::string& dir, const Config& config, const std::vector<NetworkResult>& results) {
@@ -254,6 +286,10 @@ void write_weights(const std::string& dir, const Config& config, const std::vect
       write_npy(stem + "W_h.npy", p->data() + L.W_h, s.H, s.H);
       write_npy(stem + "W_x.npy", p->data() + L.W_x, s.H, s.I);
       write_npy(stem + "w.npy", p->data() + L.w, s.O, s.H);
+      if (s.bias) {
+        write_npy(stem + "b.npy", p->data() + L.b, s.H, 1);
+        write_npy(stem + "b_out.npy", p->data() + L.b_out, s.O, 1);
+      }
     }
     // RFLO's fixed feedback, so that every result can be re-derived from the files.
     if (r.spec.rule == Rule::rflo && !r.params_init.empty()) {

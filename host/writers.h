@@ -35,12 +35,19 @@ void write_lyapunov_csv(const std::string& path, const std::vector<NetworkResult
 void write_summary_csv(const std::string& path, const std::vector<SummaryRow>& rows);
 void write_timings_csv(const std::string& path, const std::vector<NetworkResult>& results);
 
-// Each network's initial and final W_h, W_x, w as float32 .npy (C order, shape rows x cols)
-// in `dir`, named net<id>_<init|final>_<W_h|W_x|w>.npy.
+// Each network's initial and final W_h, W_x, w (and with bias = true b and b_out, H x 1 and
+// O x 1) as float32 .npy (C order, shape rows x cols) in `dir`, named
+// net<id>_<init|final>_<W_h|W_x|w|b|b_out>.npy; RFLO networks also net<id>_B.npy.
 void write_weights(const std::string& dir, const Config& config, const std::vector<NetworkResult>& results);
 
 // A float32 matrix stored column-major, written as a C-order .npy array of shape rows x cols.
 void write_npy(const std::string& path, const float* column_major, int rows, int cols);
+// Any C-order .npy array: `descr` is numpy's type code ("<f4", "<i4"), `data` holds `bytes`.
+void write_npy_array(const std::string& path, const char* descr, const std::vector<long>& shape, const void* data,
+                     size_t bytes);
+// A float32 matrix that write_npy wrote, back in column-major order; a file that is not one, or
+// not of shape rows x cols, is a UsageError naming it.
+std::vector<float> read_npy_matrix(const std::string& path, int rows, int cols);
 
 void write_json(const std::string& path, const nlohmann::json& j);
 

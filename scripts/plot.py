@@ -21,6 +21,11 @@ missing ones drawn):
 - alignment.png (needs alignment = true): the cosine of the local rules' W_h gradient with BPTT's
   against training iteration, one panel per task x local rule, one line per gain at that gain's
   best lr, without flossing: mean across seeds with a min-max band.
+- psychometric.png (needs RESULTS_DIR/evaluate/psychometric.csv, from `rnnsweep evaluate
+  RESULTS_DIR`): the fraction of trials choosing the second option against the signed condition
+  (romo f1 - f2, "f2 > f1"; 2af signed coherence, output 2; dms match, "non-match") of the trained
+  networks, one panel per task x rule, one line per gain at that gain's best lr, without flossing:
+  mean across seeds with a min-max band.
 - flossing.png (figure 4): tail loss at the best lr against gain with and without flossing
   (mean +- std across seeds), one panel per task x rule (e-prop and whichever rules the sweep has).
 - max_le_training.png (needs le_every > 0, lyapunov_curves.csv): the largest Lyapunov exponent
@@ -47,8 +52,11 @@ import math
 import os
 import sys
 
-FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "flossing.png",
-           "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
+FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "psychometric.png",
+           "flossing.png", "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
+# the condition of each task's psychometric curve (rnnsweep evaluate's psychometric.csv)
+PSYCHOMETRIC = {"romo": ("f1_minus_f2", "f1 - f2"), "2af": ("signed_coherence", "signed coherence (%)"),
+                "dms": ("match", "match (1) / non-match (0)")}
 SUMMARY_CSV = "gain_summary.csv"
 NETWORK_COLUMNS = ("network", "task", "rule", "gain", "lr", "seed", "floss", "status", "max_le_init")
 PANEL_W, PANEL_H = 3.1, 2.4
@@ -110,6 +118,7 @@ class Results:
             self.summary["task"] = self.folded(self.summary)
         self.curves = self._read("curves.csv")
         self.lyapunov_curves = self._read("lyapunov_curves.csv")
+        self.psychometric = self._read(os.path.join("evaluate", "psychometric.csv"))
 
     def folded(self, table):
         """the task column, with the init and shape appended where the sweep has several"""
@@ -148,9 +157,9 @@ def finite(values):
     return np.where(np.isfinite(v), v, np.nan)
 
 
-def panel_grid(plt, r, title, sharey="row", extra_w=1.2, rules=None):
+def panel_grid(plt, r, title, sharey="row", extra_w=1.2, rules=None, sharex=True):
     rules = rules or r.rules
-    fig, axes = plt.subplots(len(r.tasks), len(rules), squeeze=False, sharex=True, sharey=sharey,
+    fig, axes = plt.subplots(len(r.tasks), len(rules), squeeze=False, sharex=sharex, sharey=sharey,
                              # at least two panels wide, so that a one-rule sweep's title fits
                              figsize=(PANEL_W * max(2, len(rules)) + extra_w, PANEL_H * len(r.tasks) + 0.6),
                              layout="constrained")
@@ -369,6 +378,44 @@ def draw_alignment(r, path, plt):
                 ax.set_xlabel("training iteration")
             if j == 0:
                 ax.set_ylabel(r"cos($\Delta W_h$, BPTT)")
+    gain_legend(plt, axes, r.gains, colors)
+    save(fig, path, plt)
+
+
+def draw_psychometric(r, path, plt):
+    r.need_training("psychometric curves")
+    if r.psychometric is None:
+        raise NotDrawn(f"{r.folder} has no evaluate/psychometric.csv (rnnsweep evaluate {r.folder} writes it)")
+    r.need("summary.csv")
+    p = r.psychometric
+    p = p[(p["stage"] == "final") & (p["condition"] == p["task"].map(lambda t: PSYCHOMETRIC[t][0]))]
+    chosen = r.at_best_lr(r.base_floss)
+    # folded task names (init, shape) come from networks.csv through the network id
+    data = p.drop(columns="task").merge(chosen[["network", "task", "rule", "gain", "seed"]], on="network")
+    if data.empty:
+        raise NotDrawn("evaluate/psychometric.csv has no trained network at the best lr (evaluate them: "
+                       "rnnsweep evaluate RESULTS_DIR)")
+    data = data.rename(columns={"level": "iteration"})  # draw_seed_bands' x axis
+    n_seeds = r.networks["seed"].nunique()
+    trials = int(r.psychometric["trials"].groupby([r.psychometric["network"], r.psychometric["stage"],
+                                                   r.psychometric["condition"]]).sum().max())
+    fig, axes = panel_grid(plt, r, f"Psychometric curves of the trained networks at each gain's best lr, "
+                                   f"{r.floss_note()}, {trials} fresh trials\nline: mean across {n_seeds} seeds; "
+                                   "band: lowest to highest seed", sharey=True, sharex="row")
+    colors = gain_colors(plt, r.gains)
+    base = {t: t.split(" / ")[0] for t in r.tasks}
+    for i, task in enumerate(r.tasks):
+        for j, rule in enumerate(r.rules):
+            ax = axes[i][j]
+            sub = data[(data["task"] == task) & (data["rule"] == rule)]
+            draw_seed_bands(ax, sub, "p_second", colors)
+            ax.axhline(0.5, color="0.3", lw=0.6, ls=":")
+            ax.set_ylim(-0.03, 1.03)
+            if sub.empty:
+                ax.text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(PSYCHOMETRIC[base[task]][1], fontsize=8)
+            if j == 0:
+                ax.set_ylabel("P(second choice)")
     gain_legend(plt, axes, r.gains, colors)
     save(fig, path, plt)
 
@@ -651,7 +698,8 @@ def main():
     out = args.out or os.path.join(folder, "plots")
     # the figures this folder can give: max_le_training.png only where spectra were tracked
     # and alignment.png only where the sweep measured it
-    gives = {"max_le_training.png": r.lyapunov_curves is not None, "alignment.png": has_alignment(r)}
+    gives = {"max_le_training.png": r.lyapunov_curves is not None, "alignment.png": has_alignment(r),
+             "psychometric.png": r.psychometric is not None}
     names = tuple(n for n in FIGURES if gives.get(n, True)) + (SUMMARY_CSV,)
     existing = [n for n in names if os.path.exists(os.path.join(out, n))] if not args.force else []
     if existing and len(existing) == len(names):
@@ -663,6 +711,7 @@ def main():
         "max_le.png": lambda p: draw_max_le(r, p, plt),
         "max_le_training.png": lambda p: draw_max_le_training(r, p, plt),
         "alignment.png": lambda p: draw_alignment(r, p, plt),
+        "psychometric.png": lambda p: draw_psychometric(r, p, plt),
         "flossing.png": lambda p: draw_flossing(r, p, plt),
         "heatmap_tail_loss.png": lambda p: draw_heatmap(r, p, plt, "tail_loss", "tail loss"),
         "heatmap_tail_accuracy.png": lambda p: draw_heatmap(r, p, plt, "tail_accuracy", "tail accuracy"),

@@ -4,7 +4,7 @@
     python3 tests/test_plot.py RNNSWEEP_BINARY
 
 Runs a tiny sweep (2 tasks, 3 rules, 3 gains, 2 lrs of which one diverges on romo, 2 seeds,
-flossing off and on), then checks that plot.py draws every figure it promises as a valid PNG,
+flossing off and on; its saved networks evaluated), then checks that plot.py draws every figure it promises as a valid PNG,
 writes its summary table, refuses to overwrite without --force, writes elsewhere with --out; that
 a `rnnsweep lyapunov` folder gives the max LE figure and one "not drawn" line per other figure;
 that a sweep without flossing says why it has no flossing figure; and that a folder that is not
@@ -20,8 +20,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLOT = os.path.join(HERE, "..", "scripts", "plot.py")
-FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "flossing.png",
-           "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
+FIGURES = ("learning_curves.png", "max_le.png", "max_le_training.png", "alignment.png", "psychometric.png",
+           "flossing.png", "heatmap_tail_loss.png", "heatmap_tail_accuracy.png")
 MAX_BYTES = 150 * 1024  # committed figures must stay small
 
 CONFIG = """\
@@ -105,7 +105,8 @@ def main():
         with open(config, "w") as f:
             f.write(CONFIG)
         full, lya, nofloss = (os.path.join(tmp, d) for d in ("full", "lyapunov", "nofloss"))
-        for cmd in ([binary, "run", config, "--out", full, "--quiet"],
+        for cmd in ([binary, "run", config, "--out", full, "--quiet", "--save-weights"],
+                    [binary, "evaluate", full, "--trials", "16", "--no-states"],
                     [binary, "lyapunov", config, "--out", lya, "--quiet"],
                     [binary, "run", config, "--set", "floss=[false]", "--out", nofloss, "--quiet"]):
             rc, out, err = run(cmd)
@@ -177,14 +178,16 @@ def main():
                 check(has_line(out, f"{name}: not drawn: "), f"no '{name}: not drawn: ...' line in:\n{out}")
                 check(not os.path.exists(os.path.join(lya, "plots", name)), f"{name} drawn from a lyapunov folder")
 
-        # A sweep without flossing: all but the flossing figure, and why.
+        # A sweep without flossing (nor an evaluation): all but the flossing figure, and why.
         rc, out, err = plot(nofloss)
         check(rc == 0, f"plot.py on a sweep without flossing exited {rc}: {err.strip()}")
         check(has_line(out, "flossing.png: not drawn: this sweep has no floss = true networks"),
               f"no flossing 'not drawn' line in:\n{out}")
         for name in FIGURES:
-            if name != "flossing.png":
+            if name not in ("flossing.png", "psychometric.png"):
                 check_png(os.path.join(nofloss, "plots", name))
+        check(not os.path.exists(os.path.join(nofloss, "plots", "psychometric.png")),
+              "psychometric.png drawn without an evaluation")
 
         # An unfinished run (its journal's first 10 networks, and half of the 11th as a run being
         # appended to leaves it): plot.py says how to get tables; `rnnsweep tables` writes them,

@@ -40,6 +40,7 @@ enum class Purpose : std::uint32_t {
   init_lowrank_n = 12,  // ... and its right vectors
   init_sparse_mask = 13,  // which entries of W_h a sparse start keeps (init = "sparse")
   eval_trials = 14,       // the held-out trials of eval_every, keyed by data_seed (batches 0, 1, ...)
+  evaluate_trials = 15,   // the fresh trials of `rnnsweep evaluate`, keyed by its --data-seed (batch 0)
 };
 
 struct Philox {

@@ -85,11 +85,25 @@ struct TrialView {
   int* label;
 };
 
+// What the generator drew for one trial, for analyses of trained networks (`rnnsweep evaluate`
+// writes it beside the trials): the output that is correct at the decision (romo: the channel,
+// 0 when f1 > f2; 2af and dms: the label, 1 or 2) and the task's own conditions. Fields of the
+// other tasks stay at their defaults.
+struct TrialConditions {
+  int correct = 0;
+  double f1 = 0, f2 = 0;  // romo: the two frequencies
+  int delay = 0;          // romo: the delay in steps
+  double coherence = 0;   // 2af: the coherence (correct 1: evidence on ring channel 1, 2: channel 2)
+  int sample = 0;         // dms: the sample's direction, 0 (theta = 0) or 1 (theta = pi)
+  bool match = false;     // dms: the test matches the sample (correct 1)
+};
+
 // Writes trial `trial` of the batch of iteration `iteration` drawn from `rng` into column `slot` of
 // `out` (by default column `trial`; a device kernel that walks through trials one at a time passes a
-// one-trial view and slot 0).
+// one-trial view and slot 0), and what it drew into `conditions` where given.
 RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, std::uint32_t iteration,
-                                       int trial, const TrialView& out, int slot = -1) {
+                                       int trial, const TrialView& out, int slot = -1,
+                                       TrialConditions* conditions = nullptr) {
   const int T = out.T, Bt = out.Bt, I = out.I, O = out.O;
   const int b = slot < 0 ? trial : slot;
   // size_t: T * Bt * I may exceed the range of int for long trials and large batches
@@ -116,6 +130,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     for (int t = f1_on; t < f1_on + p.romo_pulse; ++t) x(t, 0) = static_cast<float>(f1);
     for (int t = f2_on; t < f2_off; ++t) x(t, 0) = static_cast<float>(f2);
     const int correct = f1 > f2 ? 0 : 1;
+    if (conditions) conditions->correct = correct, conditions->f1 = f1, conditions->f2 = f2, conditions->delay = d;
     for (int t = 0; t < T; ++t) {
       const bool response = t >= resp_on && t < resp_off;
       for (int o = 0; o < O; ++o) {
@@ -145,6 +160,7 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     label_on_decision = 1 + choice;
     angle_sample = choice * pi;
     amp_sample = coh / 200.0;  // 0.5 + cos(theta_k - theta_c) * coh / 200
+    if (conditions) conditions->correct = label_on_decision, conditions->coherence = coh;
   } else {
     const bool match = to_index(w0[0], 2) == 0;
     const double sample = to_index(w0[1], 2) * pi;
@@ -157,6 +173,8 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     angle_sample = sample;
     angle_test = match ? sample : sample + pi;
     amp_sample = amp_test = 0.5;
+    if (conditions)
+      conditions->correct = label_on_decision, conditions->sample = to_index(w0[1], 2), conditions->match = match;
   }
   for (int t = 0; t < T; ++t) {
     const bool decision = t >= decision_on;
