@@ -318,6 +318,14 @@ std::vector<KeyDef> make_keys() {
   k.push_back(TASK_INT(2af, two_af.delay_ms, "delay", 0, 10000000, "an integer >= 0, a multiple of dt (ms)"));
   k.push_back(
       TASK_INT(2af, two_af.decision_ms, "decision", 1, 10000000, "an integer > 0, a multiple of dt (ms)"));
+  // TaskParams is shared with the device, so the choice is stored as a flag, not a string
+  k.push_back({"2af.fixation_cue", "one of classic neurogym",
+               [](Config& c, const toml::node& n) {
+                 const std::string v = as_string(n);
+                 if (v != "classic" && v != "neurogym") bad_value(n);
+                 c.two_af.fixation_off_after_fixation = v == "neurogym";
+               },
+               [](const Config& c) { return json(c.two_af.fixation_off_after_fixation ? "neurogym" : "classic"); }});
   k.push_back({"2af.coherences", "a list of 1 to 8 numbers >= 0",
                [](Config& c, const toml::node& n) {
                  auto v = as_list<double>(n, as_double);

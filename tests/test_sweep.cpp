@@ -498,6 +498,7 @@ TEST(Sweep, BadInputExitsWithTwoAndOneLineBeforeAnyWork) {
       {"run " + config + " --set floss_k=17", "config key 'floss_k'"},
       {"run " + config + " --set 'tasks=[\"romo\",\"xor\"]'", "invalid value \"xor\""},
       {"run " + config + " --set lr=0.1", "did you mean 'lrs'"},
+      {"run " + config + " --set 2af.fixation_cue=off", "config key '2af.fixation_cue'"},
       {"run " + config + " --backend gpu", "allowed: auto, cpu"},
       // without a GPU (or a build without CUDA) the cuda backend is refused (with one, every
       // hidden size runs: the layered path takes what no thread block holds, so nothing is

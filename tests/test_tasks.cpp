@@ -115,6 +115,25 @@ TEST(Tasks, TwoAfTrialStructure) {
   EXPECT_NEAR(choice1 / double(B), 0.5, 0.04);  // fair coin, 4000 draws: 5 sigma
 }
 
+// 2af.fixation_cue = "neurogym": the cue is on during the fixation period only (neurogym 2.x),
+// everything else the classic trial's, from the same random words.
+TEST(Tasks, TwoAfNeurogymFixationCueIsOffFromTheStimulusOn) {
+  const int B = 200;
+  TaskParams classic = task_of(TaskKind::two_af);
+  classic.delay_ms = 300;  // steps: fixation 0, stimulus 1..20, delay 21..23, decision 24
+  TaskParams neurogym = classic;
+  neurogym.fixation_off_after_fixation = true;
+  ASSERT_EQ(classic.T(), 25);
+  const Trials c = training_trials(classic, 3, 5, B), n = training_trials(neurogym, 3, 5, B);
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < 25; ++s) {
+      ASSERT_EQ(x_at(c, s, b, 0), s < 24 ? 1.0f : 0.0f) << "classic: on until the decision";
+      ASSERT_EQ(x_at(n, s, b, 0), s < 1 ? 1.0f : 0.0f) << "neurogym: on during fixation only";
+      for (int i = 1; i < 3; ++i) ASSERT_EQ(x_at(n, s, b, i), x_at(c, s, b, i));
+      ASSERT_EQ(label_at(n, s, b), label_at(c, s, b));
+    }
+}
+
 TEST(Tasks, DmsTrialStructure) {
   const int B = 4000;
   TaskParams p = task_of(TaskKind::dms);

@@ -14,8 +14,11 @@ namespace {
 
 TEST(CudaTasks, DeviceTrialsEqualHostTrials) {
   RNNSWEEP_NEED_DEVICE();
-  for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms}) {
-    const TaskParams task = Config::make_task(kind);
+  for (int variant = 0; variant < 4; ++variant) {
+    // the three tasks, and 2af with its neurogym fixation cue (2af.fixation_cue)
+    const TaskKind kind = variant == 3 ? TaskKind::two_af : TaskKind(variant);
+    TaskParams task = Config::make_task(kind);
+    task.fixation_off_after_fixation = variant == 3;
     const cpu::Trials host = cpu::training_trials(task, 11, 42, 67);
     const cpu::Trials dev = cuda::device_trials(task, Purpose::trials, 11, 42, 67);
     ASSERT_EQ(dev.x.size(), host.x.size());

@@ -41,6 +41,10 @@ struct TaskParams {
   // 2af
   int fixation_ms = 100, stimulus_ms = 2000, delay_ms = 0, decision_ms = 100;
   int n_coherences = 5;
+  // 2af.fixation_cue: "classic" (false) keeps the fixation cue on until the decision period, as
+  // the study and neurogym before 2.0 did; "neurogym" (true) turns it off after the fixation
+  // period, as neurogym 2.x's PerceptualDecisionMaking does.
+  bool fixation_off_after_fixation = false;
   double coherences[kMaxCoherences] = {0.0, 6.4, 12.8, 25.6, 51.2};
   // dms
   int dms_fixation_ms = 300, dms_sample_ms = 500, dms_delay_ms = 1000, dms_test_ms = 500,
@@ -176,9 +180,11 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
     if (conditions)
       conditions->correct = label_on_decision, conditions->sample = to_index(w0[1], 2), conditions->match = match;
   }
+  // the fixation cue: on until the decision, or (2af.fixation_cue = "neurogym") only before the stimulus
+  const int fixation_off = p.kind == TaskKind::two_af && p.fixation_off_after_fixation ? s_on : decision_on;
   for (int t = 0; t < T; ++t) {
     const bool decision = t >= decision_on;
-    x(t, 0) = decision ? 0.0f : 1.0f;
+    x(t, 0) = t >= fixation_off ? 0.0f : 1.0f;
     const bool in_sample = t >= s_on && t < s_off;
     const bool in_test = p.kind == TaskKind::dms && t >= t_on && t < t_off;
     if (in_sample || in_test) {
