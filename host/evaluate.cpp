@@ -22,10 +22,7 @@
 #include "rnnsweep/config.h"
 #include "rnnsweep/grid.h"
 
-#ifndef RNNSWEEP_VERSION
-#define RNNSWEEP_VERSION "unknown"
-#endif
-
+// RNNSWEEP_VERSION comes from rnnsweep_core's compile definitions (CMakeLists.txt).
 namespace fs = std::filesystem;
 
 namespace rnnsweep {
