@@ -5,7 +5,10 @@
 
 #include <toml++/toml.h>
 
+#include "host/task_file.h"
+
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -154,6 +157,14 @@ KeyDef choice_list_key(std::string name, Get ref, std::vector<std::string> choic
   int_key(                                           \
       #table "." key, [](Config& c) -> int& { return c.field; }, lo, hi, allowed)
 
+// NAME of a file task: it names output files (evaluate), so no path characters
+bool valid_file_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char ch : name)
+    if (!std::isalnum(ch) && ch != '_' && ch != '-') return false;
+  return true;
+}
+
 const double kInf = std::numeric_limits<double>::infinity();
 const long kMaxLong = std::numeric_limits<long>::max();
 const long kMaxCounter = 4294967295L;  // the largest 32-bit Philox counter word
@@ -161,7 +172,17 @@ const long kMaxSteps = 10000000L;      // trajectory lengths: beyond this, memor
 
 std::vector<KeyDef> make_keys() {
   std::vector<KeyDef> k;
-  k.push_back(choice_list_key("tasks", [](Config & c) -> auto& { return c.tasks; }, {"romo", "2af", "dms"}));
+  // built-in tasks, and file:NAME for a task read from a file (a table [file.NAME] says which)
+  k.push_back({"tasks", "a list of romo 2af dms and file:NAME (NAME: letters, digits, _ and -)",
+               [](Config& c, const toml::node& n) {
+                 c.tasks = as_list<std::string>(n, [&](const toml::node& e) {
+                   std::string v = as_string(e);
+                   const bool builtin = v == "romo" || v == "2af" || v == "dms";
+                   if (!builtin && !(v.rfind("file:", 0) == 0 && valid_file_name(v.substr(5)))) bad_value(e);
+                   return v;
+                 });
+               },
+               [](const Config& c) { return json(c.tasks); }});
   k.push_back(choice_list_key("init", [](Config & c) -> auto& { return c.inits; },
                               {"gaussian", "orthogonal", "lowrank", "sparse", "dale"}));
   k.push_back(
@@ -385,7 +406,56 @@ UsageError usage_error(const std::string& msg) {
   throw usage_error("config key '" + key + "': " + what);
 }
 
+const char* const kFileKeys = "path, dt_over_tau, dt, tau, accuracy, hash, size";
+
+// file.NAME.KEY: the table of a file task (made on first use)
+void set_file_key(Config& c, const std::string& name, const toml::node& value, const std::string& where) {
+  const size_t dot = name.find('.', 5);
+  const std::string task = name.substr(5, dot == std::string::npos ? std::string::npos : dot - 5);
+  const std::string key = dot == std::string::npos ? "" : name.substr(dot + 1);
+  if (!valid_file_name(task))
+    fail(name, "'" + task + "' is not a file task name" + where + "; allowed: [file.NAME] with NAME of letters, digits, _ and -");
+  auto it = std::find_if(c.files.begin(), c.files.end(), [&](const FileTask& f) { return f.name == task; });
+  if (it == c.files.end()) {
+    c.files.push_back(FileTask{});
+    c.files.back().name = task;
+    it = c.files.end() - 1;
+  }
+  FileTask& f = *it;
+  auto invalid = [&](const std::string& allowed) {
+    std::ostringstream os;
+    describe(os, value);
+    fail(name, "invalid value " + os.str() + where + "; allowed: " + allowed);
+  };
+  try {
+    if (key == "path") {
+      f.path = as_string(value);
+      if (f.path.empty()) invalid("the path of an .npz file");
+    } else if (key == "dt_over_tau" || key == "dt" || key == "tau") {
+      const double v = as_double(value);
+      if (!(v > 0 && v < kInf)) invalid(key == "dt_over_tau" ? "a number in (0, 1]" : "a number > 0 (ms)");
+      if (key == "dt_over_tau" && v > 1) invalid("a number in (0, 1]");
+      (key == "dt_over_tau" ? f.dt_over_tau : key == "dt" ? f.dt : f.tau) = v;
+    } else if (key == "accuracy") {
+      f.accuracy = as_string(value);
+      if (f.accuracy != "none" && f.accuracy != "response") invalid("one of none response");
+    } else if (key == "hash") {
+      f.hash = as_string(value);
+      if (f.hash.size() != 16 || f.hash.find_first_not_of("0123456789abcdef") != std::string::npos)
+        invalid("16 hex digits (the FNV-1a 64 of the file, as the manifest records it)");
+    } else if (key == "size") {
+      f.size = as_long(value);
+      if (f.size < 0) invalid("an integer >= 0 (bytes)");
+    } else {
+      throw usage_error("unknown config key '" + name + "'" + where + "; allowed in [file." + task + "]: " + kFileKeys);
+    }
+  } catch (const std::invalid_argument&) {
+    invalid(key == "path" || key == "accuracy" || key == "hash" ? "a string" : "a number");
+  }
+}
+
 void set_key(Config& c, const std::string& name, const toml::node& value, const std::string& where) {
+  if (name.rfind("file.", 0) == 0) return set_file_key(c, name, value, where);
   for (const auto& k : keys()) {
     if (k.name != name) continue;
     try {
@@ -480,6 +550,50 @@ void check_unique(const std::string& key, const std::vector<T>& values) {
         os << values[i];
         fail(key, "the value " + os.str() + " appears twice; allowed: a list of distinct values");
       }
+}
+
+// The file tasks that `tasks` lists, read and checked (host/task_file.h), in the order of `tasks`;
+// tables that `tasks` does not list are dropped. Relative paths are relative to the working folder
+// (a config file's own were made relative to its folder when it was read).
+void resolve_file_tasks(Config& c) {
+  std::vector<FileTask> used;
+  for (const auto& t : c.tasks) {
+    if (t.rfind("file:", 0) != 0) continue;
+    const std::string name = t.substr(5), table = "file." + name;
+    auto it = std::find_if(c.files.begin(), c.files.end(), [&](const FileTask& f) { return f.name == name; });
+    if (it == c.files.end())
+      fail("tasks", "'" + t + "' has no table [" + table + "]; allowed: file:NAME with [" + table + "] path = \"FILE.npz\"");
+    FileTask f = *it;
+    if (f.path.empty()) fail(table + ".path", "missing; allowed: the path of an .npz file (host/task_file.h says what it holds)");
+    std::error_code ec;
+    const auto absolute = std::filesystem::absolute(f.path, ec);
+    if (!ec) f.path = absolute.lexically_normal().string();
+    if (!f.data) f.data = read_task_file(name, f.path);
+    const TaskData& d = *f.data;
+    if (!f.hash.empty() && f.hash != d.hash)
+      fail(table + ".hash", "'" + f.path + "' now has hash " + d.hash + ", not " + f.hash +
+                                ": the file changed since the run recorded it; allowed: the file as it was");
+    if (f.size >= 0 && std::uintmax_t(f.size) != d.size)
+      fail(table + ".size", "'" + f.path + "' now has " + std::to_string(d.size) + " bytes, not " +
+                                std::to_string(f.size) + ": the file changed since the run recorded it; allowed: the file as it was");
+    // the leak: dt_over_tau, or dt and tau, from the table, else from the file
+    if (f.dt_over_tau > 0 && (f.dt > 0 || f.tau > 0))
+      fail(table + ".dt_over_tau", "is set with " + table + (f.dt > 0 ? ".dt" : ".tau") + "; allowed: dt_over_tau, or dt and tau");
+    if ((f.dt > 0) != (f.tau > 0))
+      fail(table + (f.dt > 0 ? ".tau" : ".dt"), "missing: dt and tau go together; allowed: a number > 0 (ms)");
+    if (f.dt > 0 && f.tau < f.dt) fail(table + ".tau", "must be >= " + table + ".dt (the leak a = 1 - dt/tau is in [0, 1))");
+    if (f.dt > 0) f.dt_over_tau = f.dt / f.tau, f.dt = f.tau = 0;
+    if (f.dt_over_tau <= 0) f.dt_over_tau = d.dt_over_tau;
+    if (f.dt_over_tau <= 0)
+      fail(table + ".dt_over_tau", "missing: neither [" + table + "] nor the file sets the leak; allowed: dt_over_tau in (0, 1], or dt and tau");
+    if (f.accuracy == "response" && d.classification)
+      fail(table + ".accuracy", "\"response\" is for regression files (target and mask); a file with labels has its accuracy over the decision steps; allowed: none");
+    f.hash = d.hash;
+    f.size = long(d.size);
+    f.params = file_task_params(d, f.dt_over_tau);
+    used.push_back(f);
+  }
+  c.files = std::move(used);
 }
 
 void validate(const Config& c) {
@@ -612,6 +726,7 @@ std::string nearest(const std::string& word, const std::vector<std::string>& can
 Config default_config_with(const std::vector<std::string>& overrides) {
   Config c;
   for (const auto& o : overrides) apply_override(c, o);
+  resolve_file_tasks(c);
   validate(c);
   return c;
 }
@@ -629,7 +744,12 @@ Config load_config_text(const std::string& text, const std::vector<std::string>&
     throw usage_error(os.str());
   }
   apply_table(c, file, "", " in " + source_name);
+  // a config file's task files are relative to its folder (so that it runs from anywhere)
+  const std::filesystem::path folder = std::filesystem::path(source_name).parent_path();
+  for (FileTask& f : c.files)
+    if (!f.path.empty() && std::filesystem::path(f.path).is_relative()) f.path = (folder / f.path).string();
   for (const auto& o : overrides) apply_override(c, o);
+  resolve_file_tasks(c);
   validate(c);
   return c;
 }
@@ -653,18 +773,40 @@ json config_to_json(const Config& c) {
   for (const auto& k : keys()) j[k.name] = k.get(c);
   // resolved: unset stands for hidden; over several hidden sizes it stays 0 (each network's own)
   j["le_k"] = c.hidden_list.empty() ? c.spectrum_k() : c.le_k;
+  // the file tasks as resolved: an absolute path, the leak, and what the file was (a resumed or
+  // merged run refuses a file that changed)
+  for (const FileTask& f : c.files) {
+    const std::string t = "file." + f.name + ".";
+    j[t + "path"] = f.path;
+    j[t + "dt_over_tau"] = f.dt_over_tau;
+    j[t + "accuracy"] = f.accuracy;
+    j[t + "hash"] = f.hash;
+    j[t + "size"] = f.size;
+  }
   return j;
+}
+
+const TaskParams& Config::task_named(const std::string& label) const {
+  if (label.rfind("file:", 0) != 0) return task(parse_task(label));
+  for (const FileTask& f : files)
+    if (f.label() == label) return f.params;
+  throw UsageError("task '" + label + "' is not a task of the config; allowed: a file task that `tasks` lists, with its [file." +
+                   label.substr(5) + "] table (--config FILE)");
+}
+
+std::string Config::task_label(TaskKind k, int file) const {
+  return k == TaskKind::file ? files.at(size_t(file)).label() : task_name(k);
 }
 
 TaskKind parse_task(const std::string& name) {
   if (name == "romo") return TaskKind::romo;
   if (name == "2af") return TaskKind::two_af;
   if (name == "dms") return TaskKind::dms;
-  throw UsageError("unknown task '" + name + "'; allowed: romo, 2af, dms");
+  throw UsageError("unknown task '" + name + "'; allowed: romo, 2af, dms, or file:NAME");
 }
 
 const char* task_name(TaskKind k) {
-  return k == TaskKind::romo ? "romo" : k == TaskKind::two_af ? "2af" : "dms";
+  return k == TaskKind::romo ? "romo" : k == TaskKind::two_af ? "2af" : k == TaskKind::dms ? "dms" : "file";
 }
 
 Rule parse_rule(const std::string& name) {

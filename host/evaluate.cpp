@@ -186,6 +186,8 @@ std::vector<PsychometricRow> psychometric(const TaskParams& task, const std::vec
       case TaskKind::dms:
         add("match", c.match ? 1 : 0);
         break;
+      case TaskKind::file:  // a file's trials carry no conditions rnnsweep knows of
+        break;
     }
   }
   std::vector<PsychometricRow> rows;
@@ -270,11 +272,11 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
 
   // Every weight file is read before anything is written: a damaged one stops the command here.
   std::vector<Job> jobs;
-  std::set<TaskKind> tasks;
+  std::set<std::string> tasks;
   for (const auto& n : chosen) {
-    const TaskParams& task = config.task(n.task);
+    const TaskParams& task = task_of(config, n);
     const Shape s{config_of(config, n).hidden, task.inputs(), task.outputs(), config.bias};
-    tasks.insert(n.task);
+    tasks.insert(task_label(n));
     for (const auto& stage : stages) jobs.push_back({n, s, stage, read_params(dir, n, s, stage)});
   }
 
@@ -286,15 +288,16 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
 
   // The trials, the same for every network of a task: inputs, targets and conditions.
   const int N = int(args.trials);
-  std::map<TaskKind, TaskTrials> trials;
+  std::map<std::string, TaskTrials> trials;  // by task label
   std::vector<std::string> files;
   for (const std::string& name : config.tasks) {
-    const TaskKind k = parse_task(name);
-    if (!tasks.count(k)) continue;
-    const TaskParams& task = config.task(k);
-    TaskTrials& tt = trials[k] = draw_trials(task, std::uint32_t(args.data_seed), N);
+    if (!tasks.count(name)) continue;
+    const TaskParams& task = config.task_named(name);
+    TaskTrials& tt = trials[name] = draw_trials(task, std::uint32_t(args.data_seed), N);
     const cpu::Trials& t = tt.trials;
-    const std::string stem = std::string(task_name(k)) + "_";
+    // file:NAME -> file_NAME_x.npy
+    std::string stem = name + "_";
+    std::replace(stem.begin(), stem.end(), ':', '_');
     const std::vector<float> x = by_trial(t.x.data(), t.T, N, t.I);
     write_npy_array(tmp + "/" + stem + "x.npy", "<f4", {N, t.T, t.I}, x.data(), x.size() * sizeof(float));
     files.push_back(stem + "x.npy");
@@ -320,8 +323,9 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
   auto work = [&] {
     for (size_t j; (j = next++) < jobs.size();) try {
         const Job& job = jobs[j];
-        const TaskParams& task = config.task(job.spec.task);
-        const cpu::Trials& t = trials.at(job.spec.task).trials;
+        const TaskParams& task = task_of(config, job.spec);
+        const TaskTrials& tt = trials.at(task_label(job.spec));
+        const cpu::Trials& t = tt.trials;
         cpu::Forward<float> fwd;
         cpu::forward<float>(job.shape, float(task.leak()), job.params.data(), t, fwd);
         const std::string stem = tmp + "/net" + std::to_string(job.spec.id) + "_" + job.stage + "_";
@@ -333,7 +337,9 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
         const std::vector<float> y = by_trial(fwd.y.data(), t.T, N, t.O);
         write_npy_array(stem + "y.npy", "<f4", {N, t.T, t.O}, y.data(), y.size() * sizeof(float));
         results[j].value = cpu::task_loss<float>(t, fwd.y, nullptr);
-        results[j].rows = psychometric(task, trials.at(job.spec.task).conditions, choices(t, fwd.y));
+        if (!config.task_has_accuracy(job.spec.task, job.spec.file))
+          results[j].value.accuracy = std::numeric_limits<double>::quiet_NaN();
+        results[j].rows = psychometric(task, tt.conditions, choices(t, fwd.y));
       } catch (...) {
         std::lock_guard<std::mutex> lock(failure_mutex);
         if (!failure) failure = std::current_exception();
@@ -357,18 +363,24 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
   // psychometric.csv.
   {
     std::ostringstream o;
-    o << "task,trial,correct,f1,f2,delay_steps,coherence,sample,match\n";
-    for (const auto& [k, tt] : trials)
+    o << "task,trial,correct,f1,f2,delay_steps,coherence,sample,match,file_row,file_pool\n";
+    for (const std::string& name : config.tasks) {  // in the order of `tasks`
+      if (!trials.count(name)) continue;
+      const TaskTrials& tt = trials.at(name);
       for (int b = 0; b < N; ++b) {
         const TrialConditions& c = tt.conditions[b];
-        o << task_name(k) << ',' << b << ',' << c.correct << ',';
+        const TaskKind k = tt.trials.task.kind;
+        o << name << ',' << b << ',';
         if (k == TaskKind::romo)
-          o << format_number(c.f1) << ',' << format_number(c.f2) << ',' << c.delay << ",,,\n";
+          o << c.correct << ',' << format_number(c.f1) << ',' << format_number(c.f2) << ',' << c.delay << ",,,,,\n";
         else if (k == TaskKind::two_af)
-          o << ",,," << format_number(c.coherence) << ",,\n";
-        else
-          o << ",,,," << c.sample << ',' << (c.match ? "true" : "false") << '\n';
+          o << c.correct << ",,,," << format_number(c.coherence) << ",,,,\n";
+        else if (k == TaskKind::dms)
+          o << c.correct << ",,,,," << c.sample << ',' << (c.match ? "true" : "false") << ",,\n";
+        else  // a file task: which row of which of its pools
+          o << ",,,,,,," << c.file_trial << ',' << (c.file_eval ? "eval" : "train") << '\n';
       }
+    }
     write_file_durably(tmp + "/trials.csv", o.str());
   }
   {
@@ -377,7 +389,7 @@ int evaluate_networks(const EvaluateArgs& args, const std::string& command_line)
     p << "network,stage,task,condition,level,trials,accuracy,p_second\n";
     for (size_t j = 0; j < jobs.size(); ++j) {
       const Job& job = jobs[j];
-      const char* task = task_name(job.spec.task);
+      const std::string task = task_label(job.spec);
       e << job.spec.id << ',' << job.stage << ',' << task << ',' << N << ',' << format_number(results[j].value.loss)
         << ',' << format_number(results[j].value.accuracy) << '\n';
       for (const auto& r : results[j].rows)

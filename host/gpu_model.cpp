@@ -96,10 +96,10 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
   const double floss_rate = kGeneralSpectrum * cost64 / floss_cost / 3;
   bool any_floss = false;
 
-  std::map<TaskKind, std::vector<const NetworkSpec*>> by_task;
-  for (const NetworkSpec& n : networks) by_task[n.task].push_back(&n);
-  for (const auto& [kind, specs] : by_task) {
-    const TaskParams& task = config.task(kind);
+  std::map<std::pair<TaskKind, int>, std::vector<const NetworkSpec*>> by_task;  // (task, file)
+  for (const NetworkSpec& n : networks) by_task[{n.task, n.file}].push_back(&n);
+  for (const auto& [key, specs] : by_task) {
+    const TaskParams& task = config.task(key.first, key.second);
     const std::string family = task.classification() ? "Choice" : "Regression";
     double bptt = 0, local = 0, flossed = 0;
     for (const NetworkSpec* n : specs) {

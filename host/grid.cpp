@@ -22,15 +22,20 @@ std::vector<NetworkSpec> expand_grid(const Config& c) {
                   for (bool floss : c.floss) {
                     const auto s = static_cast<std::uint32_t>(seed);
                     const auto data = c.data_seed < 0 ? s : static_cast<std::uint32_t>(c.data_seed);
-                    out.push_back({id++, parse_task(task), parse_rule(rule), gain, lr, s, data, floss,
-                                   parse_init(init), hidden, batch});
+                    // file:NAME is files[f] (validate puts them in the order of `tasks`)
+                    int file = -1;
+                    for (size_t f = 0; f < c.files.size(); ++f)
+                      if (c.files[f].label() == task) file = int(f);
+                    out.push_back({id++, file >= 0 ? TaskKind::file : parse_task(task), parse_rule(rule), gain, lr,
+                                   s, data, floss, parse_init(init), hidden, batch, file,
+                                   file >= 0 ? c.files[size_t(file)].name : std::string()});
                   }
   return out;
 }
 
 double network_cost(const Config& grid, const NetworkSpec& n) {
   const Config c = config_of(grid, n);
-  const TaskParams& task = c.task(n.task);
+  const TaskParams& task = task_of(c, n);
   // A BPTT iteration is about three forward passes, an e-prop or RFLO one about two (the
   // matrix products per step); a QR step of k columns about k / 8 forward steps at H = 64; a
   // step costs H^2 (relative to H = 64).

@@ -39,7 +39,7 @@ struct TrialsArgs {
 int write_trials(const TrialsArgs& args) {
   const Config config = args.config_path.empty() ? default_config_with(args.overrides)
                                                  : load_config(args.config_path, args.overrides);
-  const TaskParams& task = config.task(parse_task(args.task));
+  const TaskParams& task = config.task_named(args.task);
   auto counter = [](long v, const std::string& flag) {
     if (v < 0 || v > 4294967295L)
       throw UsageError(flag + " " + std::to_string(v) + ": allowed: an integer in [0, 2^32)");
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
   TrialsArgs trials_args;
   CLI::App* trials = app.add_subcommand(
       "trials", "write the trials of one of a network's streams: training batches, spectrum or flossing trajectories");
-  trials->add_option("--task", trials_args.task, "romo | 2af | dms")->required();
+  trials->add_option("--task", trials_args.task, "romo | 2af | dms | file:NAME (a file task of --config)")->required();
   trials->add_option("--stream", trials_args.stream,
                      "training (default: --data-seed, --iteration, --batch) | spectrum (--seed, --trajectory) | "
                      "floss (--seed, --iteration)");

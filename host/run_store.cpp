@@ -182,7 +182,7 @@ nlohmann::json result_to_json(const NetworkResult& r) {
   // The grid coordinates make each line readable on its own (pandas.read_json(lines=True));
   // reading back takes them from the grid and checks that they agree.
   return {{"network", r.spec.id},
-          {"task", task_name(r.spec.task)},
+          {"task", task_label(r.spec)},
           {"init", init_name(r.spec.init)},
           {"hidden", r.spec.hidden},
           {"batch", r.spec.batch},
@@ -220,7 +220,7 @@ NetworkResult result_from_json(const nlohmann::json& j, const NetworkSpec& spec)
   NetworkResult r;
   r.spec = spec;
   if (j.at("network").get<long>() != spec.id) throw std::runtime_error("result of another network");
-  if (j.at("task").get<std::string>() != task_name(spec.task) || j.at("init").get<std::string>() != init_name(spec.init) ||
+  if (j.at("task").get<std::string>() != task_label(spec) || j.at("init").get<std::string>() != init_name(spec.init) ||
       j.at("rule").get<std::string>() != rule_name(spec.rule) ||
       number_of(j.at("gain")) != spec.gain || number_of(j.at("lr")) != spec.lr ||
       j.at("seed").get<std::uint32_t>() != spec.seed || j.at("data_seed").get<std::uint32_t>() != spec.data_seed ||

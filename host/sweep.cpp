@@ -490,8 +490,19 @@ int merge_runs(const std::vector<std::string>& shard_dirs, const std::string& ou
     if (m.value("rnnsweep_version", "") != first.value("rnnsweep_version", ""))
       throw UsageError("merge: '" + dir + "' was run by rnnsweep " + m.value("rnnsweep_version", "?") +
                        ", '" + shard_dirs[0] + "' by " + first.value("rnnsweep_version", "?"));
-    if (m.at("config") != first.at("config") || m.value("mode", "") != first.value("mode", ""))
-      throw UsageError("merge: '" + dir + "' was run with a different config than '" + shard_dirs[0] + "'");
+    if (m.at("config") != first.at("config") || m.value("mode", "") != first.value("mode", "")) {
+      // name the first key that differs (a task file that changed between shards shows as its hash)
+      std::string key;
+      for (const auto& [k, v] : m.at("config").items())
+        if (key.empty() && (!first.at("config").contains(k) || first.at("config").at(k) != v)) key = k;
+      for (const auto& [k, v] : first.at("config").items())
+        if (key.empty() && !m.at("config").contains(k)) key = k;
+      std::string why = key.empty() ? "" : " (key '" + key + "' differs";
+      if (key.rfind("file.", 0) == 0 && key.size() > 5 && key.substr(key.size() - 5) == ".hash")
+        why += ": the task file changed between the shards";
+      throw UsageError("merge: '" + dir + "' was run with a different config than '" + shard_dirs[0] + "'" + why +
+                       (why.empty() ? "" : ")"));
+    }
     const Shard s = shard_of_manifest(m);
     if (i == 0) count = s.count;
     if (s.count != count)
@@ -598,7 +609,7 @@ int plan_sweep(const SweepArgs& args) {
   double state_bytes = 0;
   for (const auto& n : networks) {
     const Config shaped = config_of(config, n);
-    const TaskParams& task = config.task(n.task);
+    const TaskParams& task = task_of(config, n);
     const Shape s{shaped.hidden, task.inputs(), task.outputs(), config.bias};
     iterations += config.iters;
     flossing += n.floss ? config.flossing_iterations() : 0;
@@ -666,7 +677,7 @@ int plan_sweep(const SweepArgs& args) {
   for (const auto& task : config.tasks) {
     std::vector<NetworkSpec> of_task;
     for (const auto& n : networks)
-      if (task_name(n.task) == task) of_task.push_back(n);
+      if (task_label(n) == task) of_task.push_back(n);
     if (of_task.empty()) continue;
     Config c = config;
     c.iters = std::min<long>(config.iters, 10);

@@ -56,6 +56,13 @@ void summarise_training(const Config& config, const std::vector<double>& losses,
     r.eval_tail_loss = n > 0 ? sl / n : r.eval_final_loss;
     r.eval_tail_accuracy = n > 0 ? sa / n : r.eval_final_accuracy;
   }
+  // A regression file task without accuracy = "response" has no accuracy: NaN (an empty field in
+  // the tables) rather than the number its loss code computes from the romo rule.
+  if (!config.task_has_accuracy(r.spec.task, r.spec.file)) {
+    for (CurvePoint& p : r.curve) p.accuracy = nan;
+    for (ProbePoint& p : r.probes) p.eval_accuracy = nan;
+    r.final_accuracy = r.tail_accuracy = r.eval_final_accuracy = r.eval_tail_accuracy = nan;
+  }
 }
 
 }  // namespace rnnsweep

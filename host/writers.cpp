@@ -61,7 +61,7 @@ void write_networks_csv(const std::string& path, const std::vector<NetworkResult
     const auto& s = r.spec;
     // An untrained network (`rnnsweep lyapunov`) has no training statistics: empty, not 0.
     auto stat = [&](double v) { return r.trained ? format_number(v) : std::string(); };
-    o << s.id << ',' << task_name(s.task) << ',' << init_name(s.init) << ',' << s.hidden << ',' << s.batch << ','
+    o << s.id << ',' << task_label(s) << ',' << init_name(s.init) << ',' << s.hidden << ',' << s.batch << ','
       << rule_name(s.rule) << ',' << format_number(s.gain) << ',' << format_number(s.lr) << ',' << s.seed << ',' << s.data_seed << ',' << bool_text(s.floss) << ','
       << (!r.trained   ? "untrained"
           : r.diverged ? "diverged"
@@ -146,7 +146,9 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
   std::map<Key, std::map<double, std::vector<const NetworkResult*>>> groups;
   for (const auto& r : results) {
     const NetworkSpec& s = r.spec;
-    groups[{int(s.task), int(s.init), s.hidden, s.batch, int(s.rule), s.gain, s.floss}][s.lr].push_back(&r);
+    // the task: romo, 2af, dms, then the file tasks in the order of `tasks`
+    const int task = s.file >= 0 ? int(TaskKind::file) + s.file : int(s.task);
+    groups[{task, int(s.init), s.hidden, s.batch, int(s.rule), s.gain, s.floss}][s.lr].push_back(&r);
   }
 
   auto mean_std = [](const std::vector<double>& v) {
@@ -177,7 +179,7 @@ std::vector<SummaryRow> summarize(const std::vector<NetworkResult>& results) {
       auto [lm, ls] = mean_std(loss);
       auto [am, as] = mean_std(acc);
       if (!have || lm < best.tail_loss_mean) {
-        best = {task_name(TaskKind(std::get<0>(key))),
+        best = {task_label(nets.front()->spec),
                 init_name(InitKind(std::get<1>(key))),
                 std::get<2>(key),
                 std::get<3>(key),
@@ -275,7 +277,7 @@ std::vector<float> read_npy_matrix(const std::string& path, int rows, int cols) 
 void write_weights(const std::string& dir, const Config& config, const std::vector<NetworkResult>& results) {
   std::filesystem::create_directories(dir);
   for (const auto& r : results) {
-    const TaskParams& task = config.task(r.spec.task);
+    const TaskParams& task = task_of(config, r.spec);
     const Shape s{config_of(config, r.spec).hidden, task.inputs(), task.outputs(), config.bias};
     const ParamLayout L(s);
     const std::pair<const char*, const std::vector<float>*> phases[] = {{"init", &r.params_init},

@@ -78,10 +78,10 @@ struct ChunkShape {
   std::string train_why, spectrum_why, track_why, floss_why;
 };
 
-ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<NetworkSpec>& specs,
+ChunkShape chunk_shape(const Config& config, TaskKind kind, int file, const std::vector<NetworkSpec>& specs,
                        const DeviceInfo& device, const TuningTable& table) {
   ChunkShape c;
-  c.task = config.task(kind);
+  c.task = config.task(kind, file);
   c.shape = Shape{config.hidden, c.task.inputs(), c.task.outputs(), config.bias};
   c.T = c.task.T();
   c.Bt = config.batch;
@@ -92,7 +92,9 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
   c.any_floss = std::any_of(specs.begin(), specs.end(), [](const NetworkSpec& s) { return s.floss; });
   try {
     const Precision precision = config.precision == "tf32x3" ? Precision::tf32x3 : Precision::fp32;
-    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, c.T, device.max_shared, precision), device.name,
+    c.train_plan = choose_plan(table, train_candidates(c.shape, c.Bt, c.T, device.max_shared, precision,
+                                                       c.task.classification()),
+                               device.name,
                                "train_step", train_shape_key(c.shape, c.Bt), c.train_why);
     if (precision == Precision::tf32x3 && !c.train_plan.mma)
       c.train_why += "; precision tf32x3 has no tensor-core instance for this shape (hidden 32 or 64, batch 16, 32 "
@@ -112,6 +114,52 @@ ChunkShape chunk_shape(const Config& config, TaskKind kind, const std::vector<Ne
   }
   return c;
 }
+
+// A file task's trials in device memory, one copy per chunk (its networks draw from it with the
+// shared generator, as the CPU draws from the host arrays). params() is the task with its pools
+// pointing here; a built-in task passes through unchanged.
+class DeviceTaskData {
+ public:
+  explicit DeviceTaskData(const TaskParams& task) : params_(task) {
+    if (task.kind != TaskKind::file) return;
+    upload(task.file_train, train_, params_.file_train);
+    upload(task.file_eval, eval_, params_.file_eval);
+  }
+  const TaskParams& params() const { return params_; }
+  // bytes of device memory a chunk of this task holds besides its networks
+  static size_t bytes(const TaskParams& task) {
+    if (task.kind != TaskKind::file) return 0;
+    const size_t per_trial = size_t(task.file_T) * (task.file_I + (task.file_classification ? 1 : 2 * task.file_O));
+    return (size_t(task.file_train.trials) + size_t(task.file_eval.trials)) * per_trial * 4;
+  }
+
+ private:
+  struct Buffers {
+    DeviceBuffer<float> x, target, mask;
+    DeviceBuffer<int> labels;
+  };
+  void upload(const TaskParams::FilePool& host, Buffers& b, TaskParams::FilePool& dev) {
+    if (host.trials == 0) return;
+    const size_t steps = size_t(host.trials) * params_.file_T;
+    b.x = DeviceBuffer<float>(steps * params_.file_I);
+    b.x.upload(host.x, steps * params_.file_I);
+    dev.x = b.x.get();
+    if (params_.file_classification) {
+      b.labels = DeviceBuffer<int>(steps);
+      b.labels.upload(host.labels, steps);
+      dev.labels = b.labels.get();
+    } else {
+      b.target = DeviceBuffer<float>(steps * params_.file_O);
+      b.target.upload(host.target, steps * params_.file_O);
+      b.mask = DeviceBuffer<float>(steps * params_.file_O);
+      b.mask.upload(host.mask, steps * params_.file_O);
+      dev.target = b.target.get();
+      dev.mask = b.mask.get();
+    }
+  }
+  TaskParams params_;
+  Buffers train_, eval_;
+};
 
 // Device bytes one network of this shape needs during a chunk (what chunking divides by).
 size_t bytes_per_network(const Config& config, const ChunkShape& c, const RunOptions& options) {
@@ -749,9 +797,9 @@ class CudaBackend : public Backend {
     o << "cuda: ";
     bool first = true;
     for (const Group& group : groups_of(config, networks)) {
-      const ChunkShape shape = chunk_shape(group.config, group.task, group.specs, device_, table());
+      const ChunkShape shape = chunk_shape(group.config, group.task, group.file, group.specs, device_, table());
       const size_t per = bytes_per_network(group.config, shape, options);
-      const long chunk = chunk_size(per, group.specs.size());
+      const long chunk = chunk_size(per, group.specs.size(), DeviceTaskData::bytes(shape.task));
       const std::string& name = group.name;
       o << (first ? "" : "; ") << name << " " << group.specs.size() << " networks in chunks of " << chunk << " ("
         << per / 1024 << " KiB each, " << free_memory / (1 << 20) << " MiB free)";
@@ -777,8 +825,9 @@ class CudaBackend : public Backend {
     for (size_t i = 0; i < networks.size(); ++i) position[networks[i].id] = i;
     std::vector<NetworkResult> results(networks.size());
     for (const Group& group : groups_of(config, networks)) {
-      const ChunkShape shape = chunk_shape(group.config, group.task, group.specs, device_, table());
-      const size_t chunk = chunk_size(bytes_per_network(group.config, shape, options), group.specs.size());
+      const ChunkShape shape = chunk_shape(group.config, group.task, group.file, group.specs, device_, table());
+      const size_t chunk = chunk_size(bytes_per_network(group.config, shape, options), group.specs.size(),
+                                      DeviceTaskData::bytes(shape.task));
       for (size_t first = 0; first < group.specs.size(); first += chunk) {
         const std::vector<NetworkSpec> specs(group.specs.begin() + first,
                                              group.specs.begin() + std::min(group.specs.size(), first + chunk));
@@ -790,8 +839,11 @@ class CudaBackend : public Backend {
           }
           continue;
         }
+        const DeviceTaskData data(shape.task);  // a file task's trials, on the device for this chunk
+        ChunkShape on_device = shape;
+        on_device.task = data.params();
         std::vector<NetworkResult> chunk_results =
-            Chunk(group.config, shape, specs, options, device_.max_shared, progress).run();
+            Chunk(group.config, on_device, specs, options, device_.max_shared, progress).run();
         for (auto& r : chunk_results) {
           if (!r.interrupted && control && control->finished) control->finished(r);
           results[position.at(r.spec.id)] = std::move(r);
@@ -808,6 +860,7 @@ class CudaBackend : public Backend {
   // kernel instance over one layout. Each group has the config of its shape.
   struct Group {
     TaskKind task;
+    int file;  // file tasks: Config::files index
     Config config;  // its hidden and batch are the group's shape
     std::vector<NetworkSpec> specs;
     std::string name;  // for plan: the task, and the shape where the grid has several
@@ -818,12 +871,12 @@ class CudaBackend : public Backend {
     for (const auto& n : networks) {
       const Config c = config_of(config, n);
       auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
-        return g.task == n.task && g.config.hidden == c.hidden && g.config.batch == c.batch;
+        return g.task == n.task && g.file == n.file && g.config.hidden == c.hidden && g.config.batch == c.batch;
       });
       if (it == groups.end()) {
-        std::string name = task_name(n.task);
+        std::string name = task_label(n);
         if (shapes) name += " (hidden " + std::to_string(c.hidden) + ", batch " + std::to_string(c.batch) + ")";
-        groups.push_back({n.task, c, {n}, name});
+        groups.push_back({n.task, n.file, c, {n}, name});
       } else {
         it->specs.push_back(n);
       }
@@ -832,11 +885,13 @@ class CudaBackend : public Backend {
   }
 
   // Networks per chunk: what fits in 80% of the free memory (the rest for the runtime and
-  // fragmentation), at most `max_chunk_` when set (tests), at least one.
-  size_t chunk_size(size_t bytes_per_net, size_t networks) const {
+  // fragmentation) besides `fixed` bytes (a file task's trials), at most `max_chunk_` when set
+  // (tests), at least one.
+  size_t chunk_size(size_t bytes_per_net, size_t networks, size_t fixed = 0) const {
     size_t free_memory = 0, total_memory = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_memory, &total_memory));
-    size_t fit = std::max<size_t>(1, size_t(0.8 * double(free_memory)) / bytes_per_net);
+    const double usable = std::max(0.0, 0.8 * double(free_memory) - double(fixed));
+    size_t fit = std::max<size_t>(1, size_t(usable) / bytes_per_net);
     if (max_chunk_ > 0) fit = std::min<size_t>(fit, size_t(max_chunk_));
     return std::min(fit, std::max<size_t>(1, networks));
   }

@@ -376,15 +376,26 @@ RNNSWEEP_KERNEL void train_step_kernel(TrainChunk c, bool W_h_shared, bool grad_
 
 }  // namespace
 
-TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared, Precision precision) {
-  if (precision == Precision::tf32x3 && mma_instance_exists(shape, Bt)) {
+namespace {
+// The fused instances' task families: (1 input, 2 outputs) regression, (3, 3) classification.
+bool fused_family(const Shape& shape, std::optional<bool> classification) {
+  return !classification || *classification == (shape.I == 3 && shape.O == 3);
+}
+// The layered path's per-column arrays hold at most 3 inputs and outputs (kernels/train_layered.cu).
+bool layered_takes(const Shape& shape) { return layered_available() && shape.I <= 3 && shape.O <= 3; }
+}  // namespace
+
+TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared, Precision precision,
+                                std::optional<bool> classification) {
+  const bool fused = fused_family(shape, classification);
+  if (precision == Precision::tf32x3 && fused && mma_instance_exists(shape, Bt)) {
     TrainLaunchPlan plan;
     plan.mma = true;
     plan.threads = mma_threads(shape, Bt);
     plan.shared_bytes = std::max(mma_shared_bytes(shape, Bt, T, true), mma_shared_bytes(shape, Bt, T, false));
     if (plan.shared_bytes <= max_shared) return plan;
   }
-  if (registers_instance_exists(shape, Bt)) {
+  if (fused && registers_instance_exists(shape, Bt)) {
     TrainLaunchPlan plan;
     plan.registers = true;
     plan.threads = registers_threads(shape, Bt);
@@ -396,6 +407,9 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_sh
   } catch (const std::invalid_argument& e) {  // too large for one block's shared memory
     if (!layered_available())
       throw std::invalid_argument(std::string(e.what()) + " (this build has no cuBLAS for larger sizes)");
+    if (!layered_takes(shape))
+      throw std::invalid_argument(std::string(e.what()) + " (the layered path for larger sizes takes at most 3 inputs and 3 outputs; this task has " +
+                                  std::to_string(shape.I) + " and " + std::to_string(shape.O) + ")");
     TrainLaunchPlan plan;
     plan.layered = true;
     plan.threads = 0;
@@ -497,11 +511,11 @@ std::string TrainLaunchPlan::name() const {
 }
 
 std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared,
-                                              Precision precision) {
-  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared, precision);
+                                              Precision precision, std::optional<bool> classification) {
+  const TrainLaunchPlan heuristic = plan_train_step(shape, Bt, T, max_shared, precision, classification);
   std::vector<TrainLaunchPlan> out = {heuristic};
   if (heuristic.mma || heuristic.layered) return out;  // nothing to choose between
-  if (shape.H >= kLayeredCandidateHidden && layered_available()) {  // where the general kernel reads W_h from L2
+  if (shape.H >= kLayeredCandidateHidden && layered_takes(shape)) {  // where the general kernel reads W_h from L2
     TrainLaunchPlan layered;
     layered.layered = true;
     layered.threads = 0;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,8 +128,13 @@ struct TrainLaunchPlan {
 // With precision tf32x3, the tensor-core instance where it exists and fits, else as fp32.
 // Where no fused kernel fits one block's shared memory, the layered path (kernels/train_layered.cu),
 // which takes any hidden size.
+// `classification`, where given, is the task's loss: the fused instances exist for the built-in
+// pairings only (1 input and 2 outputs with romo's squared error, 3 and 3 with cross-entropy), so
+// a file task of another pairing at those shapes takes the general kernel. The layered path takes
+// at most 3 inputs and outputs.
 TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_shared,
-                                Precision precision = Precision::fp32);
+                                Precision precision = Precision::fp32,
+                                std::optional<bool> classification = std::nullopt);
 
 // The general kernel's heuristic plan; throws std::invalid_argument naming the supported range
 // when even the smallest plan does not fit (the hidden state, traces and deltas, 5 H Bt
@@ -142,7 +148,8 @@ constexpr int kLayeredCandidateHidden = 256;
 // sizes 128 to 512 and the heuristic's, each placement that fits, the layered path from
 // kLayeredCandidateHidden on), the heuristic's first; what `rnnsweep tune` times.
 std::vector<TrainLaunchPlan> train_candidates(const Shape& shape, int Bt, int T, size_t max_shared,
-                                              Precision precision = Precision::fp32);
+                                              Precision precision = Precision::fp32,
+                                              std::optional<bool> classification = std::nullopt);
 
 // The shape key of the tuning table: what decides which instances exist.
 std::string train_shape_key(const Shape& shape, int Bt);

@@ -3,7 +3,7 @@
 # (or sudo) only when something is missing.
 set -euo pipefail
 packages=(cmake make g++ libeigen3-dev libcli11-dev libtomlplusplus-dev librandom123-dev
-          nlohmann-json3-dev libgtest-dev libboost-context-dev)
+          nlohmann-json3-dev libgtest-dev libboost-context-dev zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

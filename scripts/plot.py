@@ -48,6 +48,7 @@ drawn or a figure failed unexpectedly; 2 for a folder that is not a results fold
 that all exist already (without --force) or missing pandas / matplotlib.
 """
 import argparse
+import copy
 import math
 import os
 import sys
@@ -387,8 +388,14 @@ def draw_psychometric(r, path, plt):
     if r.psychometric is None:
         raise NotDrawn(f"{r.folder} has no evaluate/psychometric.csv (rnnsweep evaluate {r.folder} writes it)")
     r.need("summary.csv")
+    # the built-in tasks only: a file task's trials carry no condition rnnsweep knows of
+    tasks = [t for t in r.tasks if t.split(" / ")[0] in PSYCHOMETRIC]
+    if not tasks:
+        raise NotDrawn("no task of this sweep has a psychometric condition (romo, 2af, dms; file tasks have none)")
+    r = copy.copy(r)
+    r.tasks = tasks
     p = r.psychometric
-    p = p[(p["stage"] == "final") & (p["condition"] == p["task"].map(lambda t: PSYCHOMETRIC[t][0]))]
+    p = p[(p["stage"] == "final") & (p["condition"] == p["task"].map(lambda t: PSYCHOMETRIC.get(t, ("",))[0]))]
     chosen = r.at_best_lr(r.base_floss)
     # folded task names (init, shape) come from networks.csv through the network id
     data = p.drop(columns="task").merge(chosen[["network", "task", "rule", "gain", "seed"]], on="network")

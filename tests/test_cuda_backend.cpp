@@ -24,6 +24,7 @@
 #include "rnnsweep/config.h"
 #include "rnnsweep/grid.h"
 #include "tests/kernel_test_support.h"
+#include "tests/npz_support.h"
 
 namespace rnnsweep {
 std::unique_ptr<Backend> make_cpu_backend(int threads);  // host/cpu/cpu_backend.cpp
@@ -460,6 +461,82 @@ TEST_F(CudaBackend, HeldOutEvaluationAndAlignmentMatchTheCpu) {
     expect_close(got[n].eval_tail_loss, want[n].eval_tail_loss, 1e-4, what + " eval_tail_loss");
   }
   EXPECT_TRUE(any_aligned && any_diverged) << "the grid must have local rules and a diverged network";
+}
+
+// File tasks (host/task_file.h) on the device: the pools are copied per chunk and the shared
+// generator draws the same rows, so a file task's networks train as on the CPU. Two files: a
+// classification of 3 inputs and 3 outputs (the fused instances' choice shape) with an eval
+// pool, a regression of 2 inputs and 1 output (the general kernel), and a classification of 1
+// input and 2 outputs (romo's shape, so not romo's instance); held-out loss on the eval pool,
+// spectra driven by the file's inputs, chunked in two.
+TEST_F(CudaBackend, FileTasksMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  const std::string dir = testing::TempDir() + "/rnnsweep_cuda_file_tasks";
+  std::filesystem::create_directories(dir);
+  const int N = 9, T = 12;
+  auto values = [](size_t n, float scale, int seed) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = scale * std::sin(0.37f * float(i) + float(seed));
+    return v;
+  };
+  std::vector<std::int32_t> labels(size_t(N) * T), labels_eval(size_t(4) * T);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % T < 8 ? 0 : int(1 + (i / T) % 2);
+  for (size_t i = 0; i < labels_eval.size(); ++i) labels_eval[i] = i % T < 8 ? 0 : int(2 - (i / T) % 2);
+  test::write_npz(dir + "/choice.npz",
+                  {test::npy("x", "<f4", {N, T, 3}, values(size_t(N) * T * 3, 1.0f, 0)),
+                   test::npy("labels", "<i4", {N, T}, labels),
+                   test::npy("x_eval", "<f4", {4, T, 3}, values(size_t(4) * T * 3, 1.0f, 5)),
+                   test::npy("labels_eval", "<i4", {4, T}, labels_eval),
+                   test::npy("outputs", "<i4", {}, std::vector<std::int32_t>{3}),
+                   test::npy("dt_over_tau", "<f8", {}, std::vector<double>{0.2})});
+  std::vector<float> mask(size_t(N) * T, 1.0f);
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = i % T < 4 ? 0.0f : 1.0f;
+  // a classification at the regression's shape (1 input, 2 outputs): the general kernel, not romo's
+  std::vector<std::int32_t> two(size_t(N) * T);
+  for (size_t i = 0; i < two.size(); ++i) two[i] = i % T < 6 ? 0 : 1;
+  test::write_npz(dir + "/two.npz", {test::npy("x", "<f4", {N, T, 1}, values(size_t(N) * T, 1.0f, 3)),
+                                     test::npy("labels", "<i4", {N, T}, two),
+                                     test::npy("dt_over_tau", "<f8", {}, std::vector<double>{0.5})});
+  test::write_npz(dir + "/regress.npz", {test::npy("x", "<f4", {N, T, 2}, values(size_t(N) * T * 2, 0.8f, 1)),
+                                         test::npy("target", "<f4", {N, T, 1}, values(size_t(N) * T, 0.5f, 2)),
+                                         test::npy("mask", "<f4", {N, T, 1}, mask)});
+  Config config = default_config_with({"tasks=[\"file:choice\", \"file:regress\", \"file:two\"]",
+                                       "file.two.path=\"" + dir + "/two.npz\"", "file.choice.path=\"" + dir + "/choice.npz\"",
+                                       "file.regress.path=\"" + dir + "/regress.npz\"", "file.regress.dt=10",
+                                       "file.regress.tau=50", "file.regress.accuracy=\"response\"", "rules=bptt,eprop,rflo",
+                                       "gains=[0.8]", "lrs=[3e-3]", "seeds=[3]", "iters=6", "log_every=2",
+                                       "eval_every=2", "le_steps=30", "le_warmup=5", "le_batch=2"});
+  // H = 32, batch 16: a shape of the register instances, which file:choice (3 and 3, cross-entropy)
+  // takes and file:two (1 and 2, cross-entropy) must not
+  config.hidden = 32;
+  config.batch = 16;
+  config.eval_trials = 2 * config.batch;
+  cudaDeviceProp prop;
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  EXPECT_TRUE(cuda::plan_train_step(Shape{32, 3, 3, false}, 16, T, prop.sharedMemPerBlockOptin, cuda::Precision::fp32, true)
+                  .registers);
+  EXPECT_FALSE(cuda::plan_train_step(Shape{32, 1, 2, false}, 16, T, prop.sharedMemPerBlockOptin, cuda::Precision::fp32, true)
+                   .registers);
+  auto cuda = make_cuda_backend(2);
+  auto cpu = make_cpu_backend(1);
+  const auto got = run(*cuda, config), want = run(*cpu, config);
+  ASSERT_EQ(got.size(), 9u);
+  for (size_t n = 0; n < want.size(); ++n) {
+    const NetworkResult &g = got[n], &w = want[n];
+    const std::string what = "network " + std::to_string(n) + " (" + task_label(w.spec) + ", " + rule_name(w.spec.rule) + ")";
+    ASSERT_EQ(g.spec.id, w.spec.id);
+    ASSERT_EQ(g.curve.size(), w.curve.size()) << what;
+    for (size_t i = 0; i < w.curve.size(); ++i) {
+      expect_close(g.curve[i].loss, w.curve[i].loss, 1e-4, what + " curve loss");
+      expect_close(g.curve[i].accuracy, w.curve[i].accuracy, 1e-6, what + " curve accuracy");
+    }
+    EXPECT_NE(w.curve.front().loss, w.curve.back().loss) << what << ": training moves the loss";
+    ASSERT_EQ(g.probes.size(), w.probes.size()) << what;
+    for (size_t i = 0; i < w.probes.size(); ++i)
+      if (w.probes[i].evaluated) expect_close(g.probes[i].eval_loss, w.probes[i].eval_loss, 1e-4, what + " eval_loss");
+    expect_same_spectrum(g.spectrum_init, w.spectrum_init, 1e-9, what + " init spectrum");
+    expect_same_spectrum(g.spectrum_trained, w.spectrum_trained, 1e-3, what + " trained spectrum");
+  }
 }
 
 TEST_F(CudaBackend, AStoppedChunkResumesFromItsCheckpointsExactly) {

@@ -101,7 +101,7 @@ TEST(Evaluate, StatesOutputsAndTablesMatchAForwardPassWrittenFromTheFiles) {
   ASSERT_EQ(psych[0], (std::vector<std::string>{"network", "stage", "task", "condition", "level", "trials", "accuracy",
                                                 "p_second"}));
   ASSERT_EQ(conditions[0], (std::vector<std::string>{"task", "trial", "correct", "f1", "f2", "delay_steps", "coherence",
-                                                     "sample", "match"}));
+                                                     "sample", "match", "file_row", "file_pool"}));
   ASSERT_EQ(evaluation.size(), 1u + 6 * 2) << "3 tasks x 2 gains, init and final";
   ASSERT_EQ(conditions.size(), 1u + 3 * N);
 

@@ -50,7 +50,7 @@ NetworkResult train_network(const Config& grid_config, const NetworkSpec& spec, 
                             std::atomic<long long>& progress) {
   const auto start = std::chrono::steady_clock::now();
   const Config config = config_of(grid_config, spec);  // this network's hidden and batch
-  const TaskParams& task = config.task(spec.task);
+  const TaskParams& task = task_of(config, spec);
   const Shape shape{config.hidden, task.inputs(), task.outputs(), config.bias};
   const ParamLayout layout(shape);
   const float a = static_cast<float>(task.leak());

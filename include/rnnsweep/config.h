@@ -5,6 +5,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,6 +19,23 @@ namespace rnnsweep {
 // Bad input from the user (config, flag, output folder): main prints it and exits with 2.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+struct TaskData;  // host/task_file.h
+
+// A task read from a file: an entry "file:NAME" in `tasks` with a table [file.NAME]
+// (host/task_file.h, docs/model.md section 3.4). Loaded and validated with the config.
+struct FileTask {
+  std::string name;               // NAME: letters, digits, _ and -
+  std::string path;               // file.NAME.path, absolute once the config is loaded
+  double dt_over_tau = 0;         // file.NAME.dt_over_tau (or dt and tau, or the file's); 0: unset
+  double dt = 0, tau = 0;         // file.NAME.dt and .tau (ms); 0: unset
+  std::string accuracy = "none";  // regression: "response" (romo's rule) or "none" (NaN)
+  std::string hash;               // file.NAME.hash: the file's content hash (set: the file must have it)
+  long size = -1;                 // file.NAME.size: its bytes (set: the file must have them)
+  std::shared_ptr<const TaskData> data;
+  TaskParams params;  // the generator's view of `data` (host pointers)
+  std::string label() const { return "file:" + name; }
 };
 
 struct Config {
@@ -81,14 +99,27 @@ struct Config {
   TaskParams romo = make_task(TaskKind::romo);
   TaskParams two_af = make_task(TaskKind::two_af);
   TaskParams dms = make_task(TaskKind::dms);
+  // the [file.NAME] tables; once loaded, those that `tasks` lists, in the order of `tasks`
+  std::vector<FileTask> files;
 
   static TaskParams make_task(TaskKind k) {
     TaskParams p;
     p.kind = k;
     return p;
   }
-  const TaskParams& task(TaskKind k) const {
+  // The parameters of built-in task k, or (k = file) of files[file].
+  const TaskParams& task(TaskKind k, int file = -1) const {
+    if (k == TaskKind::file) return files.at(size_t(file)).params;
     return k == TaskKind::romo ? romo : k == TaskKind::two_af ? two_af : dms;
+  }
+  // "romo", "2af", "dms" or "file:NAME"
+  std::string task_label(TaskKind k, int file = -1) const;
+  // The task so named (a file task must be one `tasks` lists); throws UsageError.
+  const TaskParams& task_named(const std::string& label) const;
+  // file tasks: whether the task has an accuracy (classification, or regression with accuracy = "response")
+  bool task_has_accuracy(TaskKind k, int file = -1) const {
+    return k != TaskKind::file || files.at(size_t(file)).params.classification() ||
+           files.at(size_t(file)).accuracy == "response";
   }
   int spectrum_k() const { return le_k > 0 ? le_k : hidden; }
   // the flossing iterations of one floss = true network: its pretraining and its episodes
@@ -128,7 +159,7 @@ std::vector<std::string> config_key_names();
 // The closest of `candidates` to `word` (edit distance), or "" if none is close.
 std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
 
-TaskKind parse_task(const std::string& name);  // romo | 2af | dms
+TaskKind parse_task(const std::string& name);  // romo | 2af | dms (file tasks: Config::files)
 const char* task_name(TaskKind k);
 Rule parse_rule(const std::string& name);  // bptt | eprop | rflo
 const char* rule_name(Rule r);

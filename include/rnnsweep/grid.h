@@ -20,7 +20,13 @@ struct NetworkSpec {
   bool floss;
   InitKind init = InitKind::gaussian;  // the initial connectivity (last: {id, task, ...} stays valid)
   int hidden = 0, batch = 0;           // the network's shape; 0: the config's hidden / batch
+  int file = -1;                       // task file:NAME: its index in Config::files ...
+  std::string file_name = "";          // ... and NAME
 };
+
+// The task of `n`: its parameters and its name in tables ("romo", "2af", "dms" or "file:NAME").
+inline const TaskParams& task_of(const Config& c, const NetworkSpec& n) { return c.task(n.task, n.file); }
+inline std::string task_label(const NetworkSpec& n) { return n.file >= 0 ? "file:" + n.file_name : task_name(n.task); }
 
 // The config that trains `n`: `c` for n's shape (Config::for_shape).
 inline Config config_of(const Config& c, const NetworkSpec& n) {

@@ -1,5 +1,6 @@
-// The three tasks of the study (docs/model.md, section 3): parameters, shapes, and the generator of one
-// trial, written once for host and device.
+// The three tasks of the study (docs/model.md, section 3) and tasks read from a file (`file:NAME`,
+// host/task_file.h, docs/model.md section 3.4): parameters, shapes, and the generator of one trial,
+// written once for host and device.
 //
 // `generate_trial` is RNNSWEEP_HD so that the CPU backend (host/cpu/tasks.cpp) and the CUDA
 // backend (kernels/tasks.cu) run the very same code on the very same Philox words: trial b of
@@ -14,7 +15,8 @@
 
 namespace rnnsweep {
 
-enum class TaskKind { romo, two_af, dms };
+// file: a task whose trials are rows of arrays in an .npz file (host/task_file.h).
+enum class TaskKind { romo, two_af, dms, file };
 
 constexpr int kMaxCoherences = 8;
 
@@ -50,12 +52,33 @@ struct TaskParams {
   int dms_fixation_ms = 300, dms_sample_ms = 500, dms_delay_ms = 1000, dms_test_ms = 500,
       dms_decision_ms = 900;
 
+  // file tasks: the trials of the file, a pool of N rows in numpy's C order, in host memory (the
+  // config holds them, host/task_file.h) or, on the CUDA backend, in device memory (one copy per
+  // chunk). x is N x T x I; labels N x T (classification) or target and mask N x T x O
+  // (regression). The eval pool (the file's x_eval, ...) serves the held-out trials (eval_every)
+  // and `rnnsweep evaluate`; a file without one draws those from the training pool.
+  struct FilePool {
+    const float* x = nullptr;
+    const int* labels = nullptr;
+    const float* target = nullptr;
+    const float* mask = nullptr;
+    int trials = 0;
+  };
+  FilePool file_train, file_eval;
+  int file_T = 0, file_I = 0, file_O = 0;
+  bool file_classification = false;
+  double file_leak = 0;  // a = 1 - dt / tau
+
   RNNSWEEP_HD int steps(int ms) const { return static_cast<int>(ms / dt + 0.5); }
-  RNNSWEEP_HD double leak() const { return kind == TaskKind::romo ? 1.0 - romo_dt_over_tau : 1.0 - dt / tau; }
+  RNNSWEEP_HD double leak() const {
+    return kind == TaskKind::romo ? 1.0 - romo_dt_over_tau : kind == TaskKind::file ? file_leak : 1.0 - dt / tau;
+  }
   RNNSWEEP_HD int T() const {
     switch (kind) {
       case TaskKind::romo:
         return romo_T;
+      case TaskKind::file:
+        return file_T;
       case TaskKind::two_af:
         return steps(fixation_ms) + steps(stimulus_ms) + steps(delay_ms) + steps(decision_ms);
       default:
@@ -63,10 +86,13 @@ struct TaskParams {
                steps(dms_decision_ms);
     }
   }
-  RNNSWEEP_HD int inputs() const { return kind == TaskKind::romo ? 1 : 3; }
-  RNNSWEEP_HD int outputs() const { return kind == TaskKind::romo ? 2 : 3; }
-  // romo is a regression (masked MSE); 2af and dms are classifications (cross-entropy).
-  RNNSWEEP_HD bool classification() const { return kind != TaskKind::romo; }
+  RNNSWEEP_HD int inputs() const { return kind == TaskKind::file ? file_I : kind == TaskKind::romo ? 1 : 3; }
+  RNNSWEEP_HD int outputs() const { return kind == TaskKind::file ? file_O : kind == TaskKind::romo ? 2 : 3; }
+  // romo is a regression (masked MSE); 2af and dms are classifications (cross-entropy); a file
+  // task is what its arrays say (labels or target and mask).
+  RNNSWEEP_HD bool classification() const {
+    return kind == TaskKind::file ? file_classification : kind != TaskKind::romo;
+  }
   // Largest delay romo can draw, in steps (the delay is int(U(min, max) / dt_over_tau)).
   RNNSWEEP_HD int romo_max_delay_steps() const {
     double d = romo_delay_max / romo_dt_over_tau;
@@ -100,6 +126,8 @@ struct TrialConditions {
   double coherence = 0;   // 2af: the coherence (correct 1: evidence on ring channel 1, 2: channel 2)
   int sample = 0;         // dms: the sample's direction, 0 (theta = 0) or 1 (theta = pi)
   bool match = false;     // dms: the test matches the sample (correct 1)
+  int file_trial = -1;    // file tasks: the row of the file's pool (training or eval) the trial is
+  bool file_eval = false; // ... and whether that pool is the eval pool
 };
 
 // Writes trial `trial` of the batch of iteration `iteration` drawn from `rng` into column `slot` of
@@ -112,6 +140,32 @@ RNNSWEEP_HD inline void generate_trial(const TaskParams& p, const Philox& rng, s
   const int b = slot < 0 ? trial : slot;
   // size_t: T * Bt * I may exceed the range of int for long trials and large batches
   auto x = [&](int t, int i) -> float& { return out.x[(size_t(t) * Bt + b) * I + i]; };
+
+  if (p.kind == TaskKind::file) {
+    // Word 0 of counter (iteration, b, 0) picks a row of the pool, uniformly and with replacement:
+    // trials are drawn independently, as the built-in tasks draw theirs. The held-out streams
+    // (eval_trials, evaluate_trials) draw from the eval pool where the file has one.
+    const bool held_out = rng.purpose == static_cast<std::uint32_t>(Purpose::eval_trials) ||
+                          rng.purpose == static_cast<std::uint32_t>(Purpose::evaluate_trials);
+    const TaskParams::FilePool& pool = held_out && p.file_eval.trials > 0 ? p.file_eval : p.file_train;
+    const int n = to_index(rng.words(iteration, static_cast<std::uint32_t>(trial), 0)[0], pool.trials);
+    if (conditions) conditions->file_trial = n, conditions->file_eval = &pool == &p.file_eval;
+    for (int t = 0; t < T; ++t) {
+      const size_t row = size_t(n) * T + t;
+      for (int i = 0; i < I; ++i) x(t, i) = pool.x[row * I + i];
+      if (p.file_classification) {
+        out.label[size_t(t) * Bt + b] = pool.labels[row];
+      } else {
+        for (int o = 0; o < O; ++o) {
+          const size_t k = (size_t(t) * Bt + b) * O + o;
+          out.target[k] = pool.target[row * O + o];
+          out.mask[k] = pool.mask[row * O + o];
+        }
+      }
+    }
+    return;
+  }
+
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < I; ++i) x(t, i) = 0.0f;
 
