@@ -39,6 +39,11 @@ static_assert(std::atomic<bool>::is_always_lock_free, "a signal handler may only
 
 extern "C" void request_stop(int) { g_stop.store(true); }
 
+// What an in-process caller watches (SweepArgs::embedded): the running run's progress and folder.
+std::atomic<const Progress*> g_progress{nullptr};
+std::mutex g_out_mutex;
+std::string g_out;
+
 void install_stop_handlers() {
   struct sigaction action {};
   action.sa_handler = request_stop;
@@ -215,6 +220,21 @@ json read_manifest(const std::string& dir, const std::string& flag) {
   }
 }
 
+void request_run_stop(bool stop) { g_stop.store(stop); }
+
+bool run_progress(long long& done, long long& total) {
+  const Progress* p = g_progress.load();
+  if (!p) return false;
+  done = p->done.load();
+  total = p->total.load();
+  return true;
+}
+
+std::string last_run_dir() {
+  std::lock_guard<std::mutex> lock(g_out_mutex);
+  return g_out;
+}
+
 Config config_from_manifest(const json& manifest, const std::string& dir) {
   std::vector<std::string> overrides;
   for (const auto& [key, value] : manifest.at("config").items())
@@ -288,6 +308,10 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   const std::string plan = backend->plan(config, networks, options);
   if (!resuming)
     out = prepare_out_dir(args.out.empty() ? default_out_dir(args.config_path, shard) : args.out, args.force);
+  {
+    std::lock_guard<std::mutex> lock(g_out_mutex);
+    g_out = out;
+  }
 
   RunStore store(out);
   const std::set<long> already = store.finished_ids();
@@ -391,9 +415,13 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   control.checkpoint = [&](const NetworkCheckpoint& c) { store.save_checkpoint(c); };
   control.resume = [&](long id) { return store.load_checkpoint(id); };
   options.control = &control;
-  install_stop_handlers();
+  if (!args.embedded) install_stop_handlers();
 
   Progress progress;
+  g_progress = &progress;
+  struct Unpublish {  // the progress goes out of scope with this function
+    ~Unpublish() { g_progress = nullptr; }
+  } unpublish;
   const auto train_start = std::chrono::steady_clock::now();
   std::vector<NetworkResult> results;
   try {

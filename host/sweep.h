@@ -22,7 +22,19 @@ struct SweepArgs {
   double progress_every = 0;  // seconds between progress lines; 0: 1 on a terminal, 10 otherwise
   bool force = false, save_weights = false, quiet = false;
   bool spectra_only = false;  // `rnnsweep lyapunov`
+  // In-process (the Python package): no signal handlers; request_run_stop() stops the run as
+  // SIGINT would, and run_progress() and last_run_dir() say how far it is and where it writes.
+  bool embedded = false;
 };
+
+// For a caller that runs run_sweep in-process on another thread (one run at a time):
+// stop the run after checkpointing, as SIGINT does (it returns kExitInterrupted; false clears
+// the request, before a run starts) ...
+void request_run_stop(bool stop = true);
+// ... its work units done and announced so far (false before the run's work has started) ...
+bool run_progress(long long& done, long long& total);
+// ... and its results folder (empty until the run has one).
+std::string last_run_dir();
 
 // `rnnsweep run` / `rnnsweep lyapunov` (and `run --resume DIR`). Returns the exit code.
 int run_sweep(const SweepArgs& args, const std::string& command_line);
