@@ -324,11 +324,12 @@ int run_sweep(const SweepArgs& args, const std::string& command_line) {
   std::map<long, std::vector<NetworkSpec>> sharing;  // computed network -> the grid points it stands for
   long distinct = 0;
   if (spectra_only) {
-    std::map<std::tuple<int, int, int, double, std::uint32_t>, long> first_of;
+    std::map<std::tuple<int, int, int, int, double, std::uint32_t>, long> first_of;
     std::vector<NetworkSpec> computed;
     for (const auto& n : remaining) {
+      // (a file task is its own task: n.file)
       const auto [it, fresh] =
-          first_of.emplace(std::make_tuple(int(n.task), int(n.init), n.hidden, n.gain, n.seed), n.id);
+          first_of.emplace(std::make_tuple(int(n.task), n.file, int(n.init), n.hidden, n.gain, n.seed), n.id);
       if (fresh) computed.push_back(n);
       sharing[it->second].push_back(n);
     }

@@ -381,4 +381,33 @@ TEST(TaskFiles, TheExampleConfigReadsItsFiles) {
   EXPECT_EQ(plan.code, 0) << plan.err;
 }
 
+// `rnnsweep lyapunov` computes each distinct initial network once: two file tasks are two tasks
+// (their inputs drive the spectra, and their input counts shape W_x), not one.
+TEST(TaskFiles, LyapunovRunsKeepTwoFileTasksApart) {
+  const std::string dir = scratch("task_file_lyapunov");
+  Made a, b;
+  b.I = 3;
+  write_npz(dir + "/a.npz", classification_members(a));
+  write_npz(dir + "/b.npz", classification_members(b));
+  std::ofstream(dir + "/c.toml") << "tasks = ['file:a', 'file:b']\nrules = ['bptt']\ngains = [1.5]\nlrs = [1e-3]\n"
+                                    "seeds = [0]\nhidden = 8\nle_steps = 30\nle_warmup = 5\nle_batch = 1\n"
+                                    "[file.a]\npath = 'a.npz'\n[file.b]\npath = 'b.npz'\n";
+  const Outcome o = rnnsweep_cli("lyapunov " + dir + "/c.toml --backend cpu --quiet --out " + dir + "/run");
+  ASSERT_EQ(o.code, 0) << o.err;
+  std::istringstream rows(read_file(dir + "/run/networks.csv"));
+  std::string header, first, second;
+  std::getline(rows, header), std::getline(rows, first), std::getline(rows, second);
+  auto max_le = [&](const std::string& row) {  // the column max_le_init
+    std::istringstream h(header), r(row);
+    std::string name, value;
+    while (std::getline(h, name, ',') && std::getline(r, value, ','))
+      if (name == "max_le_init") return value;
+    return std::string();
+  };
+  EXPECT_NE(first.find(",file:a,"), std::string::npos);
+  EXPECT_NE(second.find(",file:b,"), std::string::npos);
+  EXPECT_FALSE(max_le(first).empty());
+  EXPECT_NE(max_le(first), max_le(second)) << "each file task's own initial spectrum";
+}
+
 }  // namespace
