@@ -19,7 +19,6 @@ one-line message, and nothing is written. The tables and their columns are the R
 ("Outputs"); this module only reads them.
 """
 import csv
-import functools
 import json
 import math
 import os
@@ -214,6 +213,7 @@ class Results:
         self.status = self.manifest.get("status", "unknown")
         self.config = self.manifest.get("config", {})
         self.tables_folder = self.folder
+        self._tables = {}
         if self.status in ("running", "interrupted", "failed"):
             # the networks finished so far, as `rnnsweep tables` writes them (refreshed on each load);
             # none finished yet: empty tables
@@ -250,20 +250,22 @@ class Results:
         by_id = {row["network"]: row for row in grid}
         return [dict(row, **{c: by_id.get(row["network"], {}).get(c) for c in GRID}) for row in table]
 
-    networks = property(functools.lru_cache(maxsize=None)(lambda self: self._read("networks")),
-                        doc="networks.csv: one row per network, its grid coordinates and results")
-    curves = property(functools.lru_cache(maxsize=None)(lambda self: self._read("curves")),
-                      doc="curves.csv with the grid coordinates")
-    floss_curves = property(functools.lru_cache(maxsize=None)(lambda self: self._read("floss_curves")),
-                            doc="floss_curves.csv with the grid coordinates")
-    lyapunov = property(functools.lru_cache(maxsize=None)(lambda self: self._read("lyapunov")),
-                        doc="lyapunov.csv with the grid coordinates")
-    lyapunov_curves = property(functools.lru_cache(maxsize=None)(lambda self: self._read("lyapunov_curves")),
-                               doc="lyapunov_curves.csv with the grid coordinates (le_every > 0)")
-    summary = property(functools.lru_cache(maxsize=None)(lambda self: self._read("summary")),
-                       doc="summary.csv: the best lr of each task, rule, gain and flossing")
-    timings = property(functools.lru_cache(maxsize=None)(lambda self: self._read("timings")),
-                       doc="timings.csv with the grid coordinates")
+    def _table(name, doc):
+        """A table read on first use and kept on the instance."""
+        def get(self):
+            if name not in self._tables:
+                self._tables[name] = self._read(name)
+            return self._tables[name]
+        return property(get, doc=doc)
+
+    networks = _table("networks", "networks.csv: one row per network, its grid coordinates and results")
+    curves = _table("curves", "curves.csv with the grid coordinates")
+    floss_curves = _table("floss_curves", "floss_curves.csv with the grid coordinates")
+    lyapunov = _table("lyapunov", "lyapunov.csv with the grid coordinates")
+    lyapunov_curves = _table("lyapunov_curves", "lyapunov_curves.csv with the grid coordinates (le_every > 0)")
+    summary = _table("summary", "summary.csv: the best lr of each task, rule, gain and flossing")
+    timings = _table("timings", "timings.csv with the grid coordinates")
+    del _table
 
     def to_xarray(self, table="networks"):
         """A table as an xarray Dataset over the grid (needs pandas and xarray): networks indexed
