@@ -3,6 +3,7 @@
 // instruction mix from the compiled cubins). Host code only: runs without a GPU.
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
@@ -77,7 +78,18 @@ int main() {
       break;
     }
   line("\"kernel\": \"spectrum_kernel\", ", general.threads, general.shared_bytes, "H=64 k=64 romo");
-  const cuda::FlossLaunchPlan floss = cuda::plan_floss(shape, 32, romo, kMaxShared);
-  line("\"kernel\": \"floss_kernel\", ", floss.threads, floss.shared_bytes, "H=64 k=32 romo");
+  // flossing: the register instances at dms's T, and the general kernel at the study's shape
+  for (const auto& [H, k] : {std::pair{64, 32}, std::pair{32, 32}}) {
+    const Shape at{H, dms.inputs(), dms.outputs(), false};
+    const cuda::FlossLaunchPlan floss = cuda::plan_floss(at, k, dms, kMaxShared);
+    if (!floss.registers) continue;
+    line("\"kernel\": \"floss_registers\", \"H\": " + std::to_string(H) + ", \"Bt\": " + std::to_string(k) + ", ",
+         floss.threads, floss.shared_bytes, "H=" + std::to_string(H) + " k=" + std::to_string(k) + " dms T=" + std::to_string(dms.T()));
+  }
+  for (const auto& p : cuda::floss_candidates(shape, 32, romo, kMaxShared))
+    if (!p.registers) {
+      line("\"kernel\": \"floss_kernel\", ", p.threads, p.shared_bytes, "H=64 k=32 romo");
+      break;
+    }
   return 0;
 }

@@ -42,6 +42,9 @@ constexpr Modeled kModeled[] = {
     {"train_mma<H=64,Bt=32,bptt,Choice>", 6.21e7, 2},
     {"spectrum_registers<H=64,k=64>", 8.9e6, 2},
     {"spectrum_registers<H=32,k=32>", 4.63e7, 4},
+    // flossing: chain steps (a forward step with its QR and an adjoint step) per second
+    {"floss_registers<H=64,k=32>", 1.14e7, 2},
+    {"floss_registers<H=32,k=32>", 2.6e7, 3},
 };
 // The general spectrum kernel at H = k = 64 (the spectrum issue's model of it: 2 blocks per SM).
 constexpr double kGeneralSpectrum = 1.7e6;
@@ -90,10 +93,18 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
                                                  : 2;
   if (!spectrum_registers)
     out.notes.push_back("spectra: the general kernel, scaled from its modeled 1.7M network-steps/s at k = 64");
-  // flossing is not modeled yet: three times its forward chain (the chain, and an adjoint about
-  // twice its cost) at the general spectrum kernel's rate for k = floss_k
+  // flossing: the register instance for (H, floss_k) = (64, 32), (32, 32), in chain steps/s (the
+  // warm-up steps only advance the state and are left out); elsewhere the general kernel, not
+  // modeled: three times its forward chain (the chain, and an adjoint about twice its cost) at
+  // the general spectrum kernel's rate for k = floss_k
+  const bool floss_registers = config.floss_k == 32 && (H == 32 || H == 64);
   const double floss_cost = double(H) * H * config.floss_k + double(H) * config.floss_k * config.floss_k;
-  const double floss_rate = kGeneralSpectrum * cost64 / floss_cost / 3;
+  const std::string floss_name = "floss_registers<H=" + std::to_string(H) + ",k=32>";
+  const double floss_rate =
+      floss_registers ? modeled(floss_name).network_steps_per_s : kGeneralSpectrum * cost64 / floss_cost / 3;
+  const int floss_blocks = floss_registers ? modeled(floss_name).blocks_per_sm : 2;
+  const double floss_steps = floss_registers ? double(config.floss_steps)
+                                             : double(config.floss_warmup + config.floss_steps);
   bool any_floss = false;
 
   std::map<std::pair<TaskKind, int>, std::vector<const NetworkSpec*>> by_task;  // (task, file)
@@ -114,8 +125,7 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
                                 b.blocks_per_sm) +
                      launches_s(local, task.T(), double(config.iters), e.network_steps_per_s * train_scale,
                                 e.blocks_per_sm);
-      out.floss_s += launches_s(flossed, double(config.floss_warmup + config.floss_steps),
-                                double(config.flossing_iterations()), floss_rate, 2);
+      out.floss_s += launches_s(flossed, floss_steps, double(config.flossing_iterations()), floss_rate, floss_blocks);
       any_floss = any_floss || flossed > 0;
     }
     if (options.spectra) {
@@ -135,9 +145,10 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
                                   double(tracked_spectra_from(config, 0)), kGeneralSpectrum * cost64 / cost_t, 2);
     }
   }
-  if (any_floss)
-    out.notes.push_back("flossing: not modeled yet; taken as three times its forward chain at the general "
-                        "spectrum kernel's rate");
+  if (any_floss && !floss_registers)
+    out.notes.push_back("flossing: the general kernel (hidden " + std::to_string(H) + ", floss_k " +
+                        std::to_string(config.floss_k) +
+                        "), not modeled; taken as three times its forward chain at the general spectrum kernel's rate");
   if (options.train && config.le_every > 0)
     out.notes.push_back("tracked spectra (le_every): the general spectrum kernel at k = le_track_k");
   return out;

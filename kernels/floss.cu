@@ -1,5 +1,7 @@
 // One gradient-flossing iteration per network. CPU twins: host/cpu/floss.cpp and
-// host/cpu/spectra.cpp (floss_network).
+// host/cpu/spectra.cpp (floss_network). This is the general kernel: the study's shapes (hidden 64
+// with floss_k 32, hidden = floss_k = 32) go to kernels/floss_registers.cu, which plan_floss
+// prefers and launch_floss_iteration dispatches to.
 //
 // Ownership: one thread block owns one network. Forward: the driven trajectory (h_t detached,
 // kernels/lyapunov.cuh) and, from step `warmup` on, the chain M_t = J_t Q_{t-1},
@@ -22,12 +24,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss.cuh"
+#include "kernels/floss_registers.cuh"
 #include "kernels/lyapunov.cuh"
 
 namespace rnnsweep::cuda {
@@ -310,11 +314,28 @@ std::vector<double> adam_bias_corrections(double beta, long steps) {
 }
 
 std::string FlossLaunchPlan::name() const {
+  if (registers) return "registers threads=" + std::to_string(threads);
   return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +
          " chain=" + (chain_shared ? "shared" : "global");
 }
 
+namespace {
+
+// The register instance's plan, where one exists for the shape and fits.
+std::optional<FlossLaunchPlan> registers_plan(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
+  if (!floss_registers_exists(shape, k)) return std::nullopt;
+  FlossLaunchPlan plan;
+  plan.registers = true;
+  plan.threads = floss_registers_threads(shape, k);
+  plan.shared_bytes = floss_registers_shared_bytes(shape, k, task);
+  if (plan.shared_bytes > max_shared) return std::nullopt;
+  return plan;
+}
+
+}  // namespace
+
 FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, size_t max_shared) {
+  if (const auto fast = registers_plan(shape, k, task, max_shared)) return *fast;
   FlossLaunchPlan plan;
   plan.threads = std::min(256, std::max(64, (shape.H + 31) / 32 * 32 * 2));
   // The first placement that leaves room for a second block on the SM (its warps hide the
@@ -340,6 +361,8 @@ std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const T
                                               size_t max_shared) {
   const FlossLaunchPlan heuristic = plan_floss(shape, k, task, max_shared);
   std::vector<FlossLaunchPlan> out = {heuristic};
+  if (const auto fast = registers_plan(shape, k, task, max_shared); fast && !heuristic.registers)
+    out.push_back(*fast);
   for (int threads : {64, 128, 256})
     for (const auto& [W_h_shared, chain_shared] : kPlacements) {
       FlossLaunchPlan plan;
@@ -369,6 +392,13 @@ void launch_floss_iteration(const FlossChunk& chunk, const FlossLaunchPlan& plan
     throw std::invalid_argument("launch_floss_iteration: threads must be a positive multiple of 32");
   if (!chunk.bias_correction1 || !chunk.bias_correction2)
     throw std::invalid_argument("launch_floss_iteration: the bias corrections (adam_bias_corrections) are missing");
+  if (plan.registers) {
+    if (!floss_registers_exists(s, chunk.k) || plan.threads != floss_registers_threads(s, chunk.k) ||
+        plan.shared_bytes != floss_registers_shared_bytes(s, chunk.k, chunk.task))
+      throw std::invalid_argument("launch_floss_iteration: the plan was made for another shape");
+    launch_floss_registers(chunk, iteration, stream);
+    return;
+  }
   if (plan.shared_bytes != floss_shared_bytes(s, chunk.k, chunk.task.T(), plan.W_h_shared, plan.chain_shared))
     throw std::invalid_argument("launch_floss_iteration: the plan was made for another shape");
   CUDA_CHECK(cudaFuncSetAttribute(floss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

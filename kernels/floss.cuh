@@ -46,15 +46,19 @@ struct FlossLaunchPlan {
   int threads = 64;
   bool W_h_shared = true;
   bool chain_shared = true;
+  // the chain's frame in registers (kernels/floss_registers.cu, H = 64 with k = 32, H = k = 32);
+  // W_h and the chain are then in shared memory as that kernel lays them out
+  bool registers = false;
   size_t shared_bytes = 0;
-  std::string name() const;  // "threads=64 W_h=shared chain=shared"
+  std::string name() const;  // "threads=64 W_h=shared chain=shared", or "registers threads=128"
 };
 
 // The heuristic's plan for this shape on a device with `max_shared` bytes of dynamic shared
-// memory per block; throws std::invalid_argument when nothing fits.
+// memory per block (the register instance where one exists and fits, else the general kernel);
+// throws std::invalid_argument when nothing fits.
 FlossLaunchPlan plan_floss(const Shape& shape, int k, const TaskParams& task, size_t max_shared);
-// Every instance that can run this shape (64 to 256 threads and the heuristic's, each placement
-// that fits), the heuristic's first.
+// Every instance that can run this shape (the register instance, the general kernel at 64 to 256
+// threads and the heuristic's, each placement that fits), the heuristic's first.
 std::vector<FlossLaunchPlan> floss_candidates(const Shape& shape, int k, const TaskParams& task,
                                               size_t max_shared);
 std::string floss_shape_key(const Shape& shape, int k, const TaskParams& task);

@@ -89,6 +89,9 @@ def short_name(mangled):
     m = re.search(r"spectrum_registers_kernelINS1_16SpectrumGeometryILi(\d+)EEEEEv", mangled)
     if m:
         return f"spectrum_registers<H={m.group(1)},k={m.group(1)}>"
+    m = re.search(r"floss_registers_kernelINS1_13FlossGeometryILi(\d+)ELi(\d+)EEEEEv", mangled)
+    if m:
+        return f"floss_registers<H={m.group(1)},k={m.group(2)}>"
     m = re.search(r"([a-z_]+_kernel)(?:I|E)", mangled)
     return m.group(1) if m else mangled[:60]
 
@@ -205,6 +208,9 @@ def instance_key(name):
     m = re.match(r"spectrum_registers<H=(\d+),k=\d+>", name)
     if m:
         return ("spectrum_registers", int(m.group(1)), None, None, None)
+    m = re.match(r"floss_registers<H=(\d+),k=(\d+)>", name)
+    if m:  # (k in kernel_instances' Bt field)
+        return ("floss_registers", int(m.group(1)), int(m.group(2)), None, None)
     return (name, None, None, None, None)
 
 
@@ -283,6 +289,54 @@ def spectrum_model(row, code):
             "network_steps_per_s": SMS * CLOCK_HZ / cycles, "latency_per_block": latency, "throughput": throughput}
 
 
+def floss_model(row, code):
+    """Modeled chain steps/s of a register flossing instance: one step of the forward chain (its
+    Jacobian and QR, from the SASS as spectrum_model counts them) and one step of the adjoint
+    (from the kernel's tiling, bench/MODEL.md, "The flossing kernel"), per network."""
+    found = spectrum_loops(code)
+    m = re.match(r"floss_registers<H=(\d+),k=(\d+)>", row["kernel"])
+    if not found or not m or not row.get("threads"):
+        return None
+    H, k = int(m.group(1)), int(m.group(2))
+    threads, warps, blocks = row["threads"], row["threads"] // 32, row.get("blocks_per_sm") or 1
+    count = lambda l: loop_counts(code, *l) if l else {key: 0 for key in list(COUNTS) + ["instructions"]}
+    step, qr, jac = count(found["step"]), count(found["qr"]), count(found["jacobian"])
+    qr_per_warp = sum(min(k - 1, 8 * w + 7) for w in range(warps)) / warps
+    per_warp = {key: step[key] - qr[key] - jac[key] + qr_per_warp * qr[key] + H * UNITS_ON * jac[key] for key in step}
+    fp64 = (per_warp["FP64"] + per_warp["F2F.F64"]) * warps / 2
+    issue = per_warp["instructions"] * warps / 4
+    shared = (per_warp["LDS"] + per_warp["LDS.64"] + per_warp["LDS.128"] + per_warp["STS"] + per_warp["SHFL"]) * warps
+    rest = step["instructions"] - qr["instructions"] - jac["instructions"] + H * UNITS_ON * jac["instructions"]
+    latency = (k - 1) * (qr["instructions"] * CPI_COLUMN + BARRIER_CYCLES) + rest * CPI_REST
+    forward = max(fp64, issue, shared, latency / blocks)
+    # The adjoint step, per thread, from kernels/floss_registers.cu's tiles: C = Q_bar^T Q (4 x k/16
+    # a thread, H rows), M_bar = Q_bar + Q C ((H/32) x 8, k terms), dW_h += M_bar (D Q_prev)^T
+    # (H^2/(8 threads) x 8, k terms, and a scaling per pair of terms and column), Q_bar = ... W_h^T
+    # M_bar ((H/32) x 8, H terms); the back substitution on the H threads of the rows (k^2/2 + k).
+    tr, tj, gr = H // 32, k // 16, H * H // (threads * 8)
+    fp64_thread = H * 4 * tj + k * tr * 8 + (k // 2) * (gr * 16 + 16) + H * tr * 8
+    b_fp64 = (warps * fp64_thread + (H // 32) * (k * k / 2 + k)) / 2
+    # shared loads per warp instruction counted at one wavefront (conflict-free), as above
+    b_shared = warps * (H * (2 + tj / 2) + k * (tr + 4) + (k // 2) * (gr + 8) + H * (tr + 4))
+    # four barriers; the dependent chains of one accumulator in each product (8 cycles a DFMA) and
+    # of the back substitution (k^2 / 4 with its two accumulators)
+    b_latency = 4 * BARRIER_CYCLES + 8 * (H + k + k + H) + 8 * k * k / 4
+    backward = max(b_fp64, b_shared, b_latency / blocks)
+    cycles = forward + backward
+    names = ["FP64", "issue", "shared", "QR latency"]
+    f_bound = names[[fp64, issue, shared, latency / blocks].index(forward)]
+    b_bound = ["FP64", "shared", "latency"][[b_fp64, b_shared, b_latency / blocks].index(backward)]
+    rate = SMS * CLOCK_HZ / cycles
+    return {"cycles_per_step": cycles, "forward_cycles": forward, "backward_cycles": backward,
+            "bound": f"{f_bound} (chain), {b_bound} (adjoint)", "network_steps_per_s": rate,
+            "floss_iterations_per_s": rate / FLOSS_STEPS}
+
+
+# flossing iterations/s are quoted at the study's chain: floss_steps = 100 (its 20 warm-up steps
+# only advance the state, about 1% of a chain step's cost, and are left out)
+FLOSS_STEPS = 100
+
+
 def model(row):
     """Modeled network-steps per second on an H200 (bench/MODEL.md): per network and step, the
     SM's busiest resource among FP32 lanes (4 warp-FFMAs a cycle), tensor cores (one m16n8k8
@@ -344,14 +398,22 @@ def main():
                         row["blocks_per_sm"], row["warps_per_sm"] = occupancy(
                             row["regs"], row["threads"], row["static_shared"] + row["dynamic_shared"])
                     row["loops"] = [dict(range=[lo, hi], counts=loop_counts(code, lo, hi)) for lo, hi in barrier_loops(code)]
-                    found = spectrum_loops(code) if name.startswith("spectrum_registers<") else None
+                    found = spectrum_loops(code) if name.startswith(("spectrum_registers<", "floss_registers<")) else None
                     if found:  # its step loop (holding the QR's) and the QR's column loop, as counted
                         row["loops"] = [dict(range=list(found[key]), counts=loop_counts(code, *found[key]), label=label)
                                         for key, label in (("step", "step"), ("qr", "QR column"))]
+                        if name.startswith("floss_registers<"):
+                            # and the adjoint's step loop: the barrier loop after the chain's
+                            adjoint = [l for l in barrier_loops(code) if l[0] > found["step"][1]]
+                            if adjoint:
+                                row["loops"].append(dict(range=list(adjoint[-1]), label="adjoint",
+                                                         counts=loop_counts(code, *adjoint[-1])))
                     if args.model:
                         row["model"] = model(row)
                         if row["kernel"].startswith("spectrum_registers<"):
                             row["model"] = spectrum_model(row, code)
+                        if row["kernel"].startswith("floss_registers<"):
+                            row["model"] = floss_model(row, code)
                     rows.append(row)
     rows.sort(key=lambda r: (r["file"], r["kernel"]))
 
@@ -376,7 +438,7 @@ def main():
         text += "\n\nModeled ceiling on an H200 (bench/MODEL.md), all of a kernel's time loops once per step:\n\n"
         text += "| kernel | bound | FMA pipe | tensor cores | network-steps/s |\n|---|---|---|---|---|\n"
         for r in rows:
-            if r.get("model") and not r["kernel"].startswith("spectrum"):
+            if r.get("model") and not r["kernel"].startswith(("spectrum", "floss")):
                 m = r["model"]
                 text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fma_fraction']:.0f}% | "
                          f"{100 * m['mma_fraction']:.0f}% | {m['network_steps_per_s']:.3g} |\n")
@@ -389,6 +451,16 @@ def main():
                 m = r["model"]
                 text += (f"| {r['kernel']} | {m['bound']} | {100 * m['fp64_fraction']:.0f}% | "
                          f"{m['latency_per_block']:,.0f} | {m['network_steps_per_s']:.3g} |\n")
+        flossing = [r for r in rows if r.get("model") and r["kernel"].startswith("floss_registers")]
+        if flossing:
+            text += ("\nFlossing (one chain step: the forward step with its QR and the adjoint step, per network; "
+                     f"iterations at floss_steps = {FLOSS_STEPS}):\n\n"
+                     "| kernel | bound | cycles per step (chain + adjoint) | chain steps/s | flossing iterations/s |\n"
+                     "|---|---|---|---|---|\n")
+            for r in flossing:
+                m = r["model"]
+                text += (f"| {r['kernel']} | {m['bound']} | {m['forward_cycles']:,.0f} + {m['backward_cycles']:,.0f} | "
+                         f"{m['network_steps_per_s']:.3g} | {m['floss_iterations_per_s']:,.0f} |\n")
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -453,6 +525,27 @@ def main():
                 failures.append(f"{name}: shared memory for fewer than 4 blocks per SM")
             if args.model and r.get("model") and r["model"]["network_steps_per_s"] < 5e6:
                 failures.append(f"{name}: modeled {r['model']['network_steps_per_s']:.3g} network-steps/s < 5e6")
+        # the register flossing instance at the study's shape (bench/MODEL.md, "The flossing kernel")
+        floss = [r for r in rows if r["kernel"] == "floss_registers<H=64,k=32>"]
+        if len(floss) != 1:
+            failures.append(f"expected the floss_registers<H=64,k=32> instance, found {len(floss)}")
+        for r in floss:
+            name = r["kernel"]
+            labels = [loop.get("label") for loop in r["loops"]]
+            if labels != ["step", "QR column", "adjoint"]:
+                failures.append(f"{name}: its step, QR and adjoint loops were not found (loops: {labels})")
+            for loop in r["loops"]:
+                c = loop["counts"]
+                if c["LDL/STL"] or c["LD/ST generic"]:
+                    failures.append(f"{name}: local or generic memory accesses in its {loop.get('label')} loop")
+            if len(r["loops"]) > 1 and r["loops"][1]["counts"]["BAR"] != 1:
+                failures.append(f"{name}: {r['loops'][1]['counts']['BAR']} barriers per QR column (want 1)")
+            if len(r["loops"]) > 2 and r["loops"][2]["counts"]["BAR"] > 4:
+                failures.append(f"{name}: {r['loops'][2]['counts']['BAR']} barriers per adjoint step (want at most 4)")
+            if r["stack"] > 40:
+                failures.append(f"{name}: {r['stack']} bytes of stack (the Box-Muller path's 40 at most)")
+            if r.get("blocks_per_sm", 0) < 2:
+                failures.append(f"{name}: {r.get('blocks_per_sm')} resident blocks per SM < 2")
         # the modeled rates that `rnnsweep plan --backend cuda` uses where no GPU is at hand
         if args.model:
             source = open(os.path.join(ROOT, "host", "gpu_model.cpp")).read()
@@ -476,8 +569,8 @@ def main():
             print("CHECK FAILED:", f, file=sys.stderr)
         if failures:
             return 1
-        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register and tensor-core instances and the "
-              "H = 64 spectrum instance are within their limits",
+        print(f"kernel_report: the {len(targets)} H = 64, batch 32 register and tensor-core instances, the "
+              "H = 64 spectrum instance and the H = 64, k = 32 flossing instance are within their limits",
               file=sys.stderr)
     return 0
 

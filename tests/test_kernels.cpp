@@ -892,8 +892,10 @@ TEST(Spectrum, LongTrajectoriesOfAnExpandingNetworkDoNotOverflow) {
 // the loss and k_used of every iteration and the flossed weights.
 // With `plan_index` >= 0, that candidate of floss_candidates instead of the heuristic's plan;
 // the flossed parameters go to `flossed_params` if given.
+// k_used of every iteration of both networks goes to `k_used_out` if given.
 void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int warmup, int iters,
-                             int plan_index = -1, std::vector<float>* flossed_params = nullptr) {
+                             int plan_index = -1, std::vector<float>* flossed_params = nullptr,
+                             std::vector<int>* k_used_out = nullptr) {
   {
     Config config;
     config.hidden = hidden;
@@ -977,6 +979,7 @@ void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int wa
     // the network in between was not flossed: untouched
     for (int e = 0; e < P; ++e) ASSERT_EQ(got[P + e], params[P + e]);
     if (flossed_params) *flossed_params = got;
+    if (k_used_out) *k_used_out = k_host;
   }
 }
 
@@ -993,9 +996,34 @@ TEST(Floss, WithoutWarmupMatchesTheCpu) {
 
 TEST(FlossPaperShape, HiddenSixtyFourWithThirtyTwoExponentsMatchesTheCpu) {
   RNNSWEEP_NEED_DEVICE();
-  // The study's flossing shape (H = 64, floss_k = 32) on a short chain: every thread of the
+  // The study's flossing shape (H = 64, floss_k = 32) on a short chain, on the general kernel
+  // (the heuristic takes the register instance here, FlossRegisters below): every thread of the
   // block owns several entries of each product, and the QR runs 32 columns on two warps.
-  expect_flossing_matches(TaskKind::romo, 64, 32, 6, 3, 2);
+  const TaskParams task = Config().task(TaskKind::romo);
+  const auto candidates = cuda::floss_candidates(Shape{64, task.inputs(), task.outputs(), false}, 32, task, max_shared());
+  const auto general = std::find_if(candidates.begin(), candidates.end(), [](const auto& p) { return !p.registers; });
+  ASSERT_NE(general, candidates.end());
+  expect_flossing_matches(TaskKind::romo, 64, 32, 6, 3, 2, int(general - candidates.begin()));
+}
+
+TEST(FlossRegisters, EveryTaskAndInstanceMatchesTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  // The register instances (kernels/floss_registers.cu), which the heuristic takes at their
+  // shapes, on every task: 2af and dms have no leak (a = 0), so a unit that is off takes a
+  // direction with it and later columns are annihilated (k_used < k): the backward pass's masks.
+  bool annihilated = false;
+  for (const auto& [H, k] : {std::pair{64, 32}, std::pair{32, 32}})
+    for (TaskKind kind : {TaskKind::romo, TaskKind::two_af, TaskKind::dms}) {
+      const TaskParams task = Config().task(kind);
+      const Shape shape{H, task.inputs(), task.outputs(), false};
+      const cuda::FlossLaunchPlan plan = cuda::plan_floss(shape, k, task, max_shared());
+      ASSERT_TRUE(plan.registers) << plan.name();
+      SCOPED_TRACE("H = " + std::to_string(H) + ", k = " + std::to_string(k) + ", " + task_name(kind));
+      std::vector<int> k_used;
+      expect_flossing_matches(kind, H, k, 8, 3, 3, -1, nullptr, &k_used);
+      for (int used : k_used) annihilated = annihilated || used < k;
+    }
+  EXPECT_TRUE(annihilated) << "some case must cut the chain, or the masks are untested";
 }
 
 TEST(FlossPlacements, TheChainInSharedOrGlobalMemoryGivesTheSameBits) {

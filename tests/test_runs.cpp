@@ -390,8 +390,18 @@ TEST(Runs, PlanForTheGpuWithoutOneEstimatesFromTheKernelModel) {
   const std::string text = read_file(dir + "/plan.txt");
   if (text.find("backend: cuda on ") != std::string::npos) GTEST_SKIP() << "a GPU is here: plan calibrates on it";
   for (const char* says : {"grid: 2520 networks", "static model of an H200", "estimated time on an H200:",
-                           "not measured", "flossing: not modeled yet"})
+                           "not measured", "flossing 0:"})
     EXPECT_NE(text.find(says), std::string::npos) << says << " in:\n" << text;
+  // the study's flossing (hidden 64, floss_k 32) has its register instance, which is modeled
+  EXPECT_EQ(text.find("not modeled"), std::string::npos) << text;
+  // other flossing shapes run on the general kernel, which is not: the estimate says so
+  const Outcome other = rnnsweep_cli("plan " + std::string(RNNSWEEP_SOURCE_DIR) +
+                                         "/configs/paper.toml --backend cuda --set floss_k=16",
+                                     "", dir + "/plan16.txt");
+  ASSERT_EQ(other.code, 0) << other.err;
+  const std::string text16 = read_file(dir + "/plan16.txt");
+  EXPECT_NE(text16.find("flossing: the general kernel (hidden 64, floss_k 16), not modeled"), std::string::npos)
+      << text16;
 }
 
 }  // namespace
