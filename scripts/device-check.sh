@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The GPU machine's check, in one call that always returns a verdict within its deadline:
 #
-#   scripts/device-check.sh [--deadline SECONDS] [--out DIR] [--jobs N]
+#   scripts/device-check.sh [--deadline SECONDS] [--out DIR] [--jobs N] [--programs-from BUILD]
 #
-# (--out defaults to $OUT, else device-out/; --deadline to 420.) Steps, in this order, each
+# (--out defaults to $OUT, else device-out/; --deadline to 420. --programs-from, for CI: the
+# build step configures build-device as always, then takes the programs from BUILD, a build of
+# this checkout made with -DRNNSWEEP_GPU_PROGRAMS=ON, instead of compiling them a second time.)
+# Steps, in this order, each
 # capped by what is left of the deadline (a step that would start with too little left is
 # skipped and named in the verdict):
 #   build       Ninja, sm_90, warnings not errors (one new warning from that machine's compiler
@@ -41,17 +44,23 @@ root="$PWD"
 deadline=420
 out="${OUT:-device-out}"
 jobs="$(nproc)"
+programs_from=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --deadline) deadline="${2:-}"; shift 2 ;;
     --out) out="${2:-}"; shift 2 ;;
     --jobs) jobs="${2:-}"; shift 2 ;;
-    *) echo "device-check: unknown argument '$1' (allowed: --deadline SECONDS, --out DIR, --jobs N)" >&2; exit 2 ;;
+    --programs-from) programs_from="${2:-}"; shift 2 ;;
+    *) echo "device-check: unknown argument '$1' (allowed: --deadline SECONDS, --out DIR, --jobs N, --programs-from BUILD)" >&2; exit 2 ;;
   esac
 done
 case "$deadline" in ''|*[!0-9]*) echo "device-check: --deadline '$deadline': allowed: whole seconds >= 60" >&2; exit 2 ;; esac
 case "$jobs" in ''|*[!0-9]*|0) echo "device-check: --jobs '$jobs': allowed: a positive integer" >&2; exit 2 ;; esac
 [ "$deadline" -ge 60 ] || { echo "device-check: --deadline $deadline: allowed: whole seconds >= 60" >&2; exit 2; }
+if [ -n "$programs_from" ] && [ ! -f "$programs_from/CMakeCache.txt" ]; then
+  echo "device-check: --programs-from '$programs_from': allowed: a configured build folder of this checkout" >&2
+  exit 2
+fi
 mkdir -p "$out" || { echo "device-check: --out '$out': cannot create it" >&2; exit 2; }
 out="$(cd "$out" && pwd)"
 rm -f "$out"/summary.md "$out"/build.log "$out"/tests.log "$out"/tuning.json "$out"/bench.md "$out"/bench.log \
@@ -156,12 +165,15 @@ configure_and_build() {
   deps || return 1
   cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DRNNSWEEP_NATIVE=OFF \
     -DRNNSWEEP_GPU_PROGRAMS=ON -DRNNSWEEP_WERROR=OFF -DRNNSWEEP_EMULATED_KERNEL_TESTS=OFF || return 1
+  # --programs-from: configured as above, compiled already (CI's own build)
+  [ -n "$programs_from" ] && { echo "programs from $programs_from (--programs-from): not compiled here"; return 0; }
   # the CPU suite's programs are built by its own step, last, when there is time for it
   cmake --build "$build" -j"$jobs" --target rnnsweep rnnsweep_gpu_tests bench_cuda
 }
-export build jobs root
+export build jobs root programs_from
 export -f deps configure_and_build
 run_step build 300 "$out/build.log" configure_and_build || finish "" 1
+[ -n "$programs_from" ] && build="$(cd "$programs_from" && pwd)"
 missing=""
 for program in rnnsweep tests/rnnsweep_gpu_tests bench/bench_cuda; do
   [ -x "$build/$program" ] || missing="$missing $program"
@@ -171,7 +183,11 @@ if [ -n "$missing" ]; then
   verdict="FAIL: the build has no CUDA programs:$missing"
   finish "" 1
 fi
-rows+=("| cuda programs | built: rnnsweep, rnnsweep_gpu_tests, bench_cuda | |")
+if [ -n "$programs_from" ]; then
+  rows+=("| cuda programs | from $programs_from (--programs-from): rnnsweep, rnnsweep_gpu_tests, bench_cuda | |")
+else
+  rows+=("| cuda programs | built: rnnsweep, rnnsweep_gpu_tests, bench_cuda | |")
+fi
 
 # ---- is there a GPU? ----
 gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"

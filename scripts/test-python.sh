@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf build/py-venv
-python3 -m venv build/py-venv
+# --system-site-packages: numpy, pandas and matplotlib where python3 has them already (CI installs
+# them first) are not downloaded again; the package itself is built and installed fresh
+python3 -m venv --system-site-packages build/py-venv
 build/py-venv/bin/python -m pip install -q --disable-pip-version-check ".[test]" \
   -C cmake.define.RNNSWEEP_CUDA=OFF -C build-dir=build/py-build
 build/py-venv/bin/python -m pytest -q python/tests
