@@ -183,15 +183,7 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, bool chain_shar
     }
     traj.advance(step);  // its closing barrier also publishes thread 0's log_sum
   }
-  double loss = 0;
-  for (int col = 0; col < k_used; ++col) {
-    const double lambda = log_sum[col] / double(n);
-    loss += lambda * lambda;
-  }
-  if (tid == 0) {
-    c.loss[size_t(slot) * c.iters + iteration] = k_used > 0 ? loss : 0.0;
-    c.k_used[size_t(slot) * c.iters + iteration] = k_used;
-  }
+  const double loss = floss_record_loss(c, slot, iteration, log_sum, k_used);
   if (k_used == 0 || !is_finite(loss)) return;  // no update, as on the CPU
 
   // Backward through the chain of the first kk = k_used columns.
@@ -282,17 +274,8 @@ RNNSWEEP_KERNEL void floss_kernel(FlossChunk c, bool W_h_shared, bool chain_shar
   for (int e = tid; e < H * H; e += threads) bad += is_finite(W_bar[e]) ? 0.0 : 1.0;
   if (block_sum(bad, reduce) > 0) return;
   if (tid == 0) c.adam_steps[slot] = step;
-  const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
-  const double bc1 = c.bias_correction1[step], bc2 = c.bias_correction2[step];  // from the host
-  const float step_size = float(c.lr / bc1), sqrt_bc2 = float(sqrt(bc2));
-  float* m = c.adam_m + size_t(slot) * H * H;
-  float* v = c.adam_v + size_t(slot) * H * H;
-  for (int e = tid; e < H * H; e += threads) {
-    const float gr = float(W_bar[e]);
-    m[e] = b1 * m[e] + (1 - b1) * gr;
-    v[e] = b2 * v[e] + (1 - b2) * gr * gr;
-    params[layout.W_h + e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
-  }
+  const FlossAdam adam(c, slot, step, params + layout.W_h);
+  for (int e = tid; e < H * H; e += threads) adam.update(e, W_bar[e]);
 }
 
 size_t floss_shared_bytes(const Shape& s, int k, int T, bool W_h_shared, bool chain_shared) {

@@ -38,6 +38,47 @@ struct FlossChunk {
   int* k_used = nullptr;                // K x iters
 };
 
+// ---- device code shared by the two flossing kernels (kernels/floss.cu, kernels/floss_registers.cu)
+
+// The iteration's loss, the sum of lambda_j^2 = (log_sum[j] / steps)^2 over the k_used leading
+// columns (in column order), recorded with k_used by thread 0 (0 when no column is left).
+RNNSWEEP_DEVICE double floss_record_loss(const FlossChunk& c, int slot, long iteration, const double* log_sum,
+                                         int k_used) {
+  double loss = 0;
+  for (int col = 0; col < k_used; ++col) {
+    const double lambda = log_sum[col] / double(c.steps);
+    loss += lambda * lambda;
+  }
+  if (threadIdx.x == 0) {
+    c.loss[size_t(slot) * c.iters + iteration] = k_used > 0 ? loss : 0.0;
+    c.k_used[size_t(slot) * c.iters + iteration] = k_used;
+  }
+  return loss;
+}
+
+// PyTorch's Adam on W_h of network slot's flossing state, entry by entry, as the CPU does (float
+// moments, the bias corrections of update `step` from the host).
+struct FlossAdam {
+  float b1, b2, eps, step_size, sqrt_bc2;
+  float *m, *v, *W_h;
+  RNNSWEEP_DEVICE FlossAdam(const FlossChunk& c, int slot, int step, float* W_h_params)
+      : b1(float(c.beta1)),
+        b2(float(c.beta2)),
+        eps(float(c.eps)),
+        step_size(float(c.lr / c.bias_correction1[step])),
+        sqrt_bc2(float(sqrt(c.bias_correction2[step]))),
+        m(c.adam_m + size_t(slot) * c.shape.H * c.shape.H),
+        v(c.adam_v + size_t(slot) * c.shape.H * c.shape.H),
+        W_h(W_h_params) {}
+  // entry e = i + j H of W_h, its gradient
+  RNNSWEEP_DEVICE void update(int e, double gradient) const {
+    const float gr = float(gradient);
+    m[e] = b1 * m[e] + (1 - b1) * gr;
+    v[e] = b2 * v[e] + (1 - b2) * gr * gr;
+    W_h[e] -= step_size * m[e] / (sqrtf(v[e]) / sqrt_bc2 + eps);
+  }
+};
+
 // An instance of the flossing kernel: block size, where W_h lives, and where the chain works:
 // chain_shared forms and factorises each M in shared memory and keeps the backward pass's work
 // arrays there (H = 64, k = 32: 80 KiB), the chain's frames and triangles going to global

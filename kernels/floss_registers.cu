@@ -5,12 +5,12 @@
 //
 // One thread block owns one network, as there; the work is laid out as the spectrum's register
 // kernel lays out its chain (kernels/spectrum_registers.cu):
-// - Forward, per step: the driven state advanced by kUnitLanes lanes per unit; the Jacobian
-//   product M = a Q + (1 - a) W_h D Q register-tiled ((H / 32) rows x 8 columns a thread) over
-//   W_h as float in shared memory (exact) and the frame's rows read as 128-bit loads; the QR in
-//   registers (kernels/register_qr.cuh: four lanes per column, one barrier per column,
-//   look-ahead, a reciprocal per column), which also writes the triangle's upper part to the
-//   network's global scratch. Each frame goes to global scratch once (row-major H x k), for the
+// - Forward, per step, the spectrum kernel's chain (kernels/chain_registers.cuh): the driven
+//   state advanced by kUnitLanes lanes per unit; the Jacobian product M = a Q + (1 - a) W_h D Q
+//   register-tiled ((H / 32) rows x 8 columns a thread) over W_h as float in shared memory
+//   (exact) and the frame's rows read as 128-bit loads; the QR in registers (four lanes per
+//   column, one barrier per column, look-ahead, a reciprocal per column), which here also writes
+//   the triangle's upper part to the network's global scratch. Each frame goes to global scratch once (row-major H x k), for the
 //   backward pass, which visits them in reverse. ln R_jj is summed in each column's registers.
 // - Backward, per step, four barriers: C = R R_bar^T - Q_bar^T Q (its lower triangle, mirrored);
 //   M_bar = Q_bar + Q C (tiled); M_bar R^{-T} (a row per thread, reciprocals of R's diagonal);
@@ -34,7 +34,7 @@
 #include "kernels/cuda_utils.cuh"
 #include "kernels/floss_registers.cuh"
 #include "kernels/lyapunov.cuh"
-#include "kernels/register_qr.cuh"
+#include "kernels/chain_registers.cuh"
 
 namespace rnnsweep::cuda {
 namespace {
@@ -135,50 +135,22 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   float* W = reinterpret_cast<float*>(shared + L.W_h);
   float* W_x = reinterpret_cast<float*>(shared + L.W_x);
   float* b = reinterpret_cast<float*>(shared + L.b);
-  double partial = 0;
-  for (int e = tid; e < H * H; e += G::kThreads) {
-    const float w = params[layout.W_h + e];
-    W[(e / H) * G::kLdw + e % H] = w;
-    partial += double(w) * double(w);
-  }
-  for (int e = tid; e < H * I; e += G::kThreads) W_x[e] = params[layout.W_x + e];
-  for (int i = tid; i < H; i += G::kThreads) b[i] = c.shape.bias ? params[layout.b + i] : 0.0f;
   const double a = c.task.leak();
-  // annihilation_floor (kernels/lyapunov.cuh); the block sum's barriers also publish W_h, W_x, b
-  const double floor = 1e-10 * (a + (1 - a) * sqrt(block_sum(partial, shared + L.reduce)));
+  const double floor = load_chain_weights<G>(params, layout, c.shape, a, W, W_x, b, shared + L.reduce);
 
   // QR ownership: column `col`, rows p, p + 4, ...; the advance: unit `unit`, terms
   // l = kUnitLanes n + part
   const int col = tid / 4, p = tid % 4;
   const int unit = tid / G::kUnitLanes, part = tid % G::kUnitLanes;
   double m[G::kRows], norm = 0;
-  {
-    // the random starting frame: the QR of the Gaussian matrix of (lyapunov_frame, seed), entry
-    // (r, c) at index r k + c, as block_random_frame
-    const Philox rng(Purpose::lyapunov_frame, c.seed[n_net]);
-    RNNSWEEP_UNROLL
-    for (int r = 0; r < G::kRows; ++r) m[r] = normal_at(rng, std::uint32_t((4 * r + p) * K + col));
-    register_qr<G>(m, frame, shared + L.published, 0.0, norm);
-  }
+  random_frame_qr<G>(m, c.seed[n_net], frame, shared + L.published, norm);
   // Q_0 for the backward pass (the QR ended in a barrier)
   for (int e = tid; e < H * K; e += G::kThreads) frames[e] = frame[(e / K) * kLdq + e % K];
 
-  // tile ownership of the H x k products: rows rb kTileRows + r, columns 2 cb + 2 kColumnBlocks q
-  // + e (q < 4, e < 2), as the spectrum's register kernel
-  const int rb = (warp % 4) * 8 + lane % 8, cb = (warp / 4) * 4 + lane / 8;
-  auto tile_col = [&](int q) { return 2 * cb + 2 * G::kColumnBlocks * q; };
-
   const Philox trials(Purpose::floss_trials, c.seed[n_net]);
   const std::uint32_t batch = std::uint32_t(c.first_batch + iteration);
-  float* trial_x = reinterpret_cast<float*>(shared + L.trial_x);
-  const TrialView one{T,
-                      1,
-                      I,
-                      O,
-                      trial_x,
-                      reinterpret_cast<float*>(shared + L.trial_target),
-                      reinterpret_cast<float*>(shared + L.trial_mask),
-                      reinterpret_cast<int*>(shared + L.trial_label)};
+  const TrialView one = shared_trial(shared, L, T, I, O);
+  const float* trial_x = one.x;
   double* u = shared + L.u;  // u[parity H + i]
   for (int i = tid; i < 2 * H; i += G::kThreads) u[i] = 0.0;  // (published by the first trial's barrier)
   double log_scale = 0, drive_scale = 1, log_sum = 0;
@@ -196,88 +168,15 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       double* u_next = u + (1 - parity) * H;
       double* maxima = shared + L.reduce + parity * G::kWarps;
       const bool in_chain = chain >= 0;
-
-      double recurrent = 0;
-      RNNSWEEP_UNROLL
-      for (int k4 = 0; k4 < H / G::kUnitLanes; ++k4) {
-        const int l = G::kUnitLanes * k4 + part;
-        const double on = u_now[l] > 0 ? u_now[l] : 0.0;
-        recurrent += double(W[l * G::kLdw + unit]) * on;
-      }
-      RNNSWEEP_UNROLL
-      for (int offset = 1; offset < G::kUnitLanes; offset *= 2)
-        recurrent += __shfl_xor_sync(0xffffffffu, recurrent, offset);
-      double drive = 0;
-      RNNSWEEP_NO_UNROLL
-      for (int k = 0; k < I; ++k) drive += double(W_x[unit + k * H]) * double(trial_x[t * I + k]);
-      drive += double(b[unit]);
-      const double next = a * u_now[unit] + (1 - a) * (recurrent + drive_scale * drive);
-      double largest = fabs(next);
-      for (int offset = 16; offset > 0; offset /= 2)
-        largest = fmax(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
-      if (lane == 0) maxima[warp] = largest;
+      const double next = advance_state<G>(u_now, W, W_x, b, trial_x + t * I, I, a, drive_scale, maxima);
       if (part == 0) {
         u_next[unit] = next;  // (read after the barriers below; u_now is the other parity)
         if (in_chain) slopes[size_t(chain) * H + unit] = u_now[unit] > 0 ? 1.0 : 0.0;
       }
-
-      // M = a Q + (1 - a) W_h (D Q), D = diag(f'(h_t)), h_t the state before this step's update
-      if (in_chain) {
-        double tile[G::kTileRows][8];
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) RNNSWEEP_UNROLL
-        for (int e = 0; e < 8; ++e) tile[r][e] = 0;
-        RNNSWEEP_NO_UNROLL
-        for (int l = 0; l < H; ++l) {
-          if (!(u_now[l] > 0)) continue;
-          double w[G::kTileRows];
-          if constexpr (G::kTileRows == 2) {
-            const float2 pair = *reinterpret_cast<const float2*>(W + l * G::kLdw + 2 * rb);
-            w[0] = pair.x;
-            w[1] = pair.y;
-          } else {
-            RNNSWEEP_UNROLL
-            for (int r = 0; r < G::kTileRows; ++r) w[r] = W[l * G::kLdw + rb * G::kTileRows + r];
-          }
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q) {
-            const double2 f = *reinterpret_cast<const double2*>(frame + l * kLdq + tile_col(q));
-            RNNSWEEP_UNROLL
-            for (int r = 0; r < G::kTileRows; ++r) {
-              tile[r][2 * q] += w[r] * f.x;
-              tile[r][2 * q + 1] += w[r] * f.y;
-            }
-          }
-        }
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) {
-          const int i = rb * G::kTileRows + r;
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q) {
-            const double2 f = *reinterpret_cast<const double2*>(frame + i * kLdq + tile_col(q));
-            tile[r][2 * q] = a * f.x + (1 - a) * tile[r][2 * q];
-            tile[r][2 * q + 1] = a * f.y + (1 - a) * tile[r][2 * q + 1];
-          }
-        }
-        __syncthreads();  // every thread has read the frame: the product may overwrite it
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) {
-          const int i = rb * G::kTileRows + r;
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q)
-            *reinterpret_cast<double2*>(frame + i * kLdq + tile_col(q)) = make_double2(tile[r][2 * q], tile[r][2 * q + 1]);
-        }
-      }
+      // M = a Q + (1 - a) W_h (D Q), D = diag(f'(h_t))
+      if (in_chain) jacobian_product<G>(frame, W, u_now, a);
       __syncthreads();
-      largest = 0;
-      for (int w = 0; w < G::kWarps; ++w) largest = fmax(largest, maxima[w]);
-      if (largest > kRenormaliseAbove && is_finite(largest)) {  // as the CPU; the same on every thread
-        if (part == 0) u_next[unit] = next / largest;
-        log_scale += log(largest);
-        drive_scale = exp(-log_scale);
-        __syncthreads();
-      }
-
+      renormalise_state<G>(maxima, next, u_next, log_scale, drive_scale);
       if (in_chain) {
         RNNSWEEP_UNROLL
         for (int r = 0; r < G::kRows; ++r) m[r] = frame[(4 * r + p) * kLdq + col];
@@ -304,18 +203,14 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   int kk = K;
   for (int j = K - 1; j >= 0; --j)
     if (deads[j] != 0) kk = j;
-  double loss = 0;
-  for (int j = 0; j < kk; ++j) {
-    const double lambda = log_sums[j] / double(n);
-    loss += lambda * lambda;
-  }
-  if (tid == 0) {
-    c.loss[size_t(slot) * c.iters + iteration] = kk > 0 ? loss : 0.0;
-    c.k_used[size_t(slot) * c.iters + iteration] = kk;
-  }
+  const double loss = floss_record_loss(c, slot, iteration, log_sums, kk);
   if (kk == 0 || !is_finite(loss)) return;  // no update, as on the CPU (the same on every thread)
 
   // ---- backward ----
+  // tile ownership of the H x k products, as jacobian_product's (kernels/chain_registers.cuh):
+  // rows rb kTileRows + r, columns 2 cb + 2 kColumnBlocks q + e (q < 4, e < 2)
+  const int rb = (warp % 4) * 8 + lane % 8, cb = (warp / 4) * 4 + lane / 8;
+  auto tile_col = [&](int q) { return 2 * cb + 2 * G::kColumnBlocks * q; };
   double* Q = frame;                         // Q_{t+1}, the frame step t made
   double* Q_prev = shared + L.frame_prev;    // Q_t, the frame step t started from
   double* Q_bar = shared + L.frame_bar;      // dL/dQ_{t+1}
@@ -505,21 +400,11 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   for (int e = 0; e < 8; ++e) bad += is_finite(W_bar[r][e]) ? 0.0 : 1.0;
   if (block_sum(bad, shared + L.reduce) > 0) return;
   if (tid == 0) c.adam_steps[slot] = adam_step;
-  // PyTorch's Adam, as the general kernel (bias corrections from the host)
-  const float b1 = float(c.beta1), b2 = float(c.beta2), eps = float(c.eps);
-  const double bc1 = c.bias_correction1[adam_step], bc2 = c.bias_correction2[adam_step];
-  const float step_size = float(c.lr / bc1), sqrt_bc2 = float(sqrt(bc2));
-  float* adam_m = c.adam_m + size_t(slot) * H * H;
-  float* adam_v = c.adam_v + size_t(slot) * H * H;
+  // each thread's own entries of W_h(i, j), at i + j H
+  const FlossAdam adam(c, slot, adam_step, params + layout.W_h);
   RNNSWEEP_UNROLL
   for (int r = 0; r < G::kGradRows; ++r) RNNSWEEP_UNROLL
-  for (int e = 0; e < 8; ++e) {
-    const int i = gr * G::kGradRows + r, j = gc + G::kGradColumnBlocks * e, at = j * H + i;  // W_h(i, j)
-    const float gradient = float(W_bar[r][e]);
-    adam_m[at] = b1 * adam_m[at] + (1 - b1) * gradient;
-    adam_v[at] = b2 * adam_v[at] + (1 - b2) * gradient * gradient;
-    params[layout.W_h + at] -= step_size * adam_m[at] / (sqrtf(adam_v[at]) / sqrt_bc2 + eps);
-  }
+  for (int e = 0; e < 8; ++e) adam.update((gc + G::kGradColumnBlocks * e) * H + gr * G::kGradRows + r, W_bar[r][e]);
 }
 
 template <typename G>

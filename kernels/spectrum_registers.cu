@@ -30,7 +30,7 @@
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
-#include "kernels/register_qr.cuh"
+#include "kernels/chain_registers.cuh"
 #include "kernels/spectrum_registers.cuh"
 
 namespace rnnsweep::cuda {
@@ -51,6 +51,7 @@ struct SpectrumGeometry {
                                                       // that one 128-bit load hits 4 bank groups)
   static constexpr int kLdw = H + 8;  // floats: column stride of W_h (the advance's 4 lanes of a
                                       // unit read 4 columns at once, in distinct banks)
+  static constexpr int kUnitLanes = 4;  // the advance: the lanes of a column are also a unit's
   // 16 warps per multiprocessor at 128 registers a thread. Shared memory would hold 3-4 blocks
   // of H = 64, but at 80 registers (3 blocks) the frame's 32 registers, the Jacobian's tile and
   // the advance's loads spill inside the step loop (ptxas -v), which costs more than it hides.
@@ -91,7 +92,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   RNNSWEEP_DYNAMIC_SHARED(double, shared);
   constexpr int H = G::H, K = G::K;
   const int I = c.shape.I, O = c.shape.O, T = c.task.T();
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int tid = threadIdx.x;
   const ParamLayout layout(c.shape);
   const RegistersSpectrumShared L = registers_spectrum_layout<G>(I, O, T, c.task.classification());
   const float* params = c.params + size_t(n) * layout.size;
@@ -99,48 +100,18 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   float* W = reinterpret_cast<float*>(shared + L.W_h);  // W(i, l) = W[l kLdw + i]
   float* W_x = reinterpret_cast<float*>(shared + L.W_x);
   float* b = reinterpret_cast<float*>(shared + L.b);
-  double partial = 0;
-  for (int e = tid; e < H * H; e += G::kThreads) {
-    const float w = params[layout.W_h + e];
-    W[(e / H) * G::kLdw + e % H] = w;
-    partial += double(w) * double(w);
-  }
-  for (int e = tid; e < H * I; e += G::kThreads) W_x[e] = params[layout.W_x + e];
-  for (int i = tid; i < H; i += G::kThreads) b[i] = c.shape.bias ? params[layout.b + i] : 0.0f;
   const double a = c.task.leak();
-  // 1e-10 (a + (1 - a) ||W_h||_F), as annihilation_floor (kernels/lyapunov.cuh); the block sum's
-  // barriers also publish W_h, W_x and b
-  const double floor = 1e-10 * (a + (1 - a) * sqrt(block_sum(partial, shared + L.reduce)));
+  const double floor = load_chain_weights<G>(params, layout, c.shape, a, W, W_x, b, shared + L.reduce);
 
   // QR ownership: column `col`, rows p, p + 4, ...; the advance: unit `col`, terms l = 4 n + p
   const int col = tid / 4, p = tid % 4;
   double m[G::kRows], norm = 0;
-  {
-    // the random starting frame: the QR of the Gaussian matrix of (lyapunov_frame, seed), entry
-    // (r, c) at index r k + c, as block_random_frame
-    const Philox rng(Purpose::lyapunov_frame, c.seed[n]);
-    RNNSWEEP_UNROLL
-    for (int r = 0; r < G::kRows; ++r) m[r] = normal_at(rng, std::uint32_t((4 * r + p) * K + col));
-    register_qr<G>(m, frame, shared + L.published, 0.0, norm);
-  }
-
-  // Jacobian tile ownership: rows rb kTileRows + r, columns 2 cb + 2 kColumnBlocks q + e (q < 4,
-  // e < 2): in one 128-bit load of a frame row the 4 column blocks of a warp read 4 neighbouring
-  // 16-byte pieces, and its 8 row blocks read neighbouring pieces of a W_h column.
-  const int rb = (warp % 4) * 8 + lane % 8, cb = (warp / 4) * 4 + lane / 8;
-  auto tile_col = [&](int q) { return 2 * cb + 2 * G::kColumnBlocks * q; };
+  random_frame_qr<G>(m, c.seed[n], frame, shared + L.published, norm);
 
   const Philox trials(c.purpose, c.seed[n]);
   const std::uint32_t iteration = c.iteration_offset + std::uint32_t(j);
-  float* trial_x = reinterpret_cast<float*>(shared + L.trial_x);
-  const TrialView one{T,
-                      1,
-                      I,
-                      O,
-                      trial_x,
-                      reinterpret_cast<float*>(shared + L.trial_target),
-                      reinterpret_cast<float*>(shared + L.trial_mask),
-                      reinterpret_cast<int*>(shared + L.trial_label)};
+  const TrialView one = shared_trial(shared, L, T, I, O);
+  const float* trial_x = one.x;
   double* u = shared + L.u;  // u[parity H + i]
   // (no barrier here: the first trial's, below, also publishes the zero state)
   for (int i = tid; i < 2 * H; i += G::kThreads) u[i] = 0.0;
@@ -162,88 +133,11 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       double* u_next = u + (1 - parity) * H;
       double* maxima = shared + L.reduce + parity * G::kWarps;
       const bool exponents = step >= c.warmup;
-
-      // The next state of unit `col`: four lanes sum a quarter of W_h relu(u) each
-      double recurrent = 0;
-      RNNSWEEP_UNROLL
-      for (int k4 = 0; k4 < H / 4; ++k4) {
-        const int l = 4 * k4 + p;
-        const double on = u_now[l] > 0 ? u_now[l] : 0.0;
-        recurrent += double(W[l * G::kLdw + col]) * on;
-      }
-      recurrent += __shfl_xor_sync(0xffffffffu, recurrent, 1);
-      recurrent += __shfl_xor_sync(0xffffffffu, recurrent, 2);
-      double drive = 0;
-      // a few inputs (1 to 3): unrolled copies would never run
-      RNNSWEEP_NO_UNROLL
-      for (int k = 0; k < I; ++k) drive += double(W_x[col + k * H]) * double(trial_x[t * I + k]);
-      drive += double(b[col]);
-      const double next = a * u_now[col] + (1 - a) * (recurrent + drive_scale * drive);
-      double largest = fabs(next);
-      for (int offset = 16; offset > 0; offset /= 2)
-        largest = fmax(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
-      if (lane == 0) maxima[warp] = largest;
+      const double next = advance_state<G>(u_now, W, W_x, b, trial_x + t * I, I, a, drive_scale, maxima);
       if (p == 0) u_next[col] = next;  // (read after the barriers below; u_now is the other parity)
-
-      // J_t Q = a Q + (1 - a) W_h (diag(f'(h_t)) Q), h_t the state before this step's update:
-      // the sums over the units l that are on (u_l > 0, the same for every thread)
-      double tile[G::kTileRows][8];
-      if (exponents) {
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) RNNSWEEP_UNROLL
-        for (int e = 0; e < 8; ++e) tile[r][e] = 0;
-        RNNSWEEP_NO_UNROLL
-        for (int l = 0; l < H; ++l) {
-          if (!(u_now[l] > 0)) continue;
-          double w[G::kTileRows];
-          if constexpr (G::kTileRows == 2) {
-            const float2 pair = *reinterpret_cast<const float2*>(W + l * G::kLdw + 2 * rb);
-            w[0] = pair.x;
-            w[1] = pair.y;
-          } else {
-            RNNSWEEP_UNROLL
-            for (int r = 0; r < G::kTileRows; ++r) w[r] = W[l * G::kLdw + rb * G::kTileRows + r];
-          }
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q) {
-            const double2 f = *reinterpret_cast<const double2*>(frame + l * G::kLdq + tile_col(q));
-            RNNSWEEP_UNROLL
-            for (int r = 0; r < G::kTileRows; ++r) {
-              tile[r][2 * q] += w[r] * f.x;
-              tile[r][2 * q + 1] += w[r] * f.y;
-            }
-          }
-        }
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) {
-          const int i = rb * G::kTileRows + r;
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q) {
-            const double2 f = *reinterpret_cast<const double2*>(frame + i * G::kLdq + tile_col(q));
-            tile[r][2 * q] = a * f.x + (1 - a) * tile[r][2 * q];
-            tile[r][2 * q + 1] = a * f.y + (1 - a) * tile[r][2 * q + 1];
-          }
-        }
-        __syncthreads();  // every thread has read the frame: the product may overwrite it
-        RNNSWEEP_UNROLL
-        for (int r = 0; r < G::kTileRows; ++r) {
-          const int i = rb * G::kTileRows + r;
-          RNNSWEEP_UNROLL
-          for (int q = 0; q < 4; ++q)
-            *reinterpret_cast<double2*>(frame + i * G::kLdq + tile_col(q)) =
-                make_double2(tile[r][2 * q], tile[r][2 * q + 1]);
-        }
-      }
+      if (exponents) jacobian_product<G>(frame, W, u_now, a);
       __syncthreads();
-      largest = 0;
-      for (int w = 0; w < G::kWarps; ++w) largest = fmax(largest, maxima[w]);
-      if (largest > kRenormaliseAbove && is_finite(largest)) {  // as the CPU; the same on every thread
-        if (p == 0) u_next[col] = next / largest;
-        log_scale += log(largest);
-        drive_scale = exp(-log_scale);
-        __syncthreads();
-      }
-
+      renormalise_state<G>(maxima, next, u_next, log_scale, drive_scale);
       if (exponents) {
         RNNSWEEP_UNROLL
         for (int r = 0; r < G::kRows; ++r) m[r] = frame[(4 * r + p) * G::kLdq + col];
