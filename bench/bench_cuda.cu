@@ -2,14 +2,18 @@
 // - training: network-iterations per second of launch_train_step for H = 64, batch 32, T = 100
 //   (romo with a 100-step trial), Adam, K networks per launch, for bptt, eprop and rflo; FLOP/s
 //   as a fraction of the card's FP32 peak (the usual counts: forward 2 H^2 Bt T, BPTT ~3x, e-prop ~2x);
-// - spectra: network-steps per second of the full spectrum (k = H = 64, QR every step).
+// - spectra: network-steps per second of the full spectrum (k = H = 64, QR every step);
+// - flossing: flossing iterations per second (H = 64, floss_k = 32, 20 warm-up and 100 chain
+//   steps, the study's), the register instance and the general kernel, the first iteration's
+//   losses checked against the CPU (host/cpu/spectra.cpp floss_network) first.
 // The baselines, timed in the same run: the CPU backend's single-thread reference on a few
 // networks (what one GPU buys over one core of this machine), and the general training kernel
 // (kernels/train_step.cu) on the same networks (what the register kernel buys over it).
 // Before timing, the first iteration's losses of the first networks are checked against the CPU
 // reference (host/cpu/model.cpp) on the same weights and trials; a mismatch exits 1.
 //
-// Usage: bench_cuda [--networks K] [--iters N] [--results FILE.md]
+// Usage: bench_cuda [--networks K] [--iters N] [--results FILE.md] [--rules LIST] [--no-spectra]
+// (--no-spectra also leaves out flossing)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -21,8 +25,10 @@
 
 #include "host/cpu/adam.h"
 #include "host/cpu/model.h"
+#include "host/cpu/spectra.h"
 #include "host/cpu/tasks.h"
 #include "kernels/cuda_utils.cuh"
+#include "kernels/floss.cuh"
 #include "kernels/lyapunov.cuh"
 #include "kernels/train_layered.cuh"
 #include "kernels/train_step.cuh"
@@ -195,6 +201,86 @@ double time_spectra(int K, const Gpu& g) {
   return double(K) * steps / seconds;
 }
 
+// Flossing iterations per second of K networks at the study's flossing shape, on the heuristic's
+// instance (the register kernel here) or on the general kernel; the first iteration's losses of
+// the first networks are checked against the CPU first.
+double time_flossing(int K, const Gpu& g, bool general) {
+  Config config;  // floss_k 32, floss_warmup 20, floss_steps 100, floss_lr 1e-3
+  const TaskParams task = bench_task();
+  const Shape shape{64, task.inputs(), task.outputs(), false};
+  const int P = ParamLayout(shape).size, H = shape.H, k = config.floss_k, reps = 3;
+  const long iters = 1 + reps;
+  std::vector<float> params(size_t(K) * P);
+  const int distinct = std::min(K, 64);
+  for (int n = 0; n < distinct; ++n)
+    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
+  for (int n = distinct; n < K; ++n)
+    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
+  std::vector<std::uint32_t> seed(K);
+  for (int n = 0; n < K; ++n) seed[n] = n % distinct;
+  std::vector<cuda::FlossLaunchPlan> candidates = cuda::floss_candidates(shape, k, task, g.max_shared);
+  const auto plan = general ? std::find_if(candidates.begin(), candidates.end(), [](const auto& p) { return !p.registers; })
+                            : candidates.begin();
+  if (plan == candidates.end() || (!general && !plan->registers)) {
+    std::fprintf(stderr, "bench_cuda: flossing has no %s instance at H = 64, k = 32\n", general ? "general" : "register");
+    std::exit(1);
+  }
+  DeviceBuffer<float> p(params.size()), m(size_t(K) * H * H), v(size_t(K) * H * H);
+  p.upload(params.data(), params.size());
+  m.zero();
+  v.zero();
+  DeviceBuffer<std::uint32_t> seeds(K);
+  seeds.upload(seed.data(), K);
+  DeviceBuffer<int> adam_steps(K), k_used(size_t(K) * iters);
+  adam_steps.zero();
+  DeviceBuffer<double> scratch(size_t(K) * cuda::floss_scratch_doubles(H, k, config.floss_steps)),
+      loss(size_t(K) * iters);
+  cuda::FlossChunk f;
+  f.K = K;
+  f.shape = shape;
+  f.task = task;
+  f.k = k;
+  f.warmup = config.floss_warmup;
+  f.steps = config.floss_steps;
+  f.iters = iters;
+  f.lr = config.floss_lr;
+  f.params = p.get();
+  f.seed = seeds.get();
+  f.adam_m = m.get();
+  f.adam_v = v.get();
+  f.adam_steps = adam_steps.get();
+  f.scratch = scratch.get();
+  f.loss = loss.get();
+  f.k_used = k_used.get();
+  const std::vector<double> bc1 = cuda::adam_bias_corrections(f.beta1, iters),
+                            bc2 = cuda::adam_bias_corrections(f.beta2, iters);
+  DeviceBuffer<double> bc1_dev(bc1.size()), bc2_dev(bc2.size());
+  bc1_dev.upload(bc1.data(), bc1.size());
+  bc2_dev.upload(bc2.data(), bc2.size());
+  f.bias_correction1 = bc1_dev.get();
+  f.bias_correction2 = bc2_dev.get();
+  // the validating (and warm-up) iteration 0
+  cuda::launch_floss_iteration(f, *plan, 0, nullptr);
+  std::vector<double> got(loss.size());
+  loss.download(got.data(), got.size());
+  config.floss_iters = 1;
+  for (int n = 0; n < std::min(K, 2); ++n) {
+    std::vector<float> cpu_params(params.begin() + size_t(n) * P, params.begin() + size_t(n + 1) * P);
+    const double want = cpu::floss_network(config, task, shape, cpu_params.data(), seed[n]).at(0).loss;
+    if (!(std::fabs(got[size_t(n) * iters] - want) <= 1e-6 * std::fabs(want) + 1e-12)) {
+      std::fprintf(stderr, "bench_cuda: flossing (%s) network %d: loss %.12g on the GPU, %.12g on the CPU; not timing\n",
+                   plan->name().c_str(), n, got[size_t(n) * iters], want);
+      std::exit(1);
+    }
+  }
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const auto start = std::chrono::steady_clock::now();
+  for (long it = 1; it < iters; ++it) cuda::launch_floss_iteration(f, *plan, it, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return double(K) * reps / seconds;
+}
+
 // The CPU reference on one core, same model: network-iterations per second.
 double cpu_baseline(Rule rule, int iters) {
   const TaskParams task = bench_task();
@@ -284,6 +370,16 @@ int main(int argc, char** argv) {
   if (spectra_too) {
     const double spectra = time_spectra(K, g);
     std::snprintf(line, sizeof line, "| spectrum k = 64, network-steps/s | %.0f | | | |\n", spectra);
+    table += line;
+    // at most 4096 networks: each keeps its chain (2.5 MiB at 100 steps) in global memory
+    const int floss_K = std::min(K, 4096);
+    const double floss = time_flossing(floss_K, g, false), floss_general = time_flossing(floss_K, g, true);
+    std::snprintf(line, sizeof line,
+                  "| flossing H = 64, k = 32, 100 steps, K = %d, iterations/s (register instance) | %.0f | | | %.2fx general |\n",
+                  floss_K, floss, floss / floss_general);
+    table += line;
+    std::snprintf(line, sizeof line, "| flossing, general kernel (the baseline), iterations/s | %.0f | | | |\n",
+                  floss_general);
     table += line;
   }
   std::printf("# H = 64, batch 32, T = 100, Adam; %d iterations timed after 3 warm-up\n%s", iters,

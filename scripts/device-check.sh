@@ -222,7 +222,7 @@ bench() {
 export -f bench
 run_step bench 150 "$out/bench.log" bench
 sed -n '/^## bench_cuda/,$p' "$out/bench.log" | grep -E '^(##|\||#)' > "$out/bench.md"
-figures+=("" "bench_cuda (bench.md):" "" "$(grep -E '^\| (bptt|eprop|rflo|spectrum)' "$out/bench.md" | head -40)")
+figures+=("" "bench_cuda (bench.md):" "" "$(grep -E '^\| (bptt|eprop|rflo|spectrum|flossing)' "$out/bench.md" | head -40)")
 
 # ---- ncu ----
 # One launch of each fused e-prop instance at the study's shape, the sections the training-kernels
