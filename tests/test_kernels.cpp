@@ -1035,6 +1035,23 @@ TEST(FlossRegisters, AStateRenormalisedDuringTheWarmupMatchesTheCpu) {
   expect_flossing_matches(TaskKind::two_af, 32, 32, 8, 480, 3, -1, nullptr, nullptr, {0.6, 1.0, 3.0});
 }
 
+TEST(FlossRegisters, ShortChainsTrialBoundariesAndARenormalisationInTheChainMatchTheCpu) {
+  RNNSWEEP_NEED_DEVICE();
+  {
+    SCOPED_TRACE("a chain of one step (n = 1: the adjoint never updates Q_bar)");
+    expect_flossing_matches(TaskKind::two_af, 64, 32, 1, 6, 3);
+  }
+  {
+    SCOPED_TRACE("the warm-up ends at a trial boundary (2af's T = 22): the chain starts with a fresh trial");
+    ASSERT_EQ(Config().task(TaskKind::two_af).T(), 22);
+    expect_flossing_matches(TaskKind::two_af, 32, 32, 6, 22, 3);
+  }
+  {
+    SCOPED_TRACE("gain 3 renormalises the state at step 400, inside the chain (warm-up 395)");
+    expect_flossing_matches(TaskKind::two_af, 32, 32, 8, 395, 3, -1, nullptr, nullptr, {0.6, 1.0, 3.0});
+  }
+}
+
 TEST(FlossPlacements, TheChainInSharedOrGlobalMemoryGivesTheSameBits) {
   RNNSWEEP_NEED_DEVICE();
   // Every placement of W_h and of the chain (and block size) computes the same sums in the same
