@@ -154,19 +154,27 @@ TrainResult time_training(Rule rule, int K, int iters, const Gpu& g, Variant var
   return {rate, rate * flops / g.fp32_peak};
 }
 
+// The spectrum's and flossing's networks: 64 distinct ones (gains 0.5 .. 1.5, their own seeds)
+// repeated to K, as time_training's.
+void bench_networks(const Shape& shape, int K, std::vector<float>& params, std::vector<std::uint32_t>& seed) {
+  const int P = ParamLayout(shape).size, distinct = std::min(K, 64);
+  params.assign(size_t(K) * P, 0.0f);
+  seed.assign(K, 0);
+  for (int n = 0; n < distinct; ++n)
+    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
+  for (int n = distinct; n < K; ++n)
+    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
+  for (int n = 0; n < K; ++n) seed[n] = n % distinct;
+}
+
 double time_spectra(int K, const Gpu& g) {
   const TaskParams task = bench_task();
   const Shape shape{64, task.inputs(), task.outputs(), false};
   const int P = ParamLayout(shape).size, k = 64;
   const long steps = 200;
-  std::vector<float> params(size_t(K) * P);
-  const int distinct = std::min(K, 64);
-  for (int n = 0; n < distinct; ++n)
-    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
-  for (int n = distinct; n < K; ++n)
-    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
-  std::vector<std::uint32_t> seed(K);
-  for (int n = 0; n < K; ++n) seed[n] = n % distinct;
+  std::vector<float> params;
+  std::vector<std::uint32_t> seed;
+  bench_networks(shape, K, params, seed);
   DeviceBuffer<float> p(params.size());
   p.upload(params.data(), params.size());
   DeviceBuffer<std::uint32_t> seeds(K);
@@ -210,14 +218,9 @@ double time_flossing(int K, const Gpu& g, bool general) {
   const Shape shape{64, task.inputs(), task.outputs(), false};
   const int P = ParamLayout(shape).size, H = shape.H, k = config.floss_k, reps = 3;
   const long iters = 1 + reps;
-  std::vector<float> params(size_t(K) * P);
-  const int distinct = std::min(K, 64);
-  for (int n = 0; n < distinct; ++n)
-    init_params(shape, 0.5 + n / double(distinct), n, params.data() + size_t(n) * P);
-  for (int n = distinct; n < K; ++n)
-    std::copy_n(params.begin() + size_t(n % distinct) * P, P, params.begin() + size_t(n) * P);
-  std::vector<std::uint32_t> seed(K);
-  for (int n = 0; n < K; ++n) seed[n] = n % distinct;
+  std::vector<float> params;
+  std::vector<std::uint32_t> seed;
+  bench_networks(shape, K, params, seed);
   std::vector<cuda::FlossLaunchPlan> candidates = cuda::floss_candidates(shape, k, task, g.max_shared);
   const auto plan = general ? std::find_if(candidates.begin(), candidates.end(), [](const auto& p) { return !p.registers; })
                             : candidates.begin();
