@@ -37,7 +37,7 @@ int main() {
           line("\"kernel\": \"train_registers\", \"H\": " + std::to_string(H) + ", \"Bt\": " + std::to_string(Bt) +
                    ", \"family\": \"" + (bptt ? "bptt" : "eprop/rflo") + "\", \"task\": \"" +
                    (task.classification() ? "Choice" : "Regression") + "\", ",
-               cuda::registers_threads(shape, Bt), cuda::registers_shared_bytes(shape, Bt, task.T(), bptt),
+               cuda::registers_threads(shape, Bt, bptt), cuda::registers_shared_bytes(shape, Bt, task.T(), bptt),
                "H=" + std::to_string(H) + " Bt=" + std::to_string(Bt) + " " + task_name(kind) + " T=" +
                    std::to_string(task.T()));
       }

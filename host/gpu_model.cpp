@@ -32,10 +32,10 @@ struct Modeled {
 
 // kernel_report.py --model, sm_90 build (bench/MODEL.md)
 constexpr Modeled kModeled[] = {
-    {"train_registers<H=64,Bt=32,Q=4,eprop/rflo,Regression>", 6.81e7, 2},
-    {"train_registers<H=64,Bt=32,Q=4,eprop/rflo,Choice>", 6.12e7, 2},
-    {"train_registers<H=64,Bt=32,Q=4,bptt,Regression>", 4.95e7, 2},
-    {"train_registers<H=64,Bt=32,Q=4,bptt,Choice>", 4.49e7, 2},
+    {"train_registers<H=64,Bt=32,Q=4,R=2,eprop/rflo,Regression>", 8.09e7, 4},
+    {"train_registers<H=64,Bt=32,Q=4,R=1,eprop/rflo,Choice>", 6.18e7, 2},
+    {"train_registers<H=64,Bt=32,Q=4,R=1,bptt,Regression>", 5.06e7, 2},
+    {"train_registers<H=64,Bt=32,Q=4,R=1,bptt,Choice>", 4.58e7, 2},
     {"train_mma<H=64,Bt=32,eprop/rflo,Regression>", 1.17e8, 2},
     {"train_mma<H=64,Bt=32,eprop/rflo,Choice>", 1.01e8, 2},
     {"train_mma<H=64,Bt=32,bptt,Regression>", 6.99e7, 2},
@@ -118,9 +118,11 @@ GpuModelEstimate model_one_shape(const Config& config, const std::vector<Network
       flossed += n->floss ? 1 : 0;
     }
     if (options.train) {
+      // fp32: romo's e-prop / RFLO instance takes two rows a thread (kernels/train_registers.cu)
       const std::string prefix = tf32 ? "train_mma<H=64,Bt=32," : "train_registers<H=64,Bt=32,Q=4,";
-      const Modeled& b = modeled(prefix + "bptt," + family + ">");
-      const Modeled& e = modeled(prefix + "eprop/rflo," + family + ">");
+      const std::string rows = tf32 ? "" : "R=1,", local_rows = tf32 ? "" : family == "Regression" ? "R=2," : "R=1,";
+      const Modeled& b = modeled(prefix + rows + "bptt," + family + ">");
+      const Modeled& e = modeled(prefix + local_rows + "eprop/rflo," + family + ">");
       out.train_s += launches_s(bptt, task.T(), double(config.iters), b.network_steps_per_s * train_scale,
                                 b.blocks_per_sm) +
                      launches_s(local, task.T(), double(config.iters), e.network_steps_per_s * train_scale,

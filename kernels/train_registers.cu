@@ -3,7 +3,7 @@
 //
 // One thread block trains one network for one iteration, as kernels/train_step.cu does; what
 // differs is who owns what, chosen so that the step products run at the FMA pipe's rate:
-// - The block has H x Q threads; thread (i, q) = (tid / Q, tid % Q) holds, in registers for the
+// - The block has H x Q threads (one row a thread); thread (i, q) = (tid / Q, tid % Q) holds, in registers for the
 //   whole iteration, row i of W_h at the columns j = q, q + Q, q + 2Q, ... (J = H / Q of them)
 //   and the same entries of dW_h. The Q threads of a row are consecutive lanes of one warp.
 // - A step product (W_h f, W_h^T delta) is, per thread, J x 16 FMAs per group of 16 batch
@@ -24,6 +24,11 @@
 //   across warps (f, e, delta, the staged f of BPTT's backward, the output partials) are double
 //   buffered by step parity, so a write never meets a read of the step before; the rest is
 //   warp-local (__syncwarp).
+// - Two rows a thread (Geometry's R = 2, romo's e-prop and RFLO at H = 64, batch 32): thread
+//   (p, q) holds rows 2p and 2p + 1, so that every float4 of f or e feeds 8 FMAs, not 4 (the
+//   bound of one row); the block has H Q / 2 threads. W_h's slices are then read from shared
+//   memory (registers hold both rows of dW_h), and the trace e has one buffer with a second
+//   barrier a step (kOneTrace), so that 4 blocks fit a multiprocessor (bench/MODEL.md).
 // - BPTT keeps dL/dy of every step in shared memory and f(h) of every step in the global
 //   history (each thread writes and reads back its own entries, prefetched a step ahead).
 // The other gradients (W_x, w, biases) are summed per thread over its own batch columns and
@@ -44,32 +49,43 @@ using fused::kMaxIO;
 using fused::LossLedger;
 using fused::Regression;
 
-template <int kH, int kBt, int kQ>
+template <int kH, int kBt, int kQ, int kR = 1>
 struct Geometry {
-  static constexpr int H = kH, Bt = kBt, Q = kQ;
-  static constexpr int kThreads = H * Q;
+  static constexpr int H = kH, Bt = kBt, Q = kQ, R = kR;
+  // R rows of W_h per thread: every float4 of f (or of e, delta) read from shared memory then
+  // feeds 4 R fused multiply-adds, against the loads' issue slots (the bound of R = 1).
+  static constexpr int kThreads = H * Q / R;
   static constexpr int kWarps = kThreads / 32;
-  static constexpr int kJ = H / Q;                     // columns of W_h a thread holds
+  static constexpr int kJ = H / Q;                     // columns of W_h a thread holds, per row
   // W_h's slice in registers when it is small enough to sit beside dW_h's; above that (H = 128:
   // 32 + 32 registers would spill) the slice is read from shared memory as float4, like W_h^T's
   // in BPTT's backward pass, and only dW_h stays in registers.
-  static constexpr bool kWInRegisters = kJ <= 16;
+  // Two rows a thread: both slices in shared memory too (in registers, even one row's 16 beside
+  // dW_h's 2 x 16, the accumulators and the states spill).
+  static constexpr int kWRegisterRows = kJ <= 16 && R == 1 ? 1 : 0;
+  static constexpr bool kWInRegisters = kWRegisterRows == R;
+  // Two rows a thread (e-prop): the trace e in one buffer, not two by step parity, and a second
+  // barrier per step. Each step's e_{t+1} is written after the step's first barrier, when every
+  // warp is done with e_t (the rank update of the step before), and read by the rank update after
+  // the second; this buffer is what lets 4 blocks of H Q / 2 threads share a multiprocessor.
+  static constexpr bool kOneTrace = R == 2;
   // The step tail's targets loaded before the step's barrier (their latency hidden by the wait),
   // where the registers allow: at H = 128 they would spill inside the time loop.
   static constexpr bool kPrefetchTargets = kWInRegisters;
   // Batch columns summed at once: two per lane of a row after the reduce-scatter, so that the
-  // accumulators of a group (2 Q registers) leave room for W_h's and dW_h's slices.
+  // accumulators of a group (2 Q R registers) leave room for W_h's and dW_h's slices.
   static constexpr int kGroup = 2 * Q;
   static constexpr int kGroups = Bt / kGroup;
-  static constexpr int kOwnPerGroup = kGroup / Q;      // columns of a group whose state a thread owns
-  static constexpr int kOwn = kGroups * kOwnPerGroup;  // ... in all
-  static constexpr int kRowsPerWarp = 32 / Q;
+  static constexpr int kOwnPerGroup = kGroup / Q;      // columns of a group whose state a thread owns, per row
+  static constexpr int kOwn = kGroups * kOwnPerGroup;  // ... in all, per row
+  static constexpr int kRowsPerWarp = 32 / Q * R;
   static constexpr int kStride = Bt + 4;               // row stride of H x Bt arrays in shared memory
   static constexpr int kLaneColumns = (Bt + 31) / 32;  // batch columns a lane handles in the tail
   // Blocks per multiprocessor to ask the compiler for: 16 warps at most 128 registers each.
   static constexpr int kMinBlocks = kThreads >= 512 ? 1 : 512 / kThreads;
   static_assert(32 % Q == 0 && Q >= 2 && Q <= 16, "a row's lanes lie in one warp");
-  static_assert(H % Q == 0 && kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
+  static_assert(H % (Q * R) == 0 && kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
+  static_assert(R == 1 || R == 2, "one or two rows a thread");
   static_assert(kJ % 4 == 0, "W_h slices in float4");
   static_assert(Bt % kGroup == 0 && kGroup % 4 == 0 && (kOwnPerGroup % 4 == 0 || kOwnPerGroup == 2),
                 "groups of float4, own columns in float4 or float2");
@@ -78,7 +94,6 @@ struct Geometry {
 // Offsets in floats of the block's dynamic shared memory.
 struct RegistersShared {
   size_t buf[5];    // H x stride each: f (two parities), e (two) or delta (two) and staged f (three)
-  size_t signal;    // H x stride: e-prop's learning signal L_t
   size_t w;         // O x H: the readout, for the warps' output sums
   size_t ypart;     // 2 x warps x O x Bt: the warps' partial outputs, by step parity
   size_t gwarp;     // warps x O x Bt: each warp's own copy of dL/dy_t
@@ -87,10 +102,11 @@ struct RegistersShared {
   size_t reduce;    // 64 floats: block_sum's scratch (32 doubles) and a flag
   size_t ledger;    // warp 0's per-column sums over the steps (LossLedger), kept out of registers
   size_t rows;      // H x 8: each row's input weights (3), feedback (3) and bias, read where used
-  size_t partials;  // 8 x threads: each thread's sums of dW_x (3), dw (3), db over its columns
+  size_t partials;  // (I + O + 1) R x threads: each thread's sums of dW_x (I), dw (O), db over its
+                    // columns, per row
   size_t misc;      // 4 ints: the verdict on the loss, the network's index
-  size_t wt;        // each thread's slice of W_h (forward, when not in registers) and of W_h^T
-                    // (bptt's backward), J x threads as float4 (jj / 4, tid)
+  size_t wt;        // each thread's slice of W_h (forward, the rows not in registers) and of W_h^T
+                    // (bptt's backward), J x threads per row as float4 ((r J + jj) / 4, tid)
   size_t total;
 };
 
@@ -99,17 +115,19 @@ RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
   RegistersShared L{};
   SharedCarver<float> carve;  // 16-byte aligned arrays
   L.reduce = carve.take(64);  // first: 8-byte aligned doubles
-  for (int k = 0; k < 5; ++k) L.buf[k] = carve.take(k < 4 || bptt ? size_t(G::H) * G::kStride : 0);
-  L.signal = carve.take(bptt ? 0 : size_t(G::H) * G::kStride);
+  // buf0, buf1: f (or delta) by parity; buf2, buf3: e by parity (one, kOneTrace) or BPTT's
+  // staged f; buf4: BPTT's third staging buffer
+  const bool used[5] = {true, true, true, bptt || !G::kOneTrace, bptt};
+  for (int k = 0; k < 5; ++k) L.buf[k] = carve.take(used[k] ? size_t(G::H) * G::kStride : 0);
   L.w = carve.take(size_t(O) * G::H);
   L.ypart = carve.take(2 * size_t(G::kWarps) * O * G::Bt);
   L.gwarp = carve.take(size_t(G::kWarps) * O * G::Bt);
   L.qtrace = carve.take(bptt ? 0 : 2 * size_t(I) * G::Bt);
   L.ledger = carve.take(fused::ledger_floats(G::Bt, O));
   L.rows = carve.take(8 * size_t(G::H));
-  L.partials = carve.take(8 * size_t(G::kThreads));
+  L.partials = carve.take(size_t(I + O + 1) * G::R * G::kThreads);
   L.misc = carve.take(4);
-  L.wt = carve.take(bptt || !G::kWInRegisters ? size_t(G::kJ) * G::kThreads : 0);
+  L.wt = carve.take(size_t(G::kJ) * (bptt ? G::R : G::R - G::kWRegisterRows) * G::kThreads);
   // last, the one region whose size is known only at run time: every offset before it is a
   // compile-time constant of the instance (no registers for addresses)
   L.gsteps = carve.take(bptt ? size_t(T) * O * G::Bt : 0);
@@ -119,21 +137,24 @@ RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
 
 // Reduce-scatter of the N sums in v over the Q lanes of a row (lane bit s, s = Q/2 .. 1): after
 // it, v[0 .. N / Q) of lane q hold the row's totals of columns q N / Q .. (q + 1) N / Q.
-template <int S, int N, int M>
+// kHalvesSwapped: the first round's lanes with bit S set (the upper ones, which keep the upper
+// half) hold the two halves of v swapped (row_product summed them so), so that every lane keeps
+// v[0, N / 2) and sends v[N / 2, N): that round needs no selects (2 FSEL per shuffle otherwise).
+template <int S, int N, int M, bool kHalvesSwapped = false>
 struct ReduceScatter {
   static RNNSWEEP_DEVICE void run(float (&v)[M], int q) {
     const bool upper = (q & S) != 0;
     RNNSWEEP_UNROLL
     for (int k = 0; k < N / 2; ++k) {
-      const float send = upper ? v[k] : v[k + N / 2];
-      const float keep = upper ? v[k + N / 2] : v[k];
+      const float send = kHalvesSwapped ? v[k + N / 2] : upper ? v[k] : v[k + N / 2];
+      const float keep = kHalvesSwapped ? v[k] : upper ? v[k + N / 2] : v[k];
       v[k] = keep + __shfl_xor_sync(0xffffffffu, send, S);
     }
     ReduceScatter<S / 2, N / 2, M>::run(v, q);
   }
 };
-template <int N, int M>
-struct ReduceScatter<0, N, M> {
+template <int N, int M, bool kHalvesSwapped>
+struct ReduceScatter<0, N, M, kHalvesSwapped> {
   static RNNSWEEP_DEVICE void run(float (&)[M], int) {}
 };
 
@@ -145,62 +166,87 @@ RNNSWEEP_DEVICE float row_sum(float v) {
   return v;
 }
 
-// The thread's slice of a matrix's row (W_h, or W_h^T in BPTT's backward pass), four columns at a
-// time: held in registers for the whole step (the forward pass) ...
-template <int J>
-struct RegisterSlice {
-  const float (&w)[J];
-  RNNSWEEP_DEVICE float4 quad(int jq) const { return make_float4(w[4 * jq], w[4 * jq + 1], w[4 * jq + 2], w[4 * jq + 3]); }
-};
-// ... or read from shared memory as it is needed, a float4 at quads[jq threads] (the backward
-// pass, whose registers hold dW_h and the deltas).
-template <int kThreads>
-struct SharedSlice {
+// The thread's slices of its R rows of a matrix (W_h, or W_h^T in BPTT's backward pass), four
+// columns at a time: rows r < kRegisterRows held in registers for the whole step (W_h in the
+// forward pass), the others read from shared memory as they are needed, a float4 at
+// quads[((r - kRegisterRows) J / 4 + jq) threads] (each thread its own; BPTT's backward pass,
+// whose registers hold dW_h and the deltas, reads all of W_h^T's so).
+template <int kRegisterRows, int J, int kThreads>
+struct RowSlices {
+  const float (&w)[kRegisterRows > 0 ? kRegisterRows : 1][J];
   const float4* quads;
-  RNNSWEEP_DEVICE float4 quad(int jq) const { return quads[jq * kThreads]; }
+  RNNSWEEP_DEVICE float4 quad(int r, int jq) const {
+    if (r < kRegisterRows) return make_float4(w[r][4 * jq], w[r][4 * jq + 1], w[r][4 * jq + 2], w[r][4 * jq + 3]);
+    return quads[((r - kRegisterRows) * (J / 4) + jq) * kThreads];
+  }
 };
 
-// acc[0..group) = sum over the thread's columns jj of slice(jj) * rows[(jj Q + q) stride + 0..group).
+// acc[r][0..group) = sum over the thread's columns jj of slice(r, jj) * rows[(jj Q + q) stride + 0..group),
+// for its R rows: each float4 of `rows` feeds 4 R fused multiply-adds. The upper lanes of the
+// reduce-scatter's first round (q & Q / 2) sum the group's two halves into swapped slots
+// (ReduceScatter's kHalvesSwapped): they read the second half's float4s first, through a
+// pointer of their own, so the swap costs no instruction in the loop.
 template <class G, class Slice>
-RNNSWEEP_DEVICE void row_product(const Slice& slice, const float* rows, int q, float (&acc)[G::kGroup]) {
+RNNSWEEP_DEVICE void row_product(const Slice& slice, const float* rows, int q, float (&acc)[G::R][G::kGroup]) {
+  constexpr int kQuads = G::kGroup / 4, kHalf = G::kGroup / 2;
+  static_assert(kQuads % 2 == 0, "the halves of a group in whole float4s");
+  const int shift = (q & (G::Q / 2)) != 0 ? kHalf : 0;
+  const int lower = q * G::kStride + shift;  // slots [0, half) read columns shift + ...
+  const int upper = q * G::kStride - shift;  // slots [half, group) read columns half - shift + ...
   RNNSWEEP_UNROLL
-  for (int k = 0; k < G::kGroup; ++k) acc[k] = 0.0f;
+  for (int r = 0; r < G::R; ++r) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < G::kGroup; ++k) acc[r][k] = 0.0f;
+  }
   RNNSWEEP_UNROLL
   for (int jq = 0; jq < G::kJ / 4; ++jq) {
-    const float4 cq = slice.quad(jq);
-    const float cs[4] = {cq.x, cq.y, cq.z, cq.w};
+    float cs[G::R][4];
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < G::R; ++r) {
+      const float4 cq = slice.quad(r, jq);
+      cs[r][0] = cq.x, cs[r][1] = cq.y, cs[r][2] = cq.z, cs[r][3] = cq.w;
+    }
     RNNSWEEP_UNROLL
     for (int u = 0; u < 4; ++u) {
-      const float c = cs[u];
-      const float4* row = reinterpret_cast<const float4*>(rows + ((4 * jq + u) * G::Q + q) * G::kStride);
+      const int at = (4 * jq + u) * G::Q * G::kStride;
       RNNSWEEP_UNROLL
-      for (int v = 0; v < G::kGroup / 4; ++v) {
-        const float4 x = row[v];
-        acc[4 * v + 0] += c * x.x;
-        acc[4 * v + 1] += c * x.y;
-        acc[4 * v + 2] += c * x.z;
-        acc[4 * v + 3] += c * x.w;
+      for (int v = 0; v < kQuads; ++v) {
+        const float4 x = *reinterpret_cast<const float4*>(rows + ((v < kQuads / 2 ? lower : upper) + at + 4 * v));
+        RNNSWEEP_UNROLL
+        for (int r = 0; r < G::R; ++r) {
+          const float c = cs[r][u];
+          acc[r][4 * v + 0] += c * x.x;
+          acc[r][4 * v + 1] += c * x.y;
+          acc[r][4 * v + 2] += c * x.z;
+          acc[r][4 * v + 3] += c * x.w;
+        }
       }
     }
   }
 }
 
-// acc[jj] += sum over the group's columns of left[0..group) * rows[(jj Q + q) stride + 0..group),
-// `left` read four columns at a time (a float4 each, so that only four of them are live).
+// acc[r][jj] += sum over the group's columns of left[r stride + 0..group) * rows[(jj Q + q) stride + 0..group)
+// (left: the thread's R consecutive rows), read four columns at a time (a float4 each, so that
+// only 4 R of `left` are live).
 template <class G>
-RNNSWEEP_DEVICE void rank_update(const float* left, const float* rows, int q, float (&acc)[G::kJ]) {
+RNNSWEEP_DEVICE void rank_update(const float* left, const float* rows, int q, float (&acc)[G::R][G::kJ]) {
   RNNSWEEP_UNROLL
   for (int v = 0; v < G::kGroup / 4; ++v) {
-    const float4 l = reinterpret_cast<const float4*>(left)[v];
+    float4 l[G::R];
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < G::R; ++r) l[r] = reinterpret_cast<const float4*>(left + r * G::kStride)[v];
     RNNSWEEP_UNROLL
     for (int jj = 0; jj < G::kJ; ++jj) {
       const float4 x = reinterpret_cast<const float4*>(rows + (jj * G::Q + q) * G::kStride)[v];
-      float sum = acc[jj];  // one accumulation chain: four fused multiply-adds
-      sum += l.x * x.x;
-      sum += l.y * x.y;
-      sum += l.z * x.z;
-      sum += l.w * x.w;
-      acc[jj] = sum;
+      RNNSWEEP_UNROLL
+      for (int r = 0; r < G::R; ++r) {
+        float sum = acc[r][jj];  // one accumulation chain: four fused multiply-adds
+        sum += l[r].x * x.x;
+        sum += l[r].y * x.y;
+        sum += l[r].z * x.z;
+        sum += l[r].w * x.w;
+        acc[r][jj] = sum;
+      }
     }
   }
 }
@@ -234,7 +280,7 @@ template <class G, bool kBptt, class Task>
 RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     train_registers_kernel(TrainChunk c, std::uint32_t iteration, int log_slot, double bias_correction1,
                            double bias_correction2) {
-  constexpr int H = G::H, Bt = G::Bt, Q = G::Q, J = G::kJ, S = G::kStride, kOwn = G::kOwn,
+  constexpr int H = G::H, Bt = G::Bt, Q = G::Q, R = G::R, J = G::kJ, S = G::kStride, kOwn = G::kOwn,
                 kOwnPerGroup = G::kOwnPerGroup, kGroup = G::kGroup, kGroups = G::kGroups, kWarps = G::kWarps;
   const int n = blockIdx.x;
   if (c.diverged_at[n] >= 0) return;  // frozen (the whole block leaves together)
@@ -247,7 +293,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   constexpr int I = Task::I, O = Task::O;
   const int T = c.T, P = ParamLayout(Shape{H, I, O, s.bias}).size;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int i = tid / Q, q = tid % Q;
+  const int q = tid % Q;
+  const int i0 = tid / Q * R;  // the thread's rows: i0 .. i0 + R - 1
   const float a = c.a;
   // the instance's shape (H, I, O at compile time): the offsets are constants, not registers
   const ParamLayout layout(Shape{H, I, O, s.bias});
@@ -271,33 +318,44 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
                          classification ? nullptr : c.trial_mask + n * out_size,
                          classification ? c.trial_label + size_t(n) * T * Bt : nullptr};
 
-  // Registers (or shared memory, for H = 128): the row slice of W_h.
-  float Wr[G::kWInRegisters ? J : 1];
+  // Registers (rows r < kWRegisterRows) or shared memory (the others): the row slices of W_h.
+  constexpr int kRegRows = G::kWRegisterRows;
+  float Wr[kRegRows > 0 ? kRegRows : 1][J];
   float4* const w_slice = reinterpret_cast<float4*>(shared + L.wt) + tid;
-  if constexpr (G::kWInRegisters) {
-    RNNSWEEP_UNROLL
-    for (int jj = 0; jj < J; ++jj) Wr[jj] = params[layout.W_h + i + (jj * Q + q) * H];
-  } else {  // each thread its own quads: no barrier needed before it reads them
-    RNNSWEEP_UNROLL
-    for (int jq = 0; jq < J / 4; ++jq)
-      w_slice[jq * G::kThreads] = make_float4(params[layout.W_h + i + ((4 * jq + 0) * Q + q) * H],
-                                              params[layout.W_h + i + ((4 * jq + 1) * Q + q) * H],
-                                              params[layout.W_h + i + ((4 * jq + 2) * Q + q) * H],
-                                              params[layout.W_h + i + ((4 * jq + 3) * Q + q) * H]);
+  RNNSWEEP_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const int i = i0 + r;
+    if (r < kRegRows) {
+      RNNSWEEP_UNROLL
+      for (int jj = 0; jj < J; ++jj) Wr[r][jj] = params[layout.W_h + i + (jj * Q + q) * H];
+    } else {  // each thread its own quads: no barrier needed before it reads them
+      RNNSWEEP_UNROLL
+      for (int jq = 0; jq < J / 4; ++jq)
+        w_slice[((r - kRegRows) * (J / 4) + jq) * G::kThreads] = make_float4(params[layout.W_h + i + ((4 * jq + 0) * Q + q) * H],
+                                                                params[layout.W_h + i + ((4 * jq + 1) * Q + q) * H],
+                                                                params[layout.W_h + i + ((4 * jq + 2) * Q + q) * H],
+                                                                params[layout.W_h + i + ((4 * jq + 3) * Q + q) * H]);
+    }
   }
   // The row's input weights [0, I), feedback [3, 3 + O) and bias [6] in shared memory, read
   // (as two float4) where each step needs them: registers are for the step products.
-  float* row_in = shared + L.rows + i * 8;
+  // rows_in + 8 r: row i0 + r's
+  float* const rows_in = shared + L.rows + i0 * 8;
   if (q == 0) {
     RNNSWEEP_UNROLL
-    for (int k = 0; k < kMaxIO; ++k) {
-      row_in[k] = k < I ? params[layout.W_x + i + k * H] : 0.0f;
-      // the learning signal's feedback: w^T for e-prop (the true readout), B for RFLO
-      row_in[3 + k] =
-          k < O ? (rule == Rule::rflo ? c.feedback[size_t(n) * H * O + i + k * H] : params[layout.w + k + i * O]) : 0.0f;
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      float* row_in = rows_in + 8 * r;
+      RNNSWEEP_UNROLL
+      for (int k = 0; k < kMaxIO; ++k) {
+        row_in[k] = k < I ? params[layout.W_x + i + k * H] : 0.0f;
+        // the learning signal's feedback: w^T for e-prop (the true readout), B for RFLO
+        row_in[3 + k] =
+            k < O ? (rule == Rule::rflo ? c.feedback[size_t(n) * H * O + i + k * H] : params[layout.w + k + i * O]) : 0.0f;
+      }
+      row_in[6] = s.bias ? params[layout.b + i] : 0.0f;
+      row_in[7] = 0.0f;
     }
-    row_in[6] = s.bias ? params[layout.b + i] : 0.0f;
-    row_in[7] = 0.0f;
   }
   const LossLedger ledger = fused::ledger_at(shared + L.ledger, Bt, O);
   fused::ledger_start<Task, Bt>(ledger, params, layout, s.bias, tid);
@@ -325,82 +383,98 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   }
   const float inv_steps = float(1.0 / (double(T) * Bt));
 
-  // The thread's own state: row i at its columns own(k) = g group + q kOwnPerGroup + c.
+  // The thread's own state: rows i0 + r at its columns own(k) = g group + q kOwnPerGroup + c.
   auto own_column = [&](int k) { return (k / kOwnPerGroup) * kGroup + q * kOwnPerGroup + k % kOwnPerGroup; };
   // h lives in registers; f(h) and the e-prop trace of the step before are read back from
   // shared memory (the thread's own entries), which costs two loads and saves 2 kOwn registers.
-  float h_own[kOwn];
+  float h_own[R][kOwn];
   RNNSWEEP_UNROLL
-  for (int k = 0; k < kOwn; ++k) h_own[k] = 0.0f;
+  for (int r = 0; r < R; ++r) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kOwn; ++k) h_own[r][k] = 0.0f;
+  }
   // dW_h's slice: e-prop sums it in the forward loop; BPTT zeroes it only before its backward
   // loop, so that it occupies no registers during the forward one (H = 128 would spill).
-  float dW[J];
-  if (!kBptt) {
+  float dW[R][J];
+  auto zero_dW = [&] {
     RNNSWEEP_UNROLL
-    for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
-  }
-  // per-thread sums over its own columns and every step, combined across the row at the end
-  // The thread's sums of dW_x [0, 3), dw [3, 6) and db [6] over its own columns and the steps
-  // so far, slot k at partials[k threads + tid] (consecutive lanes, consecutive banks); each
-  // step adds its own in one go. In shared memory: registers are for the step products.
+    for (int r = 0; r < R; ++r) {
+      RNNSWEEP_UNROLL
+      for (int jj = 0; jj < J; ++jj) dW[r][jj] = 0.0f;
+    }
+  };
+  if (!kBptt) zero_dW();
+  // The thread's sums of dW_x [0, I), dw [I, I + O) and db [I + O] of row i0 + r over its own
+  // columns and the steps so far, slot k at partials[(kSlots r + k) threads + tid] (consecutive
+  // lanes, consecutive banks); each step adds its own in one go. In shared memory: registers are
+  // for the step products. Combined across the row's lanes at the end.
+  constexpr int kSlots = I + O + 1;
   float* partials = shared + L.partials + tid;
   RNNSWEEP_UNROLL
-  for (int k = 0; k < 7; ++k) partials[k * G::kThreads] = 0.0f;
-  auto add_partials = [&](const float (&gWx)[kMaxIO], const float (&gw)[kMaxIO], float gb) {
+  for (int k = 0; k < kSlots * R; ++k) partials[k * G::kThreads] = 0.0f;
+  auto add_partials = [&](int r, const float (&gWx)[kMaxIO], const float (&gw)[kMaxIO], float gb) {
+    float* own = partials + kSlots * r * G::kThreads;
     RNNSWEEP_UNROLL
     for (int k = 0; k < kMaxIO; ++k) {
-      if (k < I) partials[k * G::kThreads] += gWx[k];
-      if (k < O) partials[(3 + k) * G::kThreads] += gw[k];
+      if (k < I) own[k * G::kThreads] += gWx[k];
+      if (k < O) own[(I + k) * G::kThreads] += gw[k];
     }
-    partials[6 * G::kThreads] += gb;
+    own[(I + O) * G::kThreads] += gb;
   };
   float bias_trace = 0.0f;  // e-prop's trace of the bias input, the same for every unit and trial
   float* history = kBptt ? c.history + size_t(n) * (T + 1) * H * Bt : nullptr;
   if (kBptt) {  // f(h_0) = 0: the thread's own entries of the history's first step
     RNNSWEEP_UNROLL
-    for (int g = 0; g < kGroups; ++g) store_own<G>(history + size_t(i) * Bt + g * kGroup + q * kOwnPerGroup, h_own);
+    for (int r = 0; r < R; ++r) {
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g)
+        store_own<G>(history + size_t(i0 + r) * Bt + g * kGroup + q * kOwnPerGroup, h_own[r]);
+    }
   }
   float* gsteps = shared + L.gsteps;
   float* gwarp = shared + L.gwarp + size_t(warp) * O * Bt;
 
   for (int t = 0; t < T; ++t) {
     const bool odd = t % 2 != 0;
-    const float* f_cur = odd ? buf1 : buf0;
+    float* const f_cur = odd ? buf1 : buf0;  // f(h_t); after the barrier, e-prop's L_t
     float* f_next = odd ? buf0 : buf1;
-    const float* e_cur = odd ? buf3 : buf2;
-    float* e_next = odd ? buf2 : buf3;
+    const float* e_cur = odd && !G::kOneTrace ? buf3 : buf2;
+    float* e_next = odd || G::kOneTrace ? buf2 : buf3;
     const float* x_t = trials.x + size_t(t) * Bt * I;
     // h_{t+1} = a h_t + (1 - a)(W_h f(h_t) + W_x x_t + b), the thread's own entries.
     RNNSWEEP_UNROLL
     for (int g = 0; g < kGroups; ++g) {
-      float acc[kGroup];
-      if constexpr (G::kWInRegisters)
-        row_product<G>(RegisterSlice<J>{Wr}, f_cur + g * kGroup, q, acc);
-      else
-        row_product<G>(SharedSlice<G::kThreads>{w_slice}, f_cur + g * kGroup, q, acc);
-      ReduceScatter<Q / 2, kGroup, kGroup>::run(acc, q);
-      const int own_at = i * S + g * kGroup + q * kOwnPerGroup;
-      float f_prev[kOwnPerGroup], e_prev[kOwnPerGroup], f_new[kOwnPerGroup], e_new[kOwnPerGroup];
-      if (!kBptt) {
-        load_own<G>(f_cur + own_at, f_prev);
-        load_own<G>(e_cur + own_at, e_prev);
-      }
+      float acc[R][kGroup];
+      row_product<G>(RowSlices<kRegRows, J, G::kThreads>{Wr, w_slice}, f_cur + g * kGroup, q, acc);
       RNNSWEEP_UNROLL
-      for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
-        const int k = g * kOwnPerGroup + c2, b = own_column(k);
-        const float4 r0 = reinterpret_cast<const float4*>(row_in)[0], r1 = reinterpret_cast<const float4*>(row_in)[1];
-        const float Wx[3] = {r0.x, r0.y, r0.z};
-        float drive = r1.z;  // the bias
+      for (int r = 0; r < R; ++r) {
+        const int i = i0 + r;
+        ReduceScatter<Q / 2, kGroup, kGroup, true>::run(acc[r], q);
+        const int own_at = i * S + g * kGroup + q * kOwnPerGroup;
+        float f_prev[kOwnPerGroup], e_prev[kOwnPerGroup], f_new[kOwnPerGroup], e_new[kOwnPerGroup];
+        constexpr bool kTraceHere = !kBptt && !G::kOneTrace;  // else after the barrier
+        if (kTraceHere) {
+          load_own<G>(f_cur + own_at, f_prev);
+          load_own<G>(e_cur + own_at, e_prev);
+        }
         RNNSWEEP_UNROLL
-        for (int kk = 0; kk < kMaxIO; ++kk)
-          if (kk < I) drive += Wx[kk] * x_t[b * I + kk];
-        h_own[k] = a * h_own[k] + (1 - a) * (acc[c2] + drive);
-        if (!kBptt) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
-        f_new[c2] = h_own[k] > 0 ? h_own[k] : 0.0f;
+        for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
+          const int k = g * kOwnPerGroup + c2, b = own_column(k);
+          const float4 r0 = reinterpret_cast<const float4*>(rows_in + 8 * r)[0],
+                       r1 = reinterpret_cast<const float4*>(rows_in + 8 * r)[1];
+          const float Wx[3] = {r0.x, r0.y, r0.z};
+          float drive = r1.z;  // the bias
+          RNNSWEEP_UNROLL
+          for (int kk = 0; kk < kMaxIO; ++kk)
+            if (kk < I) drive += Wx[kk] * x_t[b * I + kk];
+          h_own[r][k] = a * h_own[r][k] + (1 - a) * (acc[r][c2] + drive);
+          if (kTraceHere) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
+          f_new[c2] = h_own[r][k] > 0 ? h_own[r][k] : 0.0f;
+        }
+        store_own<G>(f_next + own_at, f_new);
+        if (kTraceHere) store_own<G>(e_next + own_at, e_new);
+        if (kBptt) store_own<G>(history + (size_t(t + 1) * H + i) * Bt + g * kGroup + q * kOwnPerGroup, f_new);
       }
-      store_own<G>(f_next + own_at, f_new);
-      if (!kBptt) store_own<G>(e_next + own_at, e_new);
-      if (kBptt) store_own<G>(history + (size_t(t + 1) * H + i) * Bt + g * kGroup + q * kOwnPerGroup, f_new);
     }
     if (!kBptt) {
       bias_trace = a * bias_trace + (1 - a);
@@ -436,7 +510,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     fused::StepTargets<Task, Bt> targets;  // the tail's trial data, loaded during the barrier's wait
     if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
-    __syncthreads();  // the step's one barrier: f_{t+1}, e_{t+1}, q_{t+1} and the partial outputs
+    __syncthreads();  // the step's barrier (kOneTrace: its first): f_{t+1}, e_{t+1}, q_{t+1}, the partial outputs
     if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
 
     // Loss of step t and dL/dy_t, in every warp; warp 0 keeps the sums.
@@ -444,37 +518,64 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
                                               gsteps);
     __syncwarp();  // the warp's copy of dL/dy_t is complete
     // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.
-    float* signal = shared + L.signal;
-    const float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
-    const float4 r0 = reinterpret_cast<const float4*>(row_in)[0], r1 = reinterpret_cast<const float4*>(row_in)[1];
-    const float fb[3] = {r0.w, r1.x, r1.y};
-    float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's
-    RNNSWEEP_UNROLL
-    for (int k = 0; k < kOwn; ++k) {
-      const int b = own_column(k);
-      float drive = 0.0f;
+    if (!kBptt && G::kOneTrace) {  // e_{t+1} = a e_t + (1 - a) f(h_t), the thread's own entries
       RNNSWEEP_UNROLL
-      for (int o = 0; o < kMaxIO; ++o) {
-        if (o >= O) continue;
-        const float gv = gwarp[o * Bt + b];
-        gw[o] += gv * (h_own[k] > 0 ? h_own[k] : 0.0f);  // f(h_{t+1})
-        drive += fb[o] * gv;
-      }
-      if (!kBptt) {
-        const float signal_ib = h_own[k] > 0 ? drive : 0.0f;  // L_t = f'(h_{t+1}) (feedback dL/dy_t)
-        signal[i * S + b] = signal_ib;
-        gb += bias_trace * signal_ib;
+      for (int r = 0; r < R; ++r) {
         RNNSWEEP_UNROLL
-        for (int kk = 0; kk < kMaxIO; ++kk)
-          if (kk < I) gWx[kk] += signal_ib * q_next[kk * Bt + b];
+        for (int g = 0; g < kGroups; ++g) {
+          const int own_at = (i0 + r) * S + g * kGroup + q * kOwnPerGroup;
+          float f_prev[kOwnPerGroup], e_own[kOwnPerGroup];
+          load_own<G>(f_cur + own_at, f_prev);
+          load_own<G>(e_next + own_at, e_own);
+          RNNSWEEP_UNROLL
+          for (int c2 = 0; c2 < kOwnPerGroup; ++c2) e_own[c2] = a * e_own[c2] + (1 - a) * f_prev[c2];
+          store_own<G>(e_next + own_at, e_own);
+        }
       }
     }
-    add_partials(gWx, gw, gb);
-    if (!kBptt) {
-      __syncwarp();  // the warp's rows of L_t are complete
-      // dW_h += L_t e_{t+1}^T: row i of L against the rows of e_{t+1} this thread holds
+    // L_t in f(h_t)'s buffer, whose rows every warp read before the barrier and which the next
+    // step overwrites (f(h_{t+2})): each warp writes and reads only its own rows of it (after
+    // the trace above has read the thread's own f(h_t)).
+    float* signal = f_cur;
+    const float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const float4 r0 = reinterpret_cast<const float4*>(rows_in + 8 * r)[0],
+                   r1 = reinterpret_cast<const float4*>(rows_in + 8 * r)[1];
+      const float fb[3] = {r0.w, r1.x, r1.y};
+      float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's
       RNNSWEEP_UNROLL
-      for (int g = 0; g < kGroups; ++g) rank_update<G>(signal + i * S + g * kGroup, e_next + g * kGroup, q, dW);
+      for (int k = 0; k < kOwn; ++k) {
+        const int b = own_column(k);
+        const float h = h_own[r][k];
+        float drive = 0.0f;
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o) {
+          if (o >= O) continue;
+          const float gv = gwarp[o * Bt + b];
+          gw[o] += gv * (h > 0 ? h : 0.0f);  // f(h_{t+1})
+          drive += fb[o] * gv;
+        }
+        if (!kBptt) {
+          const float signal_ib = h > 0 ? drive : 0.0f;  // L_t = f'(h_{t+1}) (feedback dL/dy_t)
+          signal[(i0 + r) * S + b] = signal_ib;
+          gb += bias_trace * signal_ib;
+          RNNSWEEP_UNROLL
+          for (int kk = 0; kk < kMaxIO; ++kk)
+            if (kk < I) gWx[kk] += signal_ib * q_next[kk * Bt + b];
+        }
+      }
+      add_partials(r, gWx, gw, gb);
+    }
+    if (!kBptt) {
+      if constexpr (G::kOneTrace)
+        __syncthreads();  // the step's second barrier: every row of e_{t+1} (and the warp's of L_t)
+      else
+        __syncwarp();  // the warp's rows of L_t are complete
+      // dW_h += L_t e_{t+1}^T: rows i0 .. of L against the rows of e_{t+1} this thread holds
+      RNNSWEEP_UNROLL
+      for (int g = 0; g < kGroups; ++g) rank_update<G>(signal + i0 * S + g * kGroup, e_next + g * kGroup, q, dW);
+      __syncwarp();  // the row's lanes are done with L_t before the next step writes f(h_{t+2}) there
     }
   }
 
@@ -494,27 +595,36 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     // deltas; the slice streams in four at a time, each thread its own: no barrier needed)
     float4* wt = reinterpret_cast<float4*>(shared + L.wt) + tid;
     RNNSWEEP_UNROLL
-    for (int jq = 0; jq < J / 4; ++jq)
-      wt[jq * G::kThreads] = make_float4(params_end[layout.W_h + ((4 * jq + 0) * Q + q) + i * H],
-                                         params_end[layout.W_h + ((4 * jq + 1) * Q + q) + i * H],
-                                         params_end[layout.W_h + ((4 * jq + 2) * Q + q) + i * H],
-                                         params_end[layout.W_h + ((4 * jq + 3) * Q + q) + i * H]);
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      RNNSWEEP_UNROLL
+      for (int jq = 0; jq < J / 4; ++jq)
+        wt[(r * (J / 4) + jq) * G::kThreads] = make_float4(params_end[layout.W_h + ((4 * jq + 0) * Q + q) + i * H],
+                                                           params_end[layout.W_h + ((4 * jq + 1) * Q + q) + i * H],
+                                                           params_end[layout.W_h + ((4 * jq + 2) * Q + q) + i * H],
+                                                           params_end[layout.W_h + ((4 * jq + 3) * Q + q) + i * H]);
+    }
     // f(h_t) of every step is staged from the history into shared memory by asynchronous copies
     // (each thread its own entries), a step ahead, into three buffers by t mod 3: the copy for
     // step t - 1 is in flight during step t while step t's buffer is read after its barrier,
     // and step t + 1's was last read before it. f'(h_{t+1}) comes from the staged f(h_{t+1}).
+    zero_dW();
+    float d_own[R][kOwn];
     RNNSWEEP_UNROLL
-    for (int jj = 0; jj < J; ++jj) dW[jj] = 0.0f;
-    float d_own[kOwn];
-    RNNSWEEP_UNROLL
-    for (int k = 0; k < kOwn; ++k) d_own[k] = 0.0f;
+    for (int r = 0; r < R; ++r) {
+      RNNSWEEP_UNROLL
+      for (int k = 0; k < kOwn; ++k) d_own[r][k] = 0.0f;
+    }
     auto stage = [&](int s) -> float* { return s % 3 == 0 ? buf2 : s % 3 == 1 ? buf3 : buf4; };
     auto stage_async = [&](int s) {  // f(h_s) -> stage(s), the thread's own entries
       RNNSWEEP_UNROLL
-      for (int g = 0; g < kGroups; ++g)
-        __pipeline_memcpy_async(stage(s) + i * S + g * kGroup + q * kOwnPerGroup,
-                                history + (size_t(s) * H + i) * Bt + g * kGroup + q * kOwnPerGroup,
-                                sizeof(float) * kOwnPerGroup);
+      for (int r = 0; r < R; ++r) {
+        RNNSWEEP_UNROLL
+        for (int g = 0; g < kGroups; ++g)
+          __pipeline_memcpy_async(stage(s) + (i0 + r) * S + g * kGroup + q * kOwnPerGroup,
+                                  history + (size_t(s) * H + i0 + r) * Bt + g * kGroup + q * kOwnPerGroup,
+                                  sizeof(float) * kOwnPerGroup);
+      }
       __pipeline_commit();
     };
     float* d_last = (T + 1) % 2 ? buf1 : buf0;  // delta_{T+1} = 0
@@ -532,60 +642,72 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       if (t > 0) stage_async(t - 1);
       const float* g_t = gsteps + size_t(t) * O * Bt;
       const float* x_t = trials.x + size_t(t) * Bt * I;
-      float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's (no dw here)
+      // this step's sums, per row (no dw here)
+      float gWx[R][kMaxIO] = {}, gb[R] = {};
+      const float gw[kMaxIO] = {0, 0, 0};
       RNNSWEEP_UNROLL
       for (int g = 0; g < kGroups; ++g) {
-        float acc[kGroup];
-        row_product<G>(SharedSlice<G::kThreads>{wt}, d_cur + g * kGroup, q, acc);
-        ReduceScatter<Q / 2, kGroup, kGroup>::run(acc, q);
-        float f_own[kOwnPerGroup];
-        load_own<G>(f_next + i * S + g * kGroup + q * kOwnPerGroup, f_own);
+        float acc[R][kGroup];
+        row_product<G>(RowSlices<0, J, G::kThreads>{Wr, wt}, d_cur + g * kGroup, q, acc);
         RNNSWEEP_UNROLL
-        for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
-          const int k = g * kOwnPerGroup + c2, b = own_column(k);
-          float direct = 0.0f;
+        for (int r = 0; r < R; ++r) {
+          const int i = i0 + r;
+          ReduceScatter<Q / 2, kGroup, kGroup, true>::run(acc[r], q);
+          float f_own[kOwnPerGroup];
+          load_own<G>(f_next + i * S + g * kGroup + q * kOwnPerGroup, f_own);
           RNNSWEEP_UNROLL
-          for (int o = 0; o < kMaxIO; ++o)
-            if (o < O) direct += w_sh[o + i * O] * g_t[o * Bt + b];
-          const bool active = f_own[c2] > 0;
-          d_own[k] = (active ? direct + (1 - a) * acc[c2] : 0.0f) + a * d_own[k];
-          gb += d_own[k];
-          RNNSWEEP_UNROLL
-          for (int kk = 0; kk < kMaxIO; ++kk)
-            if (kk < I) gWx[kk] += d_own[k] * x_t[b * I + kk];
+          for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
+            const int k = g * kOwnPerGroup + c2, b = own_column(k);
+            float direct = 0.0f;
+            RNNSWEEP_UNROLL
+            for (int o = 0; o < kMaxIO; ++o)
+              if (o < O) direct += w_sh[o + i * O] * g_t[o * Bt + b];
+            const bool active = f_own[c2] > 0;
+            d_own[r][k] = (active ? direct + (1 - a) * acc[r][c2] : 0.0f) + a * d_own[r][k];
+            gb[r] += d_own[r][k];
+            RNNSWEEP_UNROLL
+            for (int kk = 0; kk < kMaxIO; ++kk)
+              if (kk < I) gWx[r][kk] += d_own[r][k] * x_t[b * I + kk];
+          }
+          store_own<G>(d_new + i * S + g * kGroup + q * kOwnPerGroup, d_own[r] + g * kOwnPerGroup);
         }
-        store_own<G>(d_new + i * S + g * kGroup + q * kOwnPerGroup, d_own + g * kOwnPerGroup);
       }
-      add_partials(gWx, gw, gb);
+      RNNSWEEP_UNROLL
+      for (int r = 0; r < R; ++r) add_partials(r, gWx[r], gw, gb[r]);
       __pipeline_wait_prior(t > 0 ? 1 : 0);  // f(h_t)'s copy has landed; f(h_{t-1})'s may fly on
       __syncthreads();  // the step's one barrier: delta_{t+1} and f(h_t) staged
       // dW_h += delta_{t+1} f(h_t)^T (the (1 - a) at the end)
       RNNSWEEP_UNROLL
-      for (int g = 0; g < kGroups; ++g) rank_update<G>(d_new + i * S + g * kGroup, f_t + g * kGroup, q, dW);
+      for (int g = 0; g < kGroups; ++g) rank_update<G>(d_new + i0 * S + g * kGroup, f_t + g * kGroup, q, dW);
     }
   }
 
   // Combine the per-thread sums across the row's lanes, then PyTorch's Adam (host/cpu/adam.h).
-  float gWx[kMaxIO], gw[kMaxIO];
-  RNNSWEEP_UNROLL
-  for (int k = 0; k < kMaxIO; ++k) {
-    gWx[k] = row_sum<Q>(partials[k * G::kThreads]) * scale_W;
-    gw[k] = row_sum<Q>(partials[(3 + k) * G::kThreads]);
-  }
-  const float gb = row_sum<Q>(partials[6 * G::kThreads]) * scale_W;
   // the network's index again, read back rather than kept through the backward loop
   const fused::OptimizerStep opt(c, *static_cast<volatile int*>(misc + 1), iteration, bias_correction1,
                                  bias_correction2);
   auto update = [&opt](int e, float gr) { opt.update(e, gr); };
   RNNSWEEP_UNROLL
-  for (int jj = 0; jj < J; ++jj) update(layout.W_h + i + (jj * Q + q) * H, dW[jj] * scale_W);
-  if (q == 0) {
+  for (int r = 0; r < R; ++r) {
+    const int i = i0 + r;
+    const float* own = partials + kSlots * r * G::kThreads;
+    float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0};
     RNNSWEEP_UNROLL
     for (int k = 0; k < kMaxIO; ++k) {
-      if (k < I) update(layout.W_x + i + k * H, gWx[k]);
-      if (k < O) update(layout.w + k + i * O, gw[k]);
+      if (k < I) gWx[k] = row_sum<Q>(own[k * G::kThreads]) * scale_W;
+      if (k < O) gw[k] = row_sum<Q>(own[(I + k) * G::kThreads]);
     }
-    if (c.shape.bias) update(layout.b + i, gb);
+    const float gb = row_sum<Q>(own[(I + O) * G::kThreads]) * scale_W;
+    RNNSWEEP_UNROLL
+    for (int jj = 0; jj < J; ++jj) update(layout.W_h + i + (jj * Q + q) * H, dW[r][jj] * scale_W);
+    if (q == 0) {
+      RNNSWEEP_UNROLL
+      for (int k = 0; k < kMaxIO; ++k) {
+        if (k < I) update(layout.W_x + i + k * H, gWx[k]);
+        if (k < O) update(layout.w + k + i * O, gw[k]);
+      }
+      if (c.shape.bias) update(layout.b + i, gb);
+    }
   }
   if (warp == 0) {
     RNNSWEEP_UNROLL
@@ -599,45 +721,55 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 }
 
 // ---- the instances ----
-// Every (H, Bt) with a register instance, and its lanes per row: enough lanes that a thread
-// owns at most 8 batch columns (registers), few enough that its slice of W_h is >= 8 columns.
+// Every (H, Bt) with a register instance, its lanes per row Q and its rows per thread R for
+// e-prop and RFLO on romo's regression: enough lanes that a thread owns at most 8 batch columns
+// (registers), few enough that its slice of W_h is >= 8 columns; two rows a thread where a block
+// of H Q / 2 threads fits 4 times in a multiprocessor's shared memory (16 warps). The others take
+// one row a thread: BPTT's dL/dy of every step and staged history, and 2af's and dms's three
+// inputs and outputs (their partial sums, outputs and traces), do not leave room for 4 blocks.
 #define RNNSWEEP_REGISTER_INSTANCES(X) \
-  X(32, 16, 4)                         \
-  X(32, 32, 4)                         \
-  X(32, 64, 8)                         \
-  X(64, 16, 4)                         \
-  X(64, 32, 4)                         \
-  X(64, 64, 8)                         \
-  X(128, 16, 4)                        \
-  X(128, 32, 4)
+  X(32, 16, 4, 1)                      \
+  X(32, 32, 4, 1)                      \
+  X(32, 64, 8, 1)                      \
+  X(64, 16, 4, 1)                      \
+  X(64, 32, 4, 2)                      \
+  X(64, 64, 8, 1)                      \
+  X(128, 16, 4, 1)                     \
+  X(128, 32, 4, 1)
 
-template <class G, class Task>
-void launch_family(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,
-                   double bc2, cudaStream_t stream) {
-  const size_t bytes = registers_layout<G>(chunk.T, Task::I, Task::O, bptt).total * sizeof(float);
+template <class G, bool kBptt, class Task>
+void launch_kernel(const TrainChunk& chunk, std::uint32_t iteration, int log_slot, double bc1, double bc2,
+                   cudaStream_t stream) {
+  const size_t bytes = registers_layout<G>(chunk.T, Task::I, Task::O, kBptt).total * sizeof(float);
   // named, so that the launch macro sees one argument (and race reports name the family)
-  const auto train_registers_bptt = &train_registers_kernel<G, true, Task>;
-  const auto train_registers_eprop = &train_registers_kernel<G, false, Task>;
-  if (bptt) {
+  if constexpr (kBptt) {
+    const auto train_registers_bptt = &train_registers_kernel<G, true, Task>;
     CUDA_CHECK(cudaFuncSetAttribute(train_registers_bptt, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
     RNNSWEEP_LAUNCH(train_registers_bptt, chunk.K, G::kThreads, bytes, stream)(chunk, iteration, log_slot, bc1, bc2);
   } else {
+    const auto train_registers_eprop = &train_registers_kernel<G, false, Task>;
     CUDA_CHECK(cudaFuncSetAttribute(train_registers_eprop, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
     RNNSWEEP_LAUNCH(train_registers_eprop, chunk.K, G::kThreads, bytes, stream)(chunk, iteration, log_slot, bc1, bc2);
   }
   CUDA_CHECK(cudaGetLastError());
 }
 
-template <class G>
+template <int H, int Bt, int Q, int R>
 void launch_instance(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,
                      double bc2, cudaStream_t stream) {
   const bool choice = chunk.task.classification();
   if (choice != (chunk.shape.I == Choice::I && chunk.shape.O == Choice::O))
     throw std::invalid_argument("launch_train_registers: no register instance for this task's inputs and outputs");
-  if (choice)
-    launch_family<G, Choice>(chunk, bptt, iteration, log_slot, bc1, bc2, stream);
-  else
-    launch_family<G, Regression>(chunk, bptt, iteration, log_slot, bc1, bc2, stream);
+  using OneRow = Geometry<H, Bt, Q, 1>;
+  if (bptt && choice) launch_kernel<OneRow, true, Choice>(chunk, iteration, log_slot, bc1, bc2, stream);
+  if (bptt && !choice) launch_kernel<OneRow, true, Regression>(chunk, iteration, log_slot, bc1, bc2, stream);
+  if (!bptt && choice) launch_kernel<OneRow, false, Choice>(chunk, iteration, log_slot, bc1, bc2, stream);
+  if (!bptt && !choice) launch_kernel<Geometry<H, Bt, Q, R>, false, Regression>(chunk, iteration, log_slot, bc1, bc2, stream);
+}
+
+// Whether the instance of (shape, family) takes the table's R rows a thread (else one).
+bool takes_rows(const Shape& shape, bool bptt) {
+  return !bptt && shape.I == Regression::I && shape.O == Regression::O;
 }
 
 }  // namespace
@@ -646,16 +778,17 @@ bool registers_instance_exists(const Shape& shape, int Bt) {
   const bool regression = shape.I == Regression::I && shape.O == Regression::O;
   const bool choice = shape.I == Choice::I && shape.O == Choice::O;
   if (!regression && !choice) return false;
-#define RNNSWEEP_EXISTS(h, bt, q) \
+#define RNNSWEEP_EXISTS(h, bt, q, r) \
   if (shape.H == h && Bt == bt) return true;
   RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_EXISTS)
 #undef RNNSWEEP_EXISTS
   return false;
 }
 
-int registers_threads(const Shape& shape, int Bt) {
-#define RNNSWEEP_THREADS(h, bt, q) \
-  if (shape.H == h && Bt == bt) return Geometry<h, bt, q>::kThreads;
+int registers_threads(const Shape& shape, int Bt, bool bptt) {
+#define RNNSWEEP_THREADS(h, bt, q, r) \
+  if (shape.H == h && Bt == bt)       \
+    return takes_rows(shape, bptt) ? Geometry<h, bt, q, r>::kThreads : Geometry<h, bt, q, 1>::kThreads;
   RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_THREADS)
 #undef RNNSWEEP_THREADS
   throw std::invalid_argument("registers_threads: no register instance for H = " + std::to_string(shape.H) +
@@ -663,9 +796,11 @@ int registers_threads(const Shape& shape, int Bt) {
 }
 
 size_t registers_shared_bytes(const Shape& shape, int Bt, int T, bool bptt) {
-#define RNNSWEEP_BYTES(h, bt, q)   \
-  if (shape.H == h && Bt == bt) \
-    return registers_layout<Geometry<h, bt, q>>(T, shape.I, shape.O, bptt).total * sizeof(float);
+#define RNNSWEEP_BYTES(h, bt, q, r)                                                                 \
+  if (shape.H == h && Bt == bt)                                                                   \
+    return (takes_rows(shape, bptt) ? registers_layout<Geometry<h, bt, q, r>>(T, shape.I, shape.O, false).total \
+                                    : registers_layout<Geometry<h, bt, q, 1>>(T, shape.I, shape.O, bptt).total) *  \
+           sizeof(float);
   RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_BYTES)
 #undef RNNSWEEP_BYTES
   throw std::invalid_argument("registers_shared_bytes: no register instance for H = " + std::to_string(shape.H) +
@@ -678,10 +813,9 @@ void launch_train_registers(const TrainChunk& chunk, bool bptt, std::uint32_t it
     throw std::invalid_argument("launch_train_registers: no register instance for H = " +
                                 std::to_string(chunk.shape.H) + ", batch " + std::to_string(chunk.Bt));
   if (bptt && !chunk.history) throw std::invalid_argument("launch_train_registers: bptt needs the history");
-#define RNNSWEEP_LAUNCH_IF(h, bt, q)                                                                      \
+#define RNNSWEEP_LAUNCH_IF(h, bt, q, r)                                                                   \
   if (chunk.shape.H == h && chunk.Bt == bt) {                                                          \
-    launch_instance<Geometry<h, bt, q>>(chunk, bptt, iteration, log_slot, bias_correction1, bias_correction2, \
-                                        stream);                                                       \
+    launch_instance<h, bt, q, r>(chunk, bptt, iteration, log_slot, bias_correction1, bias_correction2, stream); \
     return;                                                                                            \
   }
   RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_LAUNCH_IF)

@@ -15,8 +15,9 @@ namespace rnnsweep::cuda {
 // romo (1, 2) or of 2af and dms (3, 3)).
 bool registers_instance_exists(const Shape& shape, int Bt);
 
-// Threads per block of the instance (H x lanes per row).
-int registers_threads(const Shape& shape, int Bt);
+// Threads per block of the instance of a rule family (H x lanes per row / rows per thread: romo's
+// e-prop and RFLO take two rows a thread at H = 64, batch 32, every other instance one).
+int registers_threads(const Shape& shape, int Bt, bool bptt);
 
 // Dynamic shared memory of the instance, bptt (which also keeps dL/dy of every step) or not.
 size_t registers_shared_bytes(const Shape& shape, int Bt, int T, bool bptt);

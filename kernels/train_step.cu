@@ -398,7 +398,8 @@ TrainLaunchPlan plan_train_step(const Shape& shape, int Bt, int T, size_t max_sh
   if (fused && registers_instance_exists(shape, Bt)) {
     TrainLaunchPlan plan;
     plan.registers = true;
-    plan.threads = registers_threads(shape, Bt);
+    plan.threads = registers_threads(shape, Bt, false);
+    plan.bptt_threads = registers_threads(shape, Bt, true);
     plan.shared_bytes = std::max(registers_shared_bytes(shape, Bt, T, true), registers_shared_bytes(shape, Bt, T, false));
     if (plan.shared_bytes <= max_shared) return plan;
   }
@@ -503,7 +504,9 @@ TrainChunk TrainScratch::chunk(float* params, const float* feedback, const int* 
 }
 
 std::string TrainLaunchPlan::name() const {
-  if (registers) return "registers threads=" + std::to_string(threads);
+  if (registers)
+    return "registers threads=" + std::to_string(threads) +
+           (bptt_threads != threads ? " bptt-threads=" + std::to_string(bptt_threads) : std::string());
   if (layered) return "layered-cublas";
   if (mma) return "mma-tf32x3 threads=" + std::to_string(threads);
   return "general threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +

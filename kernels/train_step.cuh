@@ -114,6 +114,7 @@ struct TrainLaunchPlan {
   bool mma = false;         // the tensor-core kernel, tf32x3 (likewise)
   bool layered = false;     // the layered path on cuBLAS (kernels/train_layered.cu): any hidden size
   int threads = 256;
+  int bptt_threads = 256;   // the register kernel's BPTT instance (where it differs: one row a thread)
   bool W_h_shared = true;   // general: W_h in shared memory (else read from global memory / L2)
   bool grad_shared = true;  // general: gradient accumulators in shared memory (else grad_global)
   size_t shared_bytes = 0;  // the larger of the two rule families' (bptt also keeps dL/dy)

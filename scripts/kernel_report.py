@@ -77,11 +77,11 @@ def run(cmd, **kw):
 
 def short_name(mangled):
     """A readable name for a kernel symbol."""
-    m = re.search(r"train_registers_kernelINS1_8GeometryILi(\d+)ELi(\d+)ELi(\d+)EEELb([01])EN\w*?(Regression|Choice)EEEv",
+    m = re.search(r"train_registers_kernelINS1_8GeometryILi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)EEELb([01])EN\w*?(Regression|Choice)EEEv",
                   mangled)
     if m:
-        H, Bt, Q, bptt, task = m.groups()
-        return f"train_registers<H={H},Bt={Bt},Q={Q},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
+        H, Bt, Q, R, bptt, task = m.groups()
+        return f"train_registers<H={H},Bt={Bt},Q={Q},R={R},{'bptt' if bptt == '1' else 'eprop/rflo'},{task}>"
     m = re.search(r"train_mma_kernelINS1_11MmaGeometryILi(\d+)ELi(\d+)EEELb([01])EN\w*?(Regression|Choice)EEEv", mangled)
     if m:
         H, Bt, bptt, task = m.groups()
@@ -199,7 +199,7 @@ def instances(build):
 
 def instance_key(name):
     """(kernel, H, Bt, family, task) from short_name, to meet the kernel_instances lines."""
-    m = re.match(r"train_registers<H=(\d+),Bt=(\d+),Q=\d+,(\S+?),(\w+)>", name)
+    m = re.match(r"train_registers<H=(\d+),Bt=(\d+),Q=\d+,R=\d+,(\S+?),(\w+)>", name)
     if m:
         return ("train_registers", int(m.group(1)), int(m.group(2)), m.group(3), m.group(4))
     m = re.match(r"train_mma<H=(\d+),Bt=(\d+),(\S+?),(\w+)>", name)

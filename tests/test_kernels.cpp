@@ -267,14 +267,16 @@ TEST_P(TrainStep, LossGradientAndSgdUpdateMatchTheCpu) {
 
 TEST(TrainStepPaperShape, EveryRuleAtHidden64Batch32MatchesTheCpu) {
   RNNSWEEP_NEED_DEVICE();
-  // The study's shape, on the emulator too: 256 threads, each summing 8 batch columns of a full
-  // tile of the step products, where the small cases above leave most of each tile empty. One
-  // launch holds one network of each rule; romo (the longest trials) with biases; two
+  // The study's shape, on the emulator too: BPTT on 256 threads of one row each, e-prop and RFLO
+  // on 128 threads of two rows each (romo's instance), each thread summing 8 batch columns of a
+  // full tile of the step products, where the small cases above leave most of each tile empty.
+  // One launch holds one network of each rule; romo (the longest trials) with biases; two
   // iterations, so that the second starts from updated weights.
   TrainHarness h(TaskKind::romo, {spec(Rule::bptt, 0.9, 3, 1e-3), spec(Rule::eprop, 1.0, 4, 1e-3),
                                   spec(Rule::rflo, 0.5, 5, 1e-3)},
                  true, cuda::Optimizer::sgd, 64, 32);
-  ASSERT_EQ(h.plan.name(), "registers threads=256") << "the study's shape runs the register instance";
+  ASSERT_EQ(h.plan.name(), "registers threads=128 bptt-threads=256")
+      << "the study's shape runs the register instances";
   for (std::uint32_t it = 0; it < 2; ++it) {
     const auto dev = h.device_step(it);
     const auto ref = h.cpu_step(it, cuda::Optimizer::sgd);
