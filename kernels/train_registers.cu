@@ -6,12 +6,13 @@
 // - The block has H x Q threads (one row a thread); thread (i, q) = (tid / Q, tid % Q) holds, in registers for the
 //   whole iteration, row i of W_h at the columns j = q, q + Q, q + 2Q, ... (J = H / Q of them)
 //   and the same entries of dW_h. The Q threads of a row are consecutive lanes of one warp.
-// - A step product (W_h f, W_h^T delta) is, per thread, J x 16 FMAs per group of 16 batch
-//   columns against rows of f in shared memory read as float4: every float4 feeds 4 FMAs, and
-//   the Q rows a warp reads at once sit in distinct banks (rows padded to Bt + 4 floats). The Q
-//   partial sums of a row are then combined by a reduce-scatter over the row's lanes
-//   (log2 Q shuffle rounds), after which thread (i, q) owns the state of row i at 16 / Q of
-//   the group's columns: h, f(h), the e-prop trace and the BPTT delta of those entries live in
+// - A step product (W_h f, W_h^T delta) is, per thread and row, J x 2 Q FMAs per group of 2 Q
+//   batch columns against rows of f in shared memory read as float4: every float4 feeds 4 FMAs
+//   (one row a thread), and the Q rows a warp reads at once sit in distinct banks (rows padded
+//   to Bt + 4 floats). The Q partial sums of a row are then combined by a reduce-scatter over
+//   the row's lanes (log2 Q shuffle rounds; the first without selects at H <= 64, f's rows being
+//   stored with their halves swapped where their lanes keep the upper half, Geometry::f_at),
+//   after which thread (i, q) owns the state of row i at 2 of the group's columns: h, f(h), the e-prop trace and the BPTT delta of those entries live in
 //   its registers, and it publishes f (and e, delta) to shared memory for the next product.
 // - The rank-Bt updates of dW_h (e-prop: L e^T, BPTT: delta f^T) are the same pattern: the
 //   thread reads its row of L or delta (written by its own warp) and rows of e or f.
@@ -20,11 +21,11 @@
 //   terms and dL/dy of the step itself (the same numbers in every warp), so nothing waits for
 //   a single tail warp. Exponentials and logarithms are float (expf, logf: the loss agrees with
 //   the CPU's double to ~1e-7, far inside what the tests allow); the loss sums are double.
-// - One __syncthreads per time step, forward and backward, for every rule: the arrays read
+// - One __syncthreads per time step, forward and backward (two for two rows a thread, below): the arrays read
 //   across warps (f, e, delta, the staged f of BPTT's backward, the output partials) are double
 //   buffered by step parity, so a write never meets a read of the step before; the rest is
 //   warp-local (__syncwarp).
-// - Two rows a thread (Geometry's R = 2, romo's e-prop and RFLO at H = 64, batch 32): thread
+// - Two rows a thread (Geometry's R = 2, e-prop and RFLO where the instance table says): thread
 //   (p, q) holds rows 2p and 2p + 1, so that every float4 of f or e feeds 8 FMAs, not 4 (the
 //   bound of one row); the block has H Q / 2 threads. W_h's slices are then read from shared
 //   memory (registers hold both rows of dW_h), and the trace e has one buffer with a second
@@ -35,6 +36,7 @@
 // every step, and combined across the row's lanes once, at the end; then Adam as everywhere.
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/block_ops.cuh"
 #include "kernels/cuda_utils.cuh"
@@ -83,6 +85,16 @@ struct Geometry {
   static constexpr int kLaneColumns = (Bt + 31) / 32;  // batch columns a lane handles in the tail
   // Blocks per multiprocessor to ask the compiler for: 16 warps at most 128 registers each.
   static constexpr int kMinBlocks = kThreads >= 512 ? 1 : 512 / kThreads;
+  // f's rows in shared memory: a row whose lanes (j mod Q) are the upper ones of the
+  // reduce-scatter's first round holds each group's two halves swapped, so that those lanes'
+  // forward product sums them into the slots that round keeps (ReduceScatter's kHalvesSwapped,
+  // no selects) while every lane reads the same addresses as without the swap (no bank
+  // conflicts). Not at H = 128, whose time loop has no register to spare for it (it spills).
+  // Offset of f's (row, column) in its buffer:
+  static constexpr bool kSwapHalves = H <= 64;
+  static constexpr RNNSWEEP_HD int f_at(int row, int column) {
+    return row * kStride + (kSwapHalves && ((row % Q) & (Q / 2)) != 0 ? column ^ (kGroup / 2) : column);
+  }
   static_assert(32 % Q == 0 && Q >= 2 && Q <= 16, "a row's lanes lie in one warp");
   static_assert(H % (Q * R) == 0 && kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
   static_assert(R == 1 || R == 2, "one or two rows a thread");
@@ -173,7 +185,8 @@ RNNSWEEP_DEVICE float row_sum(float v) {
 // whose registers hold dW_h and the deltas, reads all of W_h^T's so).
 template <int kRegisterRows, int J, int kThreads>
 struct RowSlices {
-  const float (&w)[kRegisterRows > 0 ? kRegisterRows : 1][J];
+  static constexpr int kRows = kRegisterRows > 0 ? kRegisterRows : 1, kColumns = kRegisterRows > 0 ? J : 4;
+  const float (&w)[kRows][kColumns];  // [1][4], never read, where no row is in registers
   const float4* quads;
   RNNSWEEP_DEVICE float4 quad(int r, int jq) const {
     if (r < kRegisterRows) return make_float4(w[r][4 * jq], w[r][4 * jq + 1], w[r][4 * jq + 2], w[r][4 * jq + 3]);
@@ -182,17 +195,12 @@ struct RowSlices {
 };
 
 // acc[r][0..group) = sum over the thread's columns jj of slice(r, jj) * rows[(jj Q + q) stride + 0..group),
-// for its R rows: each float4 of `rows` feeds 4 R fused multiply-adds. The upper lanes of the
-// reduce-scatter's first round (q & Q / 2) sum the group's two halves into swapped slots
-// (ReduceScatter's kHalvesSwapped): they read the second half's float4s first, through a
-// pointer of their own, so the swap costs no instruction in the loop.
+// for its R rows: each float4 of `rows` feeds 4 R fused multiply-adds. (f's rows come with their
+// halves swapped for the upper lanes, Geometry::f_at; W_h^T delta's do not.)
 template <class G, class Slice>
 RNNSWEEP_DEVICE void row_product(const Slice& slice, const float* rows, int q, float (&acc)[G::R][G::kGroup]) {
-  constexpr int kQuads = G::kGroup / 4, kHalf = G::kGroup / 2;
-  static_assert(kQuads % 2 == 0, "the halves of a group in whole float4s");
-  const int shift = (q & (G::Q / 2)) != 0 ? kHalf : 0;
-  const int lower = q * G::kStride + shift;  // slots [0, half) read columns shift + ...
-  const int upper = q * G::kStride - shift;  // slots [half, group) read columns half - shift + ...
+  constexpr int kQuads = G::kGroup / 4;
+  static_assert(kQuads % 2 == 0 && (G::kGroup & (G::kGroup - 1)) == 0, "the halves of a group in whole float4s");
   RNNSWEEP_UNROLL
   for (int r = 0; r < G::R; ++r) {
     RNNSWEEP_UNROLL
@@ -208,10 +216,10 @@ RNNSWEEP_DEVICE void row_product(const Slice& slice, const float* rows, int q, f
     }
     RNNSWEEP_UNROLL
     for (int u = 0; u < 4; ++u) {
-      const int at = (4 * jq + u) * G::Q * G::kStride;
+      const float4* row = reinterpret_cast<const float4*>(rows + ((4 * jq + u) * G::Q + q) * G::kStride);
       RNNSWEEP_UNROLL
       for (int v = 0; v < kQuads; ++v) {
-        const float4 x = *reinterpret_cast<const float4*>(rows + ((v < kQuads / 2 ? lower : upper) + at + 4 * v));
+        const float4 x = row[v];
         RNNSWEEP_UNROLL
         for (int r = 0; r < G::R; ++r) {
           const float c = cs[r][u];
@@ -320,14 +328,14 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 
   // Registers (rows r < kWRegisterRows) or shared memory (the others): the row slices of W_h.
   constexpr int kRegRows = G::kWRegisterRows;
-  float Wr[kRegRows > 0 ? kRegRows : 1][J];
+  float Wr[RowSlices<kRegRows, J, 1>::kRows][RowSlices<kRegRows, J, 1>::kColumns];
   float4* const w_slice = reinterpret_cast<float4*>(shared + L.wt) + tid;
   RNNSWEEP_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = i0 + r;
     if (r < kRegRows) {
       RNNSWEEP_UNROLL
-      for (int jj = 0; jj < J; ++jj) Wr[r][jj] = params[layout.W_h + i + (jj * Q + q) * H];
+      for (int jj = 0; jj < (kRegRows > 0 ? J : 0); ++jj) Wr[r][jj] = params[layout.W_h + i + (jj * Q + q) * H];
     } else {  // each thread its own quads: no barrier needed before it reads them
       RNNSWEEP_UNROLL
       for (int jq = 0; jq < J / 4; ++jq)
@@ -434,6 +442,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   float* gsteps = shared + L.gsteps;
   float* gwarp = shared + L.gwarp + size_t(warp) * O * Bt;
 
+  // Where the thread's own entries of f sit against e's (Geometry::f_at): the same for every group
+  // and for both rows of a pair (2p and 2p + 1 agree in bit Q / 2 >= 2).
+  static_assert(R == 1 || Q >= 4, "a row pair's f swap is one");
+  const int f_shift = G::f_at(i0, q * kOwnPerGroup) - (i0 * S + q * kOwnPerGroup);
   for (int t = 0; t < T; ++t) {
     const bool odd = t % 2 != 0;
     float* const f_cur = odd ? buf1 : buf0;  // f(h_t); after the barrier, e-prop's L_t
@@ -449,12 +461,13 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       RNNSWEEP_UNROLL
       for (int r = 0; r < R; ++r) {
         const int i = i0 + r;
-        ReduceScatter<Q / 2, kGroup, kGroup, true>::run(acc[r], q);
-        const int own_at = i * S + g * kGroup + q * kOwnPerGroup;
+        ReduceScatter<Q / 2, kGroup, kGroup, G::kSwapHalves>::run(acc[r], q);
+        const int own_at = i * S + g * kGroup + q * kOwnPerGroup;  // e's
+        const int f_own_at = own_at + f_shift;
         float f_prev[kOwnPerGroup], e_prev[kOwnPerGroup], f_new[kOwnPerGroup], e_new[kOwnPerGroup];
         constexpr bool kTraceHere = !kBptt && !G::kOneTrace;  // else after the barrier
         if (kTraceHere) {
-          load_own<G>(f_cur + own_at, f_prev);
+          load_own<G>(f_cur + f_own_at, f_prev);
           load_own<G>(e_cur + own_at, e_prev);
         }
         RNNSWEEP_UNROLL
@@ -471,7 +484,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           if (kTraceHere) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
           f_new[c2] = h_own[r][k] > 0 ? h_own[r][k] : 0.0f;
         }
-        store_own<G>(f_next + own_at, f_new);
+        store_own<G>(f_next + f_own_at, f_new);
         if (kTraceHere) store_own<G>(e_next + own_at, e_new);
         if (kBptt) store_own<G>(history + (size_t(t + 1) * H + i) * Bt + g * kGroup + q * kOwnPerGroup, f_new);
       }
@@ -498,7 +511,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
         RNNSWEEP_UNROLL
         for (int rr = 0; rr < G::kRowsPerWarp; ++rr) {
           const int row = warp * G::kRowsPerWarp + rr;
-          const float fv = f_next[row * S + b];
+          // f_at(row, b); where a warp holds whole multiples of Q rows, its swap is known from rr
+          constexpr bool kKnown = G::kRowsPerWarp % Q == 0;
+          const float fv = kKnown ? f_next[row * S + (G::kSwapHalves && ((rr % Q) & (Q / 2)) ? b ^ (kGroup / 2) : b)]
+                                  : f_next[G::f_at(row, b)];
           RNNSWEEP_UNROLL
           for (int o = 0; o < kMaxIO; ++o)
             if (o < O) part[o] += w_sh[o + row * O] * fv;
@@ -512,12 +528,6 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
     __syncthreads();  // the step's barrier (kOneTrace: its first): f_{t+1}, e_{t+1}, q_{t+1}, the partial outputs
     if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
-
-    // Loss of step t and dL/dy_t, in every warp; warp 0 keeps the sums.
-    fused::step_tail<Task, Bt, kWarps, kBptt>(t, lane, warp, ypart, ledger, targets, inv_mask_sum, inv_steps, gwarp,
-                                              gsteps);
-    __syncwarp();  // the warp's copy of dL/dy_t is complete
-    // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.
     if (!kBptt && G::kOneTrace) {  // e_{t+1} = a e_t + (1 - a) f(h_t), the thread's own entries
       RNNSWEEP_UNROLL
       for (int r = 0; r < R; ++r) {
@@ -525,7 +535,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
         for (int g = 0; g < kGroups; ++g) {
           const int own_at = (i0 + r) * S + g * kGroup + q * kOwnPerGroup;
           float f_prev[kOwnPerGroup], e_own[kOwnPerGroup];
-          load_own<G>(f_cur + own_at, f_prev);
+          load_own<G>(f_cur + own_at + f_shift, f_prev);
           load_own<G>(e_next + own_at, e_own);
           RNNSWEEP_UNROLL
           for (int c2 = 0; c2 < kOwnPerGroup; ++c2) e_own[c2] = a * e_own[c2] + (1 - a) * f_prev[c2];
@@ -533,6 +543,12 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
         }
       }
     }
+
+    // Loss of step t and dL/dy_t, in every warp; warp 0 keeps the sums.
+    fused::step_tail<Task, Bt, kWarps, kBptt>(t, lane, warp, ypart, ledger, targets, inv_mask_sum, inv_steps, gwarp,
+                                              gsteps);
+    __syncwarp();  // the warp's copy of dL/dy_t is complete
+    // dw += dL/dy_t f(h_{t+1})^T (exact for every rule); e-prop: the learning signal L_t.
     // L_t in f(h_t)'s buffer, whose rows every warp read before the barrier and which the next
     // step overwrites (f(h_{t+2})): each warp writes and reads only its own rows of it (after
     // the trace above has read the thread's own f(h_t)).
@@ -627,6 +643,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       }
       __pipeline_commit();
     };
+    const float no_registers[1][4] = {};  // W_h^T's slice is all in shared memory
     float* d_last = (T + 1) % 2 ? buf1 : buf0;  // delta_{T+1} = 0
     for (int e = tid; e < H * S; e += G::kThreads) d_last[e] = 0.0f;
     stage_async(T);
@@ -648,11 +665,11 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       RNNSWEEP_UNROLL
       for (int g = 0; g < kGroups; ++g) {
         float acc[R][kGroup];
-        row_product<G>(RowSlices<0, J, G::kThreads>{Wr, wt}, d_cur + g * kGroup, q, acc);
+        row_product<G>(RowSlices<0, J, G::kThreads>{no_registers, wt}, d_cur + g * kGroup, q, acc);
         RNNSWEEP_UNROLL
         for (int r = 0; r < R; ++r) {
           const int i = i0 + r;
-          ReduceScatter<Q / 2, kGroup, kGroup, true>::run(acc[r], q);
+          ReduceScatter<Q / 2, kGroup, kGroup>::run(acc[r], q);  // delta: no swapped halves
           float f_own[kOwnPerGroup];
           load_own<G>(f_next + i * S + g * kGroup + q * kOwnPerGroup, f_own);
           RNNSWEEP_UNROLL
@@ -721,21 +738,23 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 }
 
 // ---- the instances ----
-// Every (H, Bt) with a register instance, its lanes per row Q and its rows per thread R for
-// e-prop and RFLO on romo's regression: enough lanes that a thread owns at most 8 batch columns
-// (registers), few enough that its slice of W_h is >= 8 columns; two rows a thread where a block
-// of H Q / 2 threads fits 4 times in a multiprocessor's shared memory (16 warps). The others take
-// one row a thread: BPTT's dL/dy of every step and staged history, and 2af's and dms's three
-// inputs and outputs (their partial sums, outputs and traces), do not leave room for 4 blocks.
+// Every (H, Bt) with a register instance, its lanes per row Q and the rows a thread of e-prop and
+// RFLO takes on romo's regression (RR) and on 2af's and dms's choice task (RC): enough lanes that
+// a thread owns at most 8 batch columns (registers), few enough that its slice of W_h is >= 8
+// columns; two rows a thread where the block of H Q / 2 threads still leaves 16 warps per
+// multiprocessor with no stack (kernel_report.py: at H = 64, batch 64 two rows spill; 2af's and
+// dms's two-row blocks at batch 32 need more shared memory than 16 warps' worth of blocks get).
+// BPTT takes one row everywhere: its dL/dy of every step and staged history do not leave room
+// for twice the blocks.
 #define RNNSWEEP_REGISTER_INSTANCES(X) \
-  X(32, 16, 4, 1)                      \
-  X(32, 32, 4, 1)                      \
-  X(32, 64, 8, 1)                      \
-  X(64, 16, 4, 1)                      \
-  X(64, 32, 4, 2)                      \
-  X(64, 64, 8, 1)                      \
-  X(128, 16, 4, 1)                     \
-  X(128, 32, 4, 1)
+  X(32, 16, 4, 2, 2)                   \
+  X(32, 32, 4, 2, 1)                   \
+  X(32, 64, 8, 2, 2)                   \
+  X(64, 16, 4, 2, 2)                   \
+  X(64, 32, 4, 2, 1)                   \
+  X(64, 64, 8, 1, 1)                   \
+  X(128, 16, 4, 1, 1)                  \
+  X(128, 32, 4, 1, 1)
 
 template <class G, bool kBptt, class Task>
 void launch_kernel(const TrainChunk& chunk, std::uint32_t iteration, int log_slot, double bc1, double bc2,
@@ -754,72 +773,74 @@ void launch_kernel(const TrainChunk& chunk, std::uint32_t iteration, int log_slo
   CUDA_CHECK(cudaGetLastError());
 }
 
-template <int H, int Bt, int Q, int R>
-void launch_instance(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot, double bc1,
-                     double bc2, cudaStream_t stream) {
-  const bool choice = chunk.task.classification();
-  if (choice != (chunk.shape.I == Choice::I && chunk.shape.O == Choice::O))
-    throw std::invalid_argument("launch_train_registers: no register instance for this task's inputs and outputs");
-  using OneRow = Geometry<H, Bt, Q, 1>;
-  if (bptt && choice) launch_kernel<OneRow, true, Choice>(chunk, iteration, log_slot, bc1, bc2, stream);
-  if (bptt && !choice) launch_kernel<OneRow, true, Regression>(chunk, iteration, log_slot, bc1, bc2, stream);
-  if (!bptt && choice) launch_kernel<OneRow, false, Choice>(chunk, iteration, log_slot, bc1, bc2, stream);
-  if (!bptt && !choice) launch_kernel<Geometry<H, Bt, Q, R>, false, Regression>(chunk, iteration, log_slot, bc1, bc2, stream);
+// One line of the table: f(G, bptt, Task) with the geometry and task type of a rule family.
+template <int H, int Bt, int Q, int RR, int RC>
+struct Instance {
+  template <class F>
+  static void visit(bool bptt, bool choice, F&& f) {
+    if (bptt && choice) f(Geometry<H, Bt, Q, 1>{}, std::true_type{}, Choice{});
+    if (bptt && !choice) f(Geometry<H, Bt, Q, 1>{}, std::true_type{}, Regression{});
+    if (!bptt && choice) f(Geometry<H, Bt, Q, RC>{}, std::false_type{}, Choice{});
+    if (!bptt && !choice) f(Geometry<H, Bt, Q, RR>{}, std::false_type{}, Regression{});
+  }
+};
+
+// Calls f(G, bptt, Task) for the instance of (H, Bt) and the family; false where none exists.
+template <class F>
+bool visit_instance(int H, int Bt, bool bptt, bool choice, F&& f) {
+#define RNNSWEEP_VISIT(h, bt, q, rr, rc)                         \
+  if (H == h && Bt == bt) {                                      \
+    Instance<h, bt, q, rr, rc>::visit(bptt, choice, f);          \
+    return true;                                                 \
+  }
+  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_VISIT)
+#undef RNNSWEEP_VISIT
+  return false;
 }
 
-// Whether the instance of (shape, family) takes the table's R rows a thread (else one).
-bool takes_rows(const Shape& shape, bool bptt) {
-  return !bptt && shape.I == Regression::I && shape.O == Regression::O;
+bool is_choice(const Shape& shape) { return shape.I == Choice::I && shape.O == Choice::O; }
+
+std::string no_instance(const char* where, const Shape& shape, int Bt) {
+  return std::string(where) + ": no register instance for H = " + std::to_string(shape.H) + ", batch " +
+         std::to_string(Bt);
 }
 
 }  // namespace
 
 bool registers_instance_exists(const Shape& shape, int Bt) {
   const bool regression = shape.I == Regression::I && shape.O == Regression::O;
-  const bool choice = shape.I == Choice::I && shape.O == Choice::O;
-  if (!regression && !choice) return false;
-#define RNNSWEEP_EXISTS(h, bt, q, r) \
-  if (shape.H == h && Bt == bt) return true;
-  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_EXISTS)
-#undef RNNSWEEP_EXISTS
-  return false;
+  if (!regression && !is_choice(shape)) return false;
+  return visit_instance(shape.H, Bt, false, false, [](auto, auto, auto) {});
 }
 
 int registers_threads(const Shape& shape, int Bt, bool bptt) {
-#define RNNSWEEP_THREADS(h, bt, q, r) \
-  if (shape.H == h && Bt == bt)       \
-    return takes_rows(shape, bptt) ? Geometry<h, bt, q, r>::kThreads : Geometry<h, bt, q, 1>::kThreads;
-  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_THREADS)
-#undef RNNSWEEP_THREADS
-  throw std::invalid_argument("registers_threads: no register instance for H = " + std::to_string(shape.H) +
-                              ", batch " + std::to_string(Bt));
+  int threads = 0;
+  if (!visit_instance(shape.H, Bt, bptt, is_choice(shape), [&](auto g, auto, auto) { threads = decltype(g)::kThreads; }))
+    throw std::invalid_argument(no_instance("registers_threads", shape, Bt));
+  return threads;
 }
 
 size_t registers_shared_bytes(const Shape& shape, int Bt, int T, bool bptt) {
-#define RNNSWEEP_BYTES(h, bt, q, r)                                                                 \
-  if (shape.H == h && Bt == bt)                                                                   \
-    return (takes_rows(shape, bptt) ? registers_layout<Geometry<h, bt, q, r>>(T, shape.I, shape.O, false).total \
-                                    : registers_layout<Geometry<h, bt, q, 1>>(T, shape.I, shape.O, bptt).total) *  \
-           sizeof(float);
-  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_BYTES)
-#undef RNNSWEEP_BYTES
-  throw std::invalid_argument("registers_shared_bytes: no register instance for H = " + std::to_string(shape.H) +
-                              ", batch " + std::to_string(Bt));
+  size_t bytes = 0;
+  if (!visit_instance(shape.H, Bt, bptt, is_choice(shape), [&](auto g, auto, auto) {
+        bytes = registers_layout<decltype(g)>(T, shape.I, shape.O, bptt).total * sizeof(float);
+      }))
+    throw std::invalid_argument(no_instance("registers_shared_bytes", shape, Bt));
+  return bytes;
 }
 
 void launch_train_registers(const TrainChunk& chunk, bool bptt, std::uint32_t iteration, int log_slot,
                             double bias_correction1, double bias_correction2, cudaStream_t stream) {
   if (!registers_instance_exists(chunk.shape, chunk.Bt))
-    throw std::invalid_argument("launch_train_registers: no register instance for H = " +
-                                std::to_string(chunk.shape.H) + ", batch " + std::to_string(chunk.Bt));
+    throw std::invalid_argument(no_instance("launch_train_registers", chunk.shape, chunk.Bt));
   if (bptt && !chunk.history) throw std::invalid_argument("launch_train_registers: bptt needs the history");
-#define RNNSWEEP_LAUNCH_IF(h, bt, q, r)                                                                   \
-  if (chunk.shape.H == h && chunk.Bt == bt) {                                                          \
-    launch_instance<h, bt, q, r>(chunk, bptt, iteration, log_slot, bias_correction1, bias_correction2, stream); \
-    return;                                                                                            \
-  }
-  RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_LAUNCH_IF)
-#undef RNNSWEEP_LAUNCH_IF
+  const bool choice = chunk.task.classification();
+  if (choice != is_choice(chunk.shape))
+    throw std::invalid_argument("launch_train_registers: no register instance for this task's inputs and outputs");
+  visit_instance(chunk.shape.H, chunk.Bt, bptt, choice, [&](auto g, auto family, auto task) {
+    launch_kernel<decltype(g), decltype(family)::value, decltype(task)>(chunk, iteration, log_slot, bias_correction1,
+                                                                        bias_correction2, stream);
+  });
 }
 
 }  // namespace rnnsweep::cuda

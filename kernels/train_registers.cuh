@@ -15,8 +15,9 @@ namespace rnnsweep::cuda {
 // romo (1, 2) or of 2af and dms (3, 3)).
 bool registers_instance_exists(const Shape& shape, int Bt);
 
-// Threads per block of the instance of a rule family (H x lanes per row / rows per thread: romo's
-// e-prop and RFLO take two rows a thread at H = 64, batch 32, every other instance one).
+// Threads per block of the instance of a rule family (H x lanes per row / rows per thread: e-prop
+// and RFLO take two rows a thread at H = 32, at H = 64 batch 16, and on romo at H = 64 batch 32;
+// BPTT one everywhere).
 int registers_threads(const Shape& shape, int Bt, bool bptt);
 
 // Dynamic shared memory of the instance, bptt (which also keeps dL/dy of every step) or not.
