@@ -255,13 +255,7 @@ double time_flossing(int K, const Gpu& g, bool general) {
   f.scratch = scratch.get();
   f.loss = loss.get();
   f.k_used = k_used.get();
-  const std::vector<double> bc1 = cuda::adam_bias_corrections(f.beta1, iters),
-                            bc2 = cuda::adam_bias_corrections(f.beta2, iters);
-  DeviceBuffer<double> bc1_dev(bc1.size()), bc2_dev(bc2.size());
-  bc1_dev.upload(bc1.data(), bc1.size());
-  bc2_dev.upload(bc2.data(), bc2.size());
-  f.bias_correction1 = bc1_dev.get();
-  f.bias_correction2 = bc2_dev.get();
+  const cuda::FlossBiasCorrections bias_corrections(f);
   // the validating (and warm-up) iteration 0
   cuda::launch_floss_iteration(f, *plan, 0, nullptr);
   std::vector<double> got(loss.size());

@@ -554,13 +554,7 @@ class Chunk {
     f.loss = loss.get();
     f.k_used = k_used.get();
     // at most one update per iteration: steps 0 .. iters
-    const std::vector<double> bc1 = adam_bias_corrections(config_.adam_beta1, iters),
-                              bc2 = adam_bias_corrections(config_.adam_beta2, iters);
-    DeviceBuffer<double> bc1_dev(bc1.size()), bc2_dev(bc2.size());
-    bc1_dev.upload(bc1.data(), bc1.size());
-    bc2_dev.upload(bc2.data(), bc2.size());
-    f.bias_correction1 = bc1_dev.get();
-    f.bias_correction2 = bc2_dev.get();
+    const FlossBiasCorrections bias_corrections(f);
     for (long it = 0; it < iters; ++it) {
       launch_floss_iteration(f, c_.floss_plan, it, nullptr);
       if (it % 10 == 9 || it == iters - 1) {

@@ -296,6 +296,16 @@ std::vector<double> adam_bias_corrections(double beta, long steps) {
   return out;
 }
 
+FlossBiasCorrections::FlossBiasCorrections(FlossChunk& f) {
+  const std::vector<double> bc1 = adam_bias_corrections(f.beta1, f.iters), bc2 = adam_bias_corrections(f.beta2, f.iters);
+  bc1_ = DeviceBuffer<double>(bc1.size());
+  bc2_ = DeviceBuffer<double>(bc2.size());
+  bc1_.upload(bc1.data(), bc1.size());
+  bc2_.upload(bc2.data(), bc2.size());
+  f.bias_correction1 = bc1_.get();
+  f.bias_correction2 = bc2_.get();
+}
+
 std::string FlossLaunchPlan::name() const {
   if (registers) return "registers threads=" + std::to_string(threads);
   return "threads=" + std::to_string(threads) + " W_h=" + (W_h_shared ? "shared" : "global") +

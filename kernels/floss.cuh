@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda_utils.cuh"
 #include "kernels/portability.cuh"
 #include "rnnsweep/model.h"
 #include "rnnsweep/task.h"
@@ -106,6 +107,16 @@ std::string floss_shape_key(const Shape& shape, int k, const TaskParams& task);
 
 // 1 - beta^s for s = 0 .. steps (host std::pow, as host/cpu/adam.h).
 std::vector<double> adam_bias_corrections(double beta, long steps);
+
+// Adam's bias corrections of a chunk's updates (f.beta1, f.beta2, steps 0 .. f.iters) on the
+// device, for as long as this lives: the constructor points f.bias_correction1 and 2 at them.
+class FlossBiasCorrections {
+ public:
+  explicit FlossBiasCorrections(FlossChunk& f);
+
+ private:
+  DeviceBuffer<double> bc1_, bc2_;
+};
 
 // Doubles of global scratch one network needs: the n + 1 frames and n triangles of the forward
 // chain, the slopes, and the backward pass's H x k and k x k work arrays and dL/dW_h.

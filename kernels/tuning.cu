@@ -269,12 +269,7 @@ void tune_floss(const TuneShape& t, size_t max_shared, const TuneOptions& option
   f.loss = loss.get();
   f.k_used = k_used.get();
   // a candidate makes at most iters updates (its validating launch and options.launches more)
-  const std::vector<double> bc1 = adam_bias_corrections(f.beta1, iters), bc2 = adam_bias_corrections(f.beta2, iters);
-  DeviceBuffer<double> bc1_dev(bc1.size()), bc2_dev(bc2.size());
-  bc1_dev.upload(bc1.data(), bc1.size());
-  bc2_dev.upload(bc2.data(), bc2.size());
-  f.bias_correction1 = bc1_dev.get();
-  f.bias_correction2 = bc2_dev.get();
+  const FlossBiasCorrections bias_corrections(f);
   long iteration = 0;
   auto run = [&](const FlossLaunchPlan& plan, bool first) {
     if (first) {

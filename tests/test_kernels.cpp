@@ -951,13 +951,7 @@ void expect_flossing_matches(TaskKind kind, int hidden, int k, int steps, int wa
     f.scratch = scratch.get();
     f.loss = loss.get();
     f.k_used = k_used.get();
-    const std::vector<double> bc1 = cuda::adam_bias_corrections(f.beta1, f.iters),
-                              bc2 = cuda::adam_bias_corrections(f.beta2, f.iters);
-    DeviceBuffer<double> bc1_dev(bc1.size()), bc2_dev(bc2.size());
-    bc1_dev.upload(bc1.data(), bc1.size());
-    bc2_dev.upload(bc2.data(), bc2.size());
-    f.bias_correction1 = bc1_dev.get();
-    f.bias_correction2 = bc2_dev.get();
+    const cuda::FlossBiasCorrections bias_corrections(f);
     const cuda::FlossLaunchPlan plan = plan_index < 0 ? cuda::plan_floss(shape, f.k, task, max_shared())
                                                       : cuda::floss_candidates(shape, f.k, task, max_shared()).at(plan_index);
     for (long it = 0; it < config.floss_iters; ++it) cuda::launch_floss_iteration(f, plan, it, nullptr);
