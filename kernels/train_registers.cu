@@ -32,8 +32,9 @@
 //   barrier a step (kOneTrace), so that 4 blocks fit a multiprocessor (bench/MODEL.md).
 // - BPTT keeps dL/dy of every step in shared memory and f(h) of every step in the global
 //   history (each thread writes and reads back its own entries, prefetched a step ahead).
-// The other gradients (W_x, w, biases) are summed per thread over its own batch columns and
-// every step, and combined across the row's lanes once, at the end; then Adam as everywhere.
+// The other gradients (W_x, w, biases) are summed per thread over its own batch columns (two rows:
+// over a pair of lanes', one row each) and every step, and combined across the row's lanes once,
+// at the end; then Adam as everywhere.
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -71,6 +72,10 @@ struct Geometry {
   // warp is done with e_t (the rank update of the step before), and read by the rank update after
   // the second; this buffer is what lets 4 blocks of H Q / 2 threads share a multiprocessor.
   static constexpr bool kOneTrace = R == 2;
+  // With that second barrier, the arrays written before a step's first barrier and read only
+  // between its two (the warps' partial outputs, the input trace q) need no second buffer either:
+  // the next step writes them after the second. Buffers by step parity, 2, or 1:
+  static constexpr int kStepBuffers = kOneTrace ? 1 : 2;
   // The step tail's targets loaded before the step's barrier (their latency hidden by the wait),
   // where the registers allow: at H = 128 they would spill inside the time loop.
   static constexpr bool kPrefetchTargets = kWInRegisters;
@@ -107,15 +112,15 @@ struct Geometry {
 struct RegistersShared {
   size_t buf[5];    // H x stride each: f (two parities), e (two) or delta (two) and staged f (three)
   size_t w;         // O x H: the readout, for the warps' output sums
-  size_t ypart;     // 2 x warps x O x Bt: the warps' partial outputs, by step parity
+  size_t ypart;     // 2 x warps x O x Bt: the warps' partial outputs, by step parity (one, kOneTrace)
   size_t gwarp;     // warps x O x Bt: each warp's own copy of dL/dy_t
   size_t gsteps;    // T x O x Bt: dL/dy of every step (bptt)
-  size_t qtrace;    // 2 x I x Bt: e-prop's input trace, by step parity
+  size_t qtrace;    // 2 x I x Bt: e-prop's input trace, by step parity (one, kOneTrace)
   size_t reduce;    // 64 floats: block_sum's scratch (32 doubles) and a flag
   size_t ledger;    // warp 0's per-column sums over the steps (LossLedger), kept out of registers
   size_t rows;      // H x 8: each row's input weights (3), feedback (3) and bias, read where used
-  size_t partials;  // (I + O + 1) R x threads: each thread's sums of dW_x (I), dw (O), db over its
-                    // columns, per row
+  size_t partials;  // (I + O + 1) x threads: each thread's sums of dW_x (I), dw (O), db over its
+                    // columns (R = 2: over its and its pair lane's columns, of one of its rows)
   size_t misc;      // 4 ints: the verdict on the loss, the network's index
   size_t wt;        // each thread's slice of W_h (forward, the rows not in registers) and of W_h^T
                     // (bptt's backward), J x threads per row as float4 ((r J + jj) / 4, tid)
@@ -132,12 +137,12 @@ RNNSWEEP_HD RegistersShared registers_layout(int T, int I, int O, bool bptt) {
   const bool used[5] = {true, true, true, bptt || !G::kOneTrace, bptt};
   for (int k = 0; k < 5; ++k) L.buf[k] = carve.take(used[k] ? size_t(G::H) * G::kStride : 0);
   L.w = carve.take(size_t(O) * G::H);
-  L.ypart = carve.take(2 * size_t(G::kWarps) * O * G::Bt);
+  L.ypart = carve.take(G::kStepBuffers * size_t(G::kWarps) * O * G::Bt);
   L.gwarp = carve.take(size_t(G::kWarps) * O * G::Bt);
-  L.qtrace = carve.take(bptt ? 0 : 2 * size_t(I) * G::Bt);
+  L.qtrace = carve.take(bptt ? 0 : G::kStepBuffers * size_t(I) * G::Bt);
   L.ledger = carve.take(fused::ledger_floats(G::Bt, O));
   L.rows = carve.take(8 * size_t(G::H));
-  L.partials = carve.take(size_t(I + O + 1) * G::R * G::kThreads);
+  L.partials = carve.take(size_t(I + O + 1) * G::kThreads);
   L.misc = carve.take(4);
   L.wt = carve.take(size_t(G::kJ) * (bptt ? G::R : G::R - G::kWRegisterRows) * G::kThreads);
   // last, the one region whose size is known only at run time: every offset before it is a
@@ -169,14 +174,6 @@ template <int N, int M, bool kHalvesSwapped>
 struct ReduceScatter<0, N, M, kHalvesSwapped> {
   static RNNSWEEP_DEVICE void run(float (&)[M], int) {}
 };
-
-// Sum of v over the Q lanes of a row, returned to all of them.
-template <int Q>
-RNNSWEEP_DEVICE float row_sum(float v) {
-  RNNSWEEP_UNROLL
-  for (int s = Q / 2; s > 0; s /= 2) v += __shfl_xor_sync(0xffffffffu, v, s);
-  return v;
-}
 
 // The thread's slices of its R rows of a matrix (W_h, or W_h^T in BPTT's backward pass), four
 // columns at a time: rows r < kRegisterRows held in registers for the whole step (W_h in the
@@ -412,22 +409,36 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
   };
   if (!kBptt) zero_dW();
-  // The thread's sums of dW_x [0, I), dw [I, I + O) and db [I + O] of row i0 + r over its own
-  // columns and the steps so far, slot k at partials[(kSlots r + k) threads + tid] (consecutive
-  // lanes, consecutive banks); each step adds its own in one go. In shared memory: registers are
-  // for the step products. Combined across the row's lanes at the end.
+  // The thread's sums of dW_x [0, I), dw [I, I + O) and db [I + O] over the steps so far, slot k
+  // at partials[k threads + tid] (consecutive lanes, consecutive banks); each step adds its own in
+  // one go. In shared memory: registers are for the step products. One row a thread: its row's
+  // sums over its own columns. Two rows: the sums of row i0 + (q & 1) over its own columns and its
+  // pair lane's (q ^ 1), which swap their other row's for one shuffle a slot, so that the slots
+  // take half the memory (what lets 2af's and dms's blocks fit 4 to a multiprocessor) and the
+  // step adds to half as many. Combined across the row's lanes at the end.
   constexpr int kSlots = I + O + 1;
   float* partials = shared + L.partials + tid;
   RNNSWEEP_UNROLL
-  for (int k = 0; k < kSlots * R; ++k) partials[k * G::kThreads] = 0.0f;
-  auto add_partials = [&](int r, const float (&gWx)[kMaxIO], const float (&gw)[kMaxIO], float gb) {
-    float* own = partials + kSlots * r * G::kThreads;
+  for (int k = 0; k < kSlots; ++k) partials[k * G::kThreads] = 0.0f;
+  // step[r]: this step's sums of row i0 + r, in the slots' order
+  auto add_partials = [&](const float (&step)[R][kSlots]) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kSlots; ++k) {
+      float mine = step[0][k];
+      if constexpr (R == 2) {
+        const bool odd = (q & 1) != 0;  // keeps row i0 + 1's, sends row i0's
+        mine = (odd ? step[1][k] : step[0][k]) + __shfl_xor_sync(0xffffffffu, odd ? step[0][k] : step[1][k], 1);
+      }
+      partials[k * G::kThreads] += mine;
+    }
+  };
+  auto slots_of = [](float (&slots)[kSlots], const float (&gWx)[kMaxIO], const float (&gw)[kMaxIO], float gb) {
     RNNSWEEP_UNROLL
     for (int k = 0; k < kMaxIO; ++k) {
-      if (k < I) own[k * G::kThreads] += gWx[k];
-      if (k < O) own[(I + k) * G::kThreads] += gw[k];
+      if (k < I) slots[k] = gWx[k];
+      if (k < O) slots[I + k] = gw[k];
     }
-    own[(I + O) * G::kThreads] += gb;
+    slots[I + O] = gb;
   };
   float bias_trace = 0.0f;  // e-prop's trace of the bias input, the same for every unit and trial
   float* history = kBptt ? c.history + size_t(n) * (T + 1) * H * Bt : nullptr;
@@ -492,8 +503,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     if (!kBptt) {
       bias_trace = a * bias_trace + (1 - a);
       if (warp == 0) {  // q_{t+1} = a q_t + (1 - a) x_t
-        const float* q_cur = shared + L.qtrace + size_t(t % 2) * I * Bt;
-        float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
+        const float* q_cur = shared + L.qtrace + size_t(t % G::kStepBuffers) * I * Bt;
+        float* q_next = shared + L.qtrace + size_t((t + 1) % G::kStepBuffers) * I * Bt;  // (in place: kOneTrace)
         for (int e = lane; e < I * Bt; e += 32) {
           const int k = e / Bt, b = e % Bt;
           q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
@@ -502,7 +513,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     __syncwarp();  // the warp's own rows of f_{t+1} are complete
     // this warp's share of y_t = w f(h_{t+1}): its own rows, lane = batch column
-    float* ypart = shared + L.ypart + size_t(t % 2) * kWarps * O * Bt;
+    float* ypart = shared + L.ypart + size_t(t % G::kStepBuffers) * kWarps * O * Bt;
     RNNSWEEP_UNROLL
     for (int r = 0; r < G::kLaneColumns; ++r) {
       const int b = lane + 32 * r;
@@ -553,36 +564,57 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     // step overwrites (f(h_{t+2})): each warp writes and reads only its own rows of it (after
     // the trace above has read the thread's own f(h_t)).
     float* signal = f_cur;
-    const float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
+    const float* q_next = shared + L.qtrace + size_t((t + 1) % G::kStepBuffers) * I * Bt;
+    // Column pair (or quad) by column pair: a group's own columns b0 .. b0 + kOwnPerGroup of
+    // dL/dy_t and q_{t+1} are read once, as float2 / float4, for both rows of a thread.
+    float fb[R][kMaxIO];  // the rows' feedback
     RNNSWEEP_UNROLL
     for (int r = 0; r < R; ++r) {
       const float4 r0 = reinterpret_cast<const float4*>(rows_in + 8 * r)[0],
                    r1 = reinterpret_cast<const float4*>(rows_in + 8 * r)[1];
-      const float fb[3] = {r0.w, r1.x, r1.y};
-      float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0}, gb = 0.0f;  // this step's
-      RNNSWEEP_UNROLL
-      for (int k = 0; k < kOwn; ++k) {
-        const int b = own_column(k);
-        const float h = h_own[r][k];
-        float drive = 0.0f;
-        RNNSWEEP_UNROLL
-        for (int o = 0; o < kMaxIO; ++o) {
-          if (o >= O) continue;
-          const float gv = gwarp[o * Bt + b];
-          gw[o] += gv * (h > 0 ? h : 0.0f);  // f(h_{t+1})
-          drive += fb[o] * gv;
-        }
-        if (!kBptt) {
-          const float signal_ib = h > 0 ? drive : 0.0f;  // L_t = f'(h_{t+1}) (feedback dL/dy_t)
-          signal[(i0 + r) * S + b] = signal_ib;
-          gb += bias_trace * signal_ib;
-          RNNSWEEP_UNROLL
-          for (int kk = 0; kk < kMaxIO; ++kk)
-            if (kk < I) gWx[kk] += signal_ib * q_next[kk * Bt + b];
-        }
-      }
-      add_partials(r, gWx, gw, gb);
+      fb[r][0] = r0.w, fb[r][1] = r1.x, fb[r][2] = r1.y;
     }
+    float step_sums[R][kSlots];  // this step's, in the slots' order (dW_x, dw, db)
+    RNNSWEEP_UNROLL
+    for (int r = 0; r < R; ++r) {
+      RNNSWEEP_UNROLL
+      for (int k = 0; k < kSlots; ++k) step_sums[r][k] = 0.0f;
+    }
+    RNNSWEEP_UNROLL
+    for (int g = 0; g < kGroups; ++g) {
+      const int b0 = g * kGroup + q * kOwnPerGroup;
+      float gv[kMaxIO][kOwnPerGroup], qv[kMaxIO][kOwnPerGroup];
+      RNNSWEEP_UNROLL
+      for (int o = 0; o < kMaxIO; ++o)
+        if (o < O) load_own<G>(gwarp + o * Bt + b0, gv[o]);
+      RNNSWEEP_UNROLL
+      for (int kk = 0; kk < kMaxIO; ++kk)
+        if (!kBptt && kk < I) load_own<G>(q_next + kk * Bt + b0, qv[kk]);
+      RNNSWEEP_UNROLL
+      for (int r = 0; r < R; ++r) {
+        float signal_own[kOwnPerGroup];
+        RNNSWEEP_UNROLL
+        for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
+          const float h = h_own[r][g * kOwnPerGroup + c2];
+          float drive = 0.0f;
+          RNNSWEEP_UNROLL
+          for (int o = 0; o < kMaxIO; ++o) {
+            if (o >= O) continue;
+            step_sums[r][I + o] += gv[o][c2] * (h > 0 ? h : 0.0f);  // dw: dL/dy_t f(h_{t+1})
+            drive += fb[r][o] * gv[o][c2];
+          }
+          signal_own[c2] = h > 0 ? drive : 0.0f;  // e-prop's L_t = f'(h_{t+1}) (feedback dL/dy_t)
+          if (!kBptt) {
+            step_sums[r][I + O] += bias_trace * signal_own[c2];
+            RNNSWEEP_UNROLL
+            for (int kk = 0; kk < kMaxIO; ++kk)
+              if (kk < I) step_sums[r][kk] += signal_own[c2] * qv[kk][c2];
+          }
+        }
+        if (!kBptt) store_own<G>(signal + (i0 + r) * S + b0, signal_own);
+      }
+    }
+    add_partials(step_sums);
     if (!kBptt) {
       if constexpr (G::kOneTrace)
         __syncthreads();  // the step's second barrier: every row of e_{t+1} (and the warp's of L_t)
@@ -689,8 +721,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           store_own<G>(d_new + i * S + g * kGroup + q * kOwnPerGroup, d_own[r] + g * kOwnPerGroup);
         }
       }
+      float step_sums[R][kSlots];
       RNNSWEEP_UNROLL
-      for (int r = 0; r < R; ++r) add_partials(r, gWx[r], gw, gb[r]);
+      for (int r = 0; r < R; ++r) slots_of(step_sums[r], gWx[r], gw, gb[r]);
+      add_partials(step_sums);
       __pipeline_wait_prior(t > 0 ? 1 : 0);  // f(h_t)'s copy has landed; f(h_{t-1})'s may fly on
       __syncthreads();  // the step's one barrier: delta_{t+1} and f(h_t) staged
       // dW_h += delta_{t+1} f(h_t)^T (the (1 - a) at the end)
@@ -706,24 +740,26 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   auto update = [&opt](int e, float gr) { opt.update(e, gr); };
   RNNSWEEP_UNROLL
   for (int r = 0; r < R; ++r) {
-    const int i = i0 + r;
-    const float* own = partials + kSlots * r * G::kThreads;
-    float gWx[kMaxIO] = {0, 0, 0}, gw[kMaxIO] = {0, 0, 0};
     RNNSWEEP_UNROLL
-    for (int k = 0; k < kMaxIO; ++k) {
-      if (k < I) gWx[k] = row_sum<Q>(own[k * G::kThreads]) * scale_W;
-      if (k < O) gw[k] = row_sum<Q>(own[(I + k) * G::kThreads]);
+    for (int jj = 0; jj < J; ++jj) update(layout.W_h + i0 + r + (jj * Q + q) * H, dW[r][jj] * scale_W);
+  }
+  {  // lanes q < R: the totals of row i0 + q (the slots of row i0 + (q & 1) summed over the lanes
+     // that hold them, q ^ 2, q ^ 4, ... for two rows)
+    float total[kSlots];
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kSlots; ++k) {
+      total[k] = partials[k * G::kThreads];
+      RNNSWEEP_UNROLL
+      for (int s = Q / 2; s >= R; s /= 2) total[k] += __shfl_xor_sync(0xffffffffu, total[k], s);
     }
-    const float gb = row_sum<Q>(own[(I + O) * G::kThreads]) * scale_W;
-    RNNSWEEP_UNROLL
-    for (int jj = 0; jj < J; ++jj) update(layout.W_h + i + (jj * Q + q) * H, dW[r][jj] * scale_W);
-    if (q == 0) {
+    const int i = i0 + q;
+    if (q < R) {
       RNNSWEEP_UNROLL
       for (int k = 0; k < kMaxIO; ++k) {
-        if (k < I) update(layout.W_x + i + k * H, gWx[k]);
-        if (k < O) update(layout.w + k + i * O, gw[k]);
+        if (k < I) update(layout.W_x + i + k * H, total[k] * scale_W);
+        if (k < O) update(layout.w + k + i * O, total[I + k]);
       }
-      if (c.shape.bias) update(layout.b + i, gb);
+      if (c.shape.bias) update(layout.b + i, total[I + O] * scale_W);
     }
   }
   if (warp == 0) {
@@ -751,7 +787,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   X(32, 32, 4, 2, 1)                   \
   X(32, 64, 8, 2, 2)                   \
   X(64, 16, 4, 2, 2)                   \
-  X(64, 32, 4, 2, 1)                   \
+  X(64, 32, 4, 2, 2)                   \
   X(64, 64, 8, 1, 1)                   \
   X(128, 16, 4, 1, 1)                  \
   X(128, 32, 4, 1, 1)
