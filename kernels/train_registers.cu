@@ -774,23 +774,22 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
 }
 
 // ---- the instances ----
-// Every (H, Bt) with a register instance, its lanes per row Q and the rows a thread of e-prop and
-// RFLO takes on romo's regression (RR) and on 2af's and dms's choice task (RC): enough lanes that
-// a thread owns at most 8 batch columns (registers), few enough that its slice of W_h is >= 8
-// columns; two rows a thread where the block of H Q / 2 threads still leaves 16 warps per
-// multiprocessor with no stack (kernel_report.py: at H = 64, batch 64 two rows spill; 2af's and
-// dms's two-row blocks at batch 32 need more shared memory than 16 warps' worth of blocks get).
+// Every (H, Bt) with a register instance, its lanes per row Q and the rows R a thread of e-prop
+// and RFLO takes (on every task): enough lanes that a thread owns at most 8 batch columns
+// (registers), few enough that its slice of W_h is >= 8 columns; two rows a thread where the
+// block of H Q / 2 threads still leaves 16 warps per multiprocessor (kernel_report.py: at H = 64,
+// batch 64 two rows spill; at H = 128 one row's 512 threads already take every register).
 // BPTT takes one row everywhere: its dL/dy of every step and staged history do not leave room
 // for twice the blocks.
 #define RNNSWEEP_REGISTER_INSTANCES(X) \
-  X(32, 16, 4, 2, 2)                   \
-  X(32, 32, 4, 2, 1)                   \
-  X(32, 64, 8, 2, 2)                   \
-  X(64, 16, 4, 2, 2)                   \
-  X(64, 32, 4, 2, 2)                   \
-  X(64, 64, 8, 1, 1)                   \
-  X(128, 16, 4, 1, 1)                  \
-  X(128, 32, 4, 1, 1)
+  X(32, 16, 4, 2)                      \
+  X(32, 32, 4, 2)                      \
+  X(32, 64, 8, 2)                      \
+  X(64, 16, 4, 2)                      \
+  X(64, 32, 4, 2)                      \
+  X(64, 64, 8, 1)                      \
+  X(128, 16, 4, 1)                     \
+  X(128, 32, 4, 1)
 
 template <class G, bool kBptt, class Task>
 void launch_kernel(const TrainChunk& chunk, std::uint32_t iteration, int log_slot, double bc1, double bc2,
@@ -810,24 +809,24 @@ void launch_kernel(const TrainChunk& chunk, std::uint32_t iteration, int log_slo
 }
 
 // One line of the table: f(G, bptt, Task) with the geometry and task type of a rule family.
-template <int H, int Bt, int Q, int RR, int RC>
+template <int H, int Bt, int Q, int R>
 struct Instance {
   template <class F>
   static void visit(bool bptt, bool choice, F&& f) {
     if (bptt && choice) f(Geometry<H, Bt, Q, 1>{}, std::true_type{}, Choice{});
     if (bptt && !choice) f(Geometry<H, Bt, Q, 1>{}, std::true_type{}, Regression{});
-    if (!bptt && choice) f(Geometry<H, Bt, Q, RC>{}, std::false_type{}, Choice{});
-    if (!bptt && !choice) f(Geometry<H, Bt, Q, RR>{}, std::false_type{}, Regression{});
+    if (!bptt && choice) f(Geometry<H, Bt, Q, R>{}, std::false_type{}, Choice{});
+    if (!bptt && !choice) f(Geometry<H, Bt, Q, R>{}, std::false_type{}, Regression{});
   }
 };
 
 // Calls f(G, bptt, Task) for the instance of (H, Bt) and the family; false where none exists.
 template <class F>
 bool visit_instance(int H, int Bt, bool bptt, bool choice, F&& f) {
-#define RNNSWEEP_VISIT(h, bt, q, rr, rc)                         \
-  if (H == h && Bt == bt) {                                      \
-    Instance<h, bt, q, rr, rc>::visit(bptt, choice, f);          \
-    return true;                                                 \
+#define RNNSWEEP_VISIT(h, bt, q, r)                  \
+  if (H == h && Bt == bt) {                          \
+    Instance<h, bt, q, r>::visit(bptt, choice, f);   \
+    return true;                                     \
   }
   RNNSWEEP_REGISTER_INSTANCES(RNNSWEEP_VISIT)
 #undef RNNSWEEP_VISIT
