@@ -21,15 +21,16 @@
 //   terms and dL/dy of the step itself (the same numbers in every warp), so nothing waits for
 //   a single tail warp. Exponentials and logarithms are float (expf, logf: the loss agrees with
 //   the CPU's double to ~1e-7, far inside what the tests allow); the loss sums are double.
-// - One __syncthreads per time step, forward and backward (two for two rows a thread, below): the arrays read
-//   across warps (f, e, delta, the staged f of BPTT's backward, the output partials) are double
-//   buffered by step parity, so a write never meets a read of the step before; the rest is
-//   warp-local (__syncwarp).
+// - One __syncthreads per time step, forward and backward (two for two rows a thread, below): the
+//   arrays read across warps (f, e, delta, the staged f of BPTT's backward, the output partials,
+//   q) are double buffered by step parity, so a write never meets a read of the step before; the
+//   rest is warp-local (__syncwarp).
 // - Two rows a thread (Geometry's R = 2, e-prop and RFLO where the instance table says): thread
 //   (p, q) holds rows 2p and 2p + 1, so that every float4 of f or e feeds 8 FMAs, not 4 (the
 //   bound of one row); the block has H Q / 2 threads. W_h's slices are then read from shared
-//   memory (registers hold both rows of dW_h), and the trace e has one buffer with a second
-//   barrier a step (kOneTrace), so that 4 blocks fit a multiprocessor (bench/MODEL.md).
+//   memory (registers hold both rows of dW_h), and with a second barrier a step (kOneTrace) the
+//   trace e, the output partials and q have one buffer each, and a lane pair shares one set of
+//   partial-sum slots, so that 4 blocks fit a multiprocessor (bench/MODEL.md).
 // - BPTT keeps dL/dy of every step in shared memory and f(h) of every step in the global
 //   history (each thread writes and reads back its own entries, prefetched a step ahead).
 // The other gradients (W_x, w, biases) are summed per thread over its own batch columns (two rows:
@@ -75,7 +76,7 @@ struct Geometry {
   // With that second barrier, the arrays written before a step's first barrier and read only
   // between its two (the warps' partial outputs, the input trace q) need no second buffer either:
   // the next step writes them after the second. Buffers by step parity, 2, or 1:
-  static constexpr int kStepBuffers = kOneTrace ? 1 : 2;
+  static constexpr int kStepBuffers = kOneTrace ? 1 : 2;  // (BPTT, one barrier a step: R = 1 only)
   // The step tail's targets loaded before the step's barrier (their latency hidden by the wait),
   // where the registers allow: at H = 128 they would spill inside the time loop.
   static constexpr bool kPrefetchTargets = kWInRegisters;
@@ -104,8 +105,7 @@ struct Geometry {
   static_assert(H % (Q * R) == 0 && kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
   static_assert(R == 1 || R == 2, "one or two rows a thread");
   static_assert(kJ % 4 == 0, "W_h slices in float4");
-  static_assert(Bt % kGroup == 0 && kGroup % 4 == 0 && (kOwnPerGroup % 4 == 0 || kOwnPerGroup == 2),
-                "groups of float4, own columns in float4 or float2");
+  static_assert(Bt % kGroup == 0 && kGroup % 4 == 0 && kOwnPerGroup == 2, "groups of float4, own columns in pairs");
 };
 
 // Offsets in floats of the block's dynamic shared memory.
@@ -281,6 +281,34 @@ RNNSWEEP_DEVICE void load_own(const float* src, float* own) {
   }
 }
 
+// The inputs of the thread's own columns b0, b0 + 1 of a group at one step: the trial buffer holds
+// x_t as [column][input], so they are 2 I consecutive floats from x = x_t + b0 I, read as float4
+// (2 I a multiple of 4: 16-byte aligned) or float2 (8-byte aligned) at constant offsets from one
+// pointer, instead of one load (and its address) per input and column.
+template <int I>
+RNNSWEEP_DEVICE void load_inputs(const float* x, float (&out)[2][kMaxIO]) {
+  constexpr int kFloats = 2 * I;
+  float v[kFloats];
+  if constexpr (kFloats % 4 == 0) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kFloats; k += 4) {
+      const float4 q = *reinterpret_cast<const float4*>(x + k);
+      v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
+    }
+  } else {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kFloats; k += 2) {
+      const float2 q = *reinterpret_cast<const float2*>(x + k);
+      v[k] = q.x, v[k + 1] = q.y;
+    }
+  }
+  RNNSWEEP_UNROLL
+  for (int c = 0; c < 2; ++c) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kMaxIO; ++k) out[c][k] = k < I ? v[c * I + k] : 0.0f;
+  }
+}
+
 template <class G, bool kBptt, class Task>
 RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     train_registers_kernel(TrainChunk c, std::uint32_t iteration, int log_slot, double bias_correction1,
@@ -293,6 +321,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   if ((rule == Rule::bptt) != kBptt) return;  // the other family's launch trains it
   if (c.first_iteration && iteration < std::uint32_t(c.first_iteration[n])) return;  // resumed further on
 
+  static_assert(!(kBptt && G::kOneTrace), "BPTT has one barrier a step: its arrays need both parities");
   RNNSWEEP_DYNAMIC_SHARED(float, shared);
   const Shape s = c.shape;
   constexpr int I = Task::I, O = Task::O;
@@ -388,8 +417,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   }
   const float inv_steps = float(1.0 / (double(T) * Bt));
 
-  // The thread's own state: rows i0 + r at its columns own(k) = g group + q kOwnPerGroup + c.
-  auto own_column = [&](int k) { return (k / kOwnPerGroup) * kGroup + q * kOwnPerGroup + k % kOwnPerGroup; };
+  // The thread's own state: rows i0 + r at its columns g kGroup + q kOwnPerGroup + c (c < kOwnPerGroup),
+  // entry k = g kOwnPerGroup + c.
   // h lives in registers; f(h) and the e-prop trace of the step before are read back from
   // shared memory (the thread's own entries), which costs two loads and saves 2 kOwn registers.
   float h_own[R][kOwn];
@@ -414,8 +443,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   // one go. In shared memory: registers are for the step products. One row a thread: its row's
   // sums over its own columns. Two rows: the sums of row i0 + (q & 1) over its own columns and its
   // pair lane's (q ^ 1), which swap their other row's for one shuffle a slot, so that the slots
-  // take half the memory (what lets 2af's and dms's blocks fit 4 to a multiprocessor) and the
-  // step adds to half as many. Combined across the row's lanes at the end.
+  // take half the memory (with kStepBuffers, what lets 2af's and dms's blocks fit 4 to a
+  // multiprocessor at H = 64, batch 32) and the step adds to half as many. Combined across the row's lanes at the end.
   constexpr int kSlots = I + O + 1;
   float* partials = shared + L.partials + tid;
   RNNSWEEP_UNROLL
@@ -464,11 +493,14 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     const float* e_cur = odd && !G::kOneTrace ? buf3 : buf2;
     float* e_next = odd || G::kOneTrace ? buf2 : buf3;
     const float* x_t = trials.x + size_t(t) * Bt * I;
+    const float* x_own = x_t + q * kOwnPerGroup * I;  // the thread's columns' inputs, + g kGroup I
     // h_{t+1} = a h_t + (1 - a)(W_h f(h_t) + W_x x_t + b), the thread's own entries.
     RNNSWEEP_UNROLL
     for (int g = 0; g < kGroups; ++g) {
       float acc[R][kGroup];
       row_product<G>(RowSlices<kRegRows, J, G::kThreads>{Wr, w_slice}, f_cur + g * kGroup, q, acc);
+      float x_pair[kOwnPerGroup][kMaxIO];
+      load_inputs<I>(x_own + g * kGroup * I, x_pair);
       RNNSWEEP_UNROLL
       for (int r = 0; r < R; ++r) {
         const int i = i0 + r;
@@ -483,14 +515,14 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
         }
         RNNSWEEP_UNROLL
         for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
-          const int k = g * kOwnPerGroup + c2, b = own_column(k);
+          const int k = g * kOwnPerGroup + c2;
           const float4 r0 = reinterpret_cast<const float4*>(rows_in + 8 * r)[0],
                        r1 = reinterpret_cast<const float4*>(rows_in + 8 * r)[1];
           const float Wx[3] = {r0.x, r0.y, r0.z};
           float drive = r1.z;  // the bias
           RNNSWEEP_UNROLL
           for (int kk = 0; kk < kMaxIO; ++kk)
-            if (kk < I) drive += Wx[kk] * x_t[b * I + kk];
+            if (kk < I) drive += Wx[kk] * x_pair[c2][kk];
           h_own[r][k] = a * h_own[r][k] + (1 - a) * (acc[r][c2] + drive);
           if (kTraceHere) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
           f_new[c2] = h_own[r][k] > 0 ? h_own[r][k] : 0.0f;
@@ -537,7 +569,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     fused::StepTargets<Task, Bt> targets;  // the tail's trial data, loaded during the barrier's wait
     if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
-    __syncthreads();  // the step's barrier (kOneTrace: its first): f_{t+1}, e_{t+1}, q_{t+1}, the partial outputs
+    __syncthreads();  // the step's barrier (kOneTrace: its first): f_{t+1}, e_{t+1} (not kOneTrace), q_{t+1}, the partial outputs
     if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
     if (!kBptt && G::kOneTrace) {  // e_{t+1} = a e_t + (1 - a) f(h_t), the thread's own entries
       RNNSWEEP_UNROLL
@@ -565,8 +597,8 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     // the trace above has read the thread's own f(h_t)).
     float* signal = f_cur;
     const float* q_next = shared + L.qtrace + size_t((t + 1) % G::kStepBuffers) * I * Bt;
-    // Column pair (or quad) by column pair: a group's own columns b0 .. b0 + kOwnPerGroup of
-    // dL/dy_t and q_{t+1} are read once, as float2 / float4, for both rows of a thread.
+    // Column pair by column pair: a group's own columns b0, b0 + 1 of dL/dy_t and q_{t+1} are
+    // read once, as float2, for both rows of a thread.
     float fb[R][kMaxIO];  // the rows' feedback
     RNNSWEEP_UNROLL
     for (int r = 0; r < R; ++r) {
@@ -690,7 +722,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       const float* f_t = stage(t);             // f(h_t), for the rank update after the barrier
       if (t > 0) stage_async(t - 1);
       const float* g_t = gsteps + size_t(t) * O * Bt;
-      const float* x_t = trials.x + size_t(t) * Bt * I;
+      const float* x_own = trials.x + size_t(t) * Bt * I + q * kOwnPerGroup * I;  // + g kGroup I
       // this step's sums, per row (no dw here)
       float gWx[R][kMaxIO] = {}, gb[R] = {};
       const float gw[kMaxIO] = {0, 0, 0};
@@ -698,6 +730,11 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       for (int g = 0; g < kGroups; ++g) {
         float acc[R][kGroup];
         row_product<G>(RowSlices<0, J, G::kThreads>{no_registers, wt}, d_cur + g * kGroup, q, acc);
+        float x_pair[kOwnPerGroup][kMaxIO], g_pair[kMaxIO][kOwnPerGroup];  // x_t, dL/dy_t of the own columns
+        load_inputs<I>(x_own + g * kGroup * I, x_pair);
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o)
+          if (o < O) load_own<G>(g_t + o * Bt + g * kGroup + q * kOwnPerGroup, g_pair[o]);
         RNNSWEEP_UNROLL
         for (int r = 0; r < R; ++r) {
           const int i = i0 + r;
@@ -706,17 +743,17 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           load_own<G>(f_next + i * S + g * kGroup + q * kOwnPerGroup, f_own);
           RNNSWEEP_UNROLL
           for (int c2 = 0; c2 < kOwnPerGroup; ++c2) {
-            const int k = g * kOwnPerGroup + c2, b = own_column(k);
+            const int k = g * kOwnPerGroup + c2;
             float direct = 0.0f;
             RNNSWEEP_UNROLL
             for (int o = 0; o < kMaxIO; ++o)
-              if (o < O) direct += w_sh[o + i * O] * g_t[o * Bt + b];
+              if (o < O) direct += w_sh[o + i * O] * g_pair[o][c2];
             const bool active = f_own[c2] > 0;
             d_own[r][k] = (active ? direct + (1 - a) * acc[r][c2] : 0.0f) + a * d_own[r][k];
             gb[r] += d_own[r][k];
             RNNSWEEP_UNROLL
             for (int kk = 0; kk < kMaxIO; ++kk)
-              if (kk < I) gWx[r][kk] += d_own[r][k] * x_t[b * I + kk];
+              if (kk < I) gWx[r][kk] += d_own[r][k] * x_pair[c2][kk];
           }
           store_own<G>(d_new + i * S + g * kGroup + q * kOwnPerGroup, d_own[r] + g * kOwnPerGroup);
         }

@@ -11,13 +11,12 @@
 namespace rnnsweep::cuda {
 
 // Whether an instance exists for this shape and batch (the compile-time list of
-// kernels/train_registers.cu: H 32 or 64, batch 16, 32 or 64, and the inputs and outputs of
-// romo (1, 2) or of 2af and dms (3, 3)).
+// kernels/train_registers.cu: H 32 or 64 at batch 16, 32 or 64, H 128 at batch 16 or 32, and
+// the inputs and outputs of romo (1, 2) or of 2af and dms (3, 3)).
 bool registers_instance_exists(const Shape& shape, int Bt);
 
 // Threads per block of the instance of a rule family (H x lanes per row / rows per thread: e-prop
-// and RFLO take two rows a thread at H = 32, at H = 64 batch 16, and on romo at H = 64 batch 32;
-// BPTT one everywhere).
+// and RFLO take two rows a thread at H = 32 and at H = 64, batch 16 and 32; BPTT one everywhere).
 int registers_threads(const Shape& shape, int Bt, bool bptt);
 
 // Dynamic shared memory of the instance, bptt (which also keeps dL/dy of every step) or not.
