@@ -38,8 +38,8 @@ constexpr Modeled kModeled[] = {
     {"train_registers<H=64,Bt=32,Q=4,R=1,bptt,Choice>", 4.73e7, 2},
     {"train_mma<H=64,Bt=32,eprop/rflo,Regression>", 1.17e8, 2},
     {"train_mma<H=64,Bt=32,eprop/rflo,Choice>", 1.01e8, 2},
-    {"train_mma<H=64,Bt=32,bptt,Regression>", 6.99e7, 2},
-    {"train_mma<H=64,Bt=32,bptt,Choice>", 6.21e7, 2},
+    {"train_mma<H=64,Bt=32,bptt,Regression>", 7.03e7, 2},
+    {"train_mma<H=64,Bt=32,bptt,Choice>", 6.31e7, 2},
     {"spectrum_registers<H=64,k=64>", 8.9e6, 2},
     {"spectrum_registers<H=32,k=32>", 4.63e7, 4},
     // flossing: chain steps (a forward step with its QR and an adjoint step) per second

@@ -285,4 +285,33 @@ struct OptimizerStep {
   }
 };
 
+// The inputs of a thread's two consecutive batch columns b0, b0 + 1 (b0 even) at one step: the
+// trial buffer holds x_t as [column][input], so they are 2 I consecutive floats from
+// x = x_t + b0 I, read as float4 (2 I a multiple of 4: 16-byte aligned) or float2 (8-byte
+// aligned) at constant offsets from one pointer, instead of one load (and its 64-bit address)
+// per input and column.
+template <int I>
+RNNSWEEP_DEVICE void load_inputs(const float* x, float (&out)[2][kMaxIO]) {
+  constexpr int kFloats = 2 * I;
+  float v[kFloats];
+  if constexpr (kFloats % 4 == 0) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kFloats; k += 4) {
+      const float4 q = *reinterpret_cast<const float4*>(x + k);
+      v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
+    }
+  } else {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kFloats; k += 2) {
+      const float2 q = *reinterpret_cast<const float2*>(x + k);
+      v[k] = q.x, v[k + 1] = q.y;
+    }
+  }
+  RNNSWEEP_UNROLL
+  for (int c = 0; c < 2; ++c) {
+    RNNSWEEP_UNROLL
+    for (int k = 0; k < kMaxIO; ++k) out[c][k] = k < I ? v[c * I + k] : 0.0f;
+  }
+}
+
 }  // namespace rnnsweep::cuda::fused

@@ -363,13 +363,15 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       const float Wx[3] = {r0.x, r0.y, r0.z};
       float2 e_prev = make_float2(0.0f, 0.0f);
       if (!kBptt) e_prev = *reinterpret_cast<const float2*>(e_cur + r * S + b);
+      float x_pair[2][kMaxIO];  // x_t of columns b, b + 1
+      fused::load_inputs<I>(x_t + b * I, x_pair);
       float f_new[2], e_new[2];
       RNNSWEEP_UNROLL
       for (int u = 0; u < 2; ++u) {
         float drive = r1.z;  // the bias
         RNNSWEEP_UNROLL
         for (int kk = 0; kk < kMaxIO; ++kk)
-          if (kk < I) drive += Wx[kk] * x_t[(b + u) * I + kk];
+          if (kk < I) drive += Wx[kk] * x_pair[u][kk];
         const float f_prev = h_own[k + u] > 0 ? h_own[k + u] : 0.0f;  // f(h_t)
         h_own[k + u] = a * h_own[k + u] + (1 - a) * (acc[k / 4][k % 4 + u] + drive);
         e_new[u] = a * (u == 0 ? e_prev.x : e_prev.y) + (1 - a) * f_prev;  // e_{t+1}, from f(h_t)
@@ -504,19 +506,26 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       for (int k = 0; k < 8; k += 2) {
         const int h = (k / 2) % 2, r = own_row(k), b = own_col(k);
         const float2 f_own = *reinterpret_cast<const float2*>(f_next + r * S + b);
+        float x_pair[2][kMaxIO], g_pair[kMaxIO][2];  // x_t and dL/dy_t of columns b, b + 1
+        fused::load_inputs<I>(x_t + b * I, x_pair);
+        RNNSWEEP_UNROLL
+        for (int o = 0; o < kMaxIO; ++o) {
+          const float2 gv = o < O ? *reinterpret_cast<const float2*>(g_t + o * Bt + b) : make_float2(0.0f, 0.0f);
+          g_pair[o][0] = gv.x, g_pair[o][1] = gv.y;
+        }
         RNNSWEEP_UNROLL
         for (int u = 0; u < 2; ++u) {
           float direct = 0.0f;
           RNNSWEEP_UNROLL
           for (int o = 0; o < kMaxIO; ++o)
-            if (o < O) direct += w_sh[o + r * O] * g_t[o * Bt + b + u];
+            if (o < O) direct += w_sh[o + r * O] * g_pair[o][u];
           const bool active = (u == 0 ? f_own.x : f_own.y) > 0;
           float& d = d_own[k + u];
           d = (active ? direct + (1 - a) * acc[k / 4][k % 4 + u] : 0.0f) + a * d;
           sums[h][6] += d;
           RNNSWEEP_UNROLL
           for (int kk = 0; kk < kMaxIO; ++kk)
-            if (kk < I) sums[h][kk] += d * x_t[(b + u) * I + kk];
+            if (kk < I) sums[h][kk] += d * x_pair[u][kk];
           d_new[(b + u) * ST + r] = d;
         }
       }

@@ -50,6 +50,7 @@ namespace {
 
 using fused::Choice;
 using fused::kMaxIO;
+using fused::load_inputs;
 using fused::LossLedger;
 using fused::Regression;
 
@@ -278,34 +279,6 @@ RNNSWEEP_DEVICE void load_own(const float* src, float* own) {
       const float4 x = *reinterpret_cast<const float4*>(src + v);
       own[v] = x.x, own[v + 1] = x.y, own[v + 2] = x.z, own[v + 3] = x.w;
     }
-  }
-}
-
-// The inputs of the thread's own columns b0, b0 + 1 of a group at one step: the trial buffer holds
-// x_t as [column][input], so they are 2 I consecutive floats from x = x_t + b0 I, read as float4
-// (2 I a multiple of 4: 16-byte aligned) or float2 (8-byte aligned) at constant offsets from one
-// pointer, instead of one load (and its address) per input and column.
-template <int I>
-RNNSWEEP_DEVICE void load_inputs(const float* x, float (&out)[2][kMaxIO]) {
-  constexpr int kFloats = 2 * I;
-  float v[kFloats];
-  if constexpr (kFloats % 4 == 0) {
-    RNNSWEEP_UNROLL
-    for (int k = 0; k < kFloats; k += 4) {
-      const float4 q = *reinterpret_cast<const float4*>(x + k);
-      v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
-    }
-  } else {
-    RNNSWEEP_UNROLL
-    for (int k = 0; k < kFloats; k += 2) {
-      const float2 q = *reinterpret_cast<const float2*>(x + k);
-      v[k] = q.x, v[k + 1] = q.y;
-    }
-  }
-  RNNSWEEP_UNROLL
-  for (int c = 0; c < 2; ++c) {
-    RNNSWEEP_UNROLL
-    for (int k = 0; k < kMaxIO; ++k) out[c][k] = k < I ? v[c * I + k] : 0.0f;
   }
 }
 
