@@ -345,8 +345,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
   }
   // The row's input weights [0, I), feedback [3, 3 + O) and bias [6] in shared memory, read
-  // (as two float4) where each step needs them: registers are for the step products.
-  // rows_in + 8 r: row i0 + r's
+  // (as two float4) where each step needs them: registers are for the step products. The input
+  // weights and the bias come scaled by (1 - a), so that the step's update of h is two fused
+  // multiply-adds, a h + ((1 - a) W_h f + drive), not an add, a multiply and one (the CPU's
+  // a h + (1 - a)(W_h f + W_x x + b) up to rounding). rows_in + 8 r: row i0 + r's
   float* const rows_in = shared + L.rows + i0 * 8;
   if (q == 0) {
     RNNSWEEP_UNROLL
@@ -355,12 +357,12 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
       float* row_in = rows_in + 8 * r;
       RNNSWEEP_UNROLL
       for (int k = 0; k < kMaxIO; ++k) {
-        row_in[k] = k < I ? params[layout.W_x + i + k * H] : 0.0f;
+        row_in[k] = k < I ? (1 - a) * params[layout.W_x + i + k * H] : 0.0f;
         // the learning signal's feedback: w^T for e-prop (the true readout), B for RFLO
         row_in[3 + k] =
             k < O ? (rule == Rule::rflo ? c.feedback[size_t(n) * H * O + i + k * H] : params[layout.w + k + i * O]) : 0.0f;
       }
-      row_in[6] = s.bias ? params[layout.b + i] : 0.0f;
+      row_in[6] = s.bias ? (1 - a) * params[layout.b + i] : 0.0f;
       row_in[7] = 0.0f;
     }
   }
@@ -492,12 +494,12 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           const float4 r0 = reinterpret_cast<const float4*>(rows_in + 8 * r)[0],
                        r1 = reinterpret_cast<const float4*>(rows_in + 8 * r)[1];
           const float Wx[3] = {r0.x, r0.y, r0.z};
-          float drive = r1.z;  // the bias
+          float drive = r1.z;  // (1 - a) (W_x x + b)
           RNNSWEEP_UNROLL
           for (int kk = 0; kk < kMaxIO; ++kk)
             if (kk < I) drive += Wx[kk] * x_pair[c2][kk];
-          h_own[r][k] = a * h_own[r][k] + (1 - a) * (acc[r][c2] + drive);
-          if (kTraceHere) e_new[c2] = a * e_prev[c2] + (1 - a) * f_prev[c2];  // e_{t+1}, from f(h_t)
+          h_own[r][k] = a * h_own[r][k] + ((1 - a) * acc[r][c2] + drive);
+          if (kTraceHere) e_new[c2] = a * e_prev[c2] + f_prev[c2];  // e_{t+1} / (1 - a), from f(h_t)
           f_new[c2] = h_own[r][k] > 0 ? h_own[r][k] : 0.0f;
         }
         store_own<G>(f_next + f_own_at, f_new);
@@ -556,7 +558,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
           load_own<G>(f_cur + own_at + f_shift, f_prev);
           load_own<G>(e_next + own_at, e_own);
           RNNSWEEP_UNROLL
-          for (int c2 = 0; c2 < kOwnPerGroup; ++c2) e_own[c2] = a * e_own[c2] + (1 - a) * f_prev[c2];
+          for (int c2 = 0; c2 < kOwnPerGroup; ++c2) e_own[c2] = a * e_own[c2] + f_prev[c2];  // (scaled, below)
           store_own<G>(e_next + own_at, e_own);
         }
       }
@@ -641,7 +643,11 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   if (misc[0] == 0) return;  // frozen, as on the CPU
   float* const params_end = c.params + size_t(nn) * P;
 
-  float scale_W = 1.0f;  // BPTT's (1 - a) factors, applied once to its sums
+  // The (1 - a) factors applied once to the sums: BPTT's, and e-prop's of dW_h, whose trace the
+  // steps keep as e / (1 - a) (a e + f(h) is one fused multiply-add, a e + (1 - a) f(h) two
+  // operations; the CPU's e up to rounding).
+  const float scale_Wh = 1 - a;
+  float scale_W = 1.0f;  // W_x's and the bias's
   if (kBptt) {
     scale_W = 1 - a;
     // delta_{t+1} = f'(h_{t+1}) (w^T dL/dy_t + (1 - a) W_h^T delta_{t+2}) + a delta_{t+2}, from
@@ -753,7 +759,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
   RNNSWEEP_UNROLL
   for (int r = 0; r < R; ++r) {
     RNNSWEEP_UNROLL
-    for (int jj = 0; jj < J; ++jj) update(layout.W_h + i0 + r + (jj * Q + q) * H, dW[r][jj] * scale_W);
+    for (int jj = 0; jj < J; ++jj) update(layout.W_h + i0 + r + (jj * Q + q) * H, dW[r][jj] * scale_Wh);
   }
   {  // lanes q < R: the totals of row i0 + q (the slots of row i0 + (q & 1) summed over the lanes
      // that hold them, q ^ 2, q ^ 4, ... for two rows)
