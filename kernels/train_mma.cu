@@ -384,12 +384,14 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     if (!kBptt) {
       bias_trace = a * bias_trace + (1 - a);
-      if (warp == 0) {  // q_{t+1} = a q_t + (1 - a) x_t
+      {  // q_{t+1} = a q_t + (1 - a) x_t, spread over the block's threads (not one warp's extra
+         // work before the barrier), read after the barrier
         const float* q_cur = shared + L.qtrace + size_t(t % 2) * I * Bt;
         float* q_next = shared + L.qtrace + size_t((t + 1) % 2) * I * Bt;
-        for (int e = lane; e < I * Bt; e += 32) {
-          const int k = e / Bt, b = e % Bt;
-          q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
+        RNNSWEEP_UNROLL
+        for (int e0 = 0; e0 < I * Bt; e0 += G::kThreads) {
+          const int e = e0 + tid, k = e / Bt, b = e % Bt;
+          if (e < I * Bt) q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
         }
       }
     }

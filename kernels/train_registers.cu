@@ -548,7 +548,7 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     if constexpr (G::kPrefetchTargets) targets.load(trials, t, lane);
     __syncthreads();  // the step's barrier (kOneTrace: its first): f_{t+1}, e_{t+1} (not kOneTrace), q_{t+1}, the partial outputs
     if constexpr (!G::kPrefetchTargets) targets.load(trials, t, lane);
-    if (!kBptt && G::kOneTrace) {  // e_{t+1} = a e_t + (1 - a) f(h_t), the thread's own entries
+    if (!kBptt && G::kOneTrace) {  // e_{t+1} = a e_t + (1 - a) f(h_t), the thread's own entries (kept / (1 - a))
       RNNSWEEP_UNROLL
       for (int r = 0; r < R; ++r) {
         RNNSWEEP_UNROLL
