@@ -314,4 +314,17 @@ RNNSWEEP_DEVICE void load_inputs(const float* x, float (&out)[2][kMaxIO]) {
   }
 }
 
+// e-prop's input trace of one step, q_{t+1} = a q_t + (1 - a) x_t (q as [input][column], x_t as
+// [column][input]), spread over the block's kThreads threads, an entry each (not one warp's extra
+// work before the step's barrier, which every reader waits behind). q_next may be q_cur (one
+// buffer updated in place: each entry is read and written by one thread).
+template <int I, int Bt, int kThreads>
+RNNSWEEP_DEVICE void advance_input_trace(const float* q_cur, float* q_next, const float* x_t, float a, int tid) {
+  RNNSWEEP_UNROLL
+  for (int e0 = 0; e0 < I * Bt; e0 += kThreads) {
+    const int e = e0 + tid, k = e / Bt, b = e % Bt;
+    if (e < I * Bt) q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
+  }
+}
+
 }  // namespace rnnsweep::cuda::fused

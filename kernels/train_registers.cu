@@ -509,16 +509,10 @@ RNNSWEEP_KERNEL void __launch_bounds__(G::kThreads, G::kMinBlocks)
     }
     if (!kBptt) {
       bias_trace = a * bias_trace + (1 - a);
-      {  // q_{t+1} = a q_t + (1 - a) x_t, spread over the block's threads (not one warp's extra
-         // work before the barrier), read after the barrier
-        const float* q_cur = shared + L.qtrace + size_t(t % G::kStepBuffers) * I * Bt;
-        float* q_next = shared + L.qtrace + size_t((t + 1) % G::kStepBuffers) * I * Bt;  // (in place: kOneTrace)
-        RNNSWEEP_UNROLL
-        for (int e0 = 0; e0 < I * Bt; e0 += G::kThreads) {
-          const int e = e0 + tid, k = e / Bt, b = e % Bt;
-          if (e < I * Bt) q_next[e] = a * q_cur[e] + (1 - a) * x_t[b * I + k];
-        }
-      }
+      // q_{t+1}, read after the barrier (in place: kOneTrace)
+      fused::advance_input_trace<I, Bt, G::kThreads>(shared + L.qtrace + size_t(t % G::kStepBuffers) * I * Bt,
+                                                     shared + L.qtrace + size_t((t + 1) % G::kStepBuffers) * I * Bt,
+                                                     x_t, a, tid);
     }
     __syncwarp();  // the warp's own rows of f_{t+1} are complete
     // this warp's share of y_t = w f(h_{t+1}): its own rows, lane = batch column
